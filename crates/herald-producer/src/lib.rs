@@ -1,0 +1,105 @@
+//! The producer library: how a service pushes webhook delivery jobs into herald.
+//!
+//! It runs the same `enqueue-4.lua` script that producers in other languages run (see
+//! `docs/wire-format.md`), after checking what only the producer can check cheaply: that the
+//! payload is JSON.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), herald_producer::ProduceError> {
+//! use herald_producer::{EndpointId, Producer};
+//! let producer = Producer::connect("redis://127.0.0.1:6379", "herald", 16)?;
+//! let job = producer
+//!     .enqueue(&EndpointId::new("dash-1").unwrap(), br#"{"current_status":"down"}"#.to_vec())
+//!     .await?;
+//! println!("enqueued {}", job.job_id);
+//! # Ok(()) }
+//! ```
+
+pub use herald_core::{EndpointId, JobId};
+pub use herald_store::{Enqueued, NewJob, Store, StoreConfig, StoreError};
+use serde::de::IgnoredAny;
+
+/// Why a job was not enqueued.
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error("the payload is not valid JSON: {0}")]
+    InvalidJson(#[source] serde_json::Error),
+    #[error("invalid namespace: {0}")]
+    Namespace(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Pushes delivery jobs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    store: Store,
+}
+
+/// Checks that a payload is one JSON document.
+pub fn check_payload(payload: &[u8]) -> Result<(), ProduceError> {
+    serde_json::from_slice::<IgnoredAny>(payload)
+        .map(|_| ())
+        .map_err(ProduceError::InvalidJson)
+}
+
+impl Producer {
+    /// A producer over an existing store handle.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    /// A producer for the deployment at `redis_url` with this namespace and shard count.
+    pub fn connect(redis_url: &str, namespace: &str, shards: u16) -> Result<Self, ProduceError> {
+        let ns = herald_store::Namespace::new(namespace).map_err(ProduceError::Namespace)?;
+        Ok(Self::new(Store::open(StoreConfig::new(
+            redis_url, ns, shards,
+        ))?))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Enqueues one payload for one endpoint, due at once.
+    pub async fn enqueue(
+        &self,
+        endpoint: &EndpointId,
+        payload: Vec<u8>,
+    ) -> Result<Enqueued, ProduceError> {
+        self.enqueue_job(NewJob::new(endpoint.clone(), payload))
+            .await
+    }
+
+    /// Enqueues a job described in full (id, delay, idempotency key).
+    pub async fn enqueue_job(&self, job: NewJob) -> Result<Enqueued, ProduceError> {
+        check_payload(&job.payload)?;
+        Ok(self.store.enqueue(&job).await?)
+    }
+
+    /// Enqueues many jobs in one pipelined round trip. Every payload is checked first; if one is
+    /// not JSON, nothing is enqueued. Each job then succeeds or fails on its own.
+    pub async fn enqueue_batch(
+        &self,
+        jobs: &[NewJob],
+    ) -> Result<Vec<Result<Enqueued, StoreError>>, ProduceError> {
+        for job in jobs {
+            check_payload(&job.payload)?;
+        }
+        Ok(self.store.enqueue_batch(jobs).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_must_be_one_json_document() {
+        assert!(check_payload(br#"{"a":[1,2]}"#).is_ok());
+        assert!(check_payload(b"  {}\n").is_ok());
+        assert!(check_payload(b"{").is_err());
+        assert!(check_payload(b"{} {}").is_err());
+        assert!(check_payload(b"").is_err());
+    }
+}

@@ -1,0 +1,104 @@
+--[[
+  claim-8.lua: lease up to a batch of due jobs of one shard to a worker, after putting back
+  the jobs whose lease expired.
+
+  KEYS[1]  queue      ZSET  job id -> next attempt time (ms)
+  KEYS[2]  inflight   ZSET  job id -> lease deadline (ms)
+  KEYS[3]  leases     HASH  job id -> fencing token of the current lease
+  KEYS[4]  jobs       HASH  job id -> job record "1 <attempts> <enqueued_ms> <endpoint>\n<payload>"
+  KEYS[5]  errors     HASH  job id -> last error
+  KEYS[6]  endpoints  HASH  endpoint id -> endpoint JSON
+  KEYS[7]  dead       ZSET  job id -> time it was discarded (ms)
+  KEYS[8]  seq        STRING counter that issues fencing tokens
+
+  ARGV[1]  most jobs to claim
+  ARGV[2]  lease length in ms
+  ARGV[3]  attempts allowed in all (retries + 1): an expired lease that used the last one
+           sends the job to the dead-letter store
+  ARGV[4]  most expired leases to put back in this call
+
+  An expired lease counts as a failed attempt ("lease_expired"): the attempt was counted when
+  the job was claimed, so a job that crashes every worker that takes it ends in the dead-letter
+  store instead of looping. A job whose record is unreadable, or whose endpoint no longer
+  exists, goes to the dead-letter store with that reason instead of being leased.
+
+  Returns {now_ms, next_due_ms, next_lease_deadline_ms, expired, discarded, job...} where
+  next_* are -1 when the set is empty, expired counts the leases put back or discarded,
+  discarded counts jobs sent to the dead-letter store by this call, and each claimed job adds
+  seven entries: id, token, attempts (this one included), enqueued_ms, endpoint id,
+  endpoint JSON, payload.
+]]
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local max_jobs = tonumber(ARGV[1])
+local lease = tonumber(ARGV[2])
+local max_attempts = tonumber(ARGV[3])
+local discarded = 0
+
+local function bury(id, reason)
+  redis.call('ZADD', KEYS[7], now, id)
+  redis.call('HSET', KEYS[5], id, reason)
+  discarded = discarded + 1
+end
+
+local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+for _, id in ipairs(expired) do
+  redis.call('ZREM', KEYS[2], id)
+  redis.call('HDEL', KEYS[3], id)
+  local rec = redis.call('HGET', KEYS[4], id)
+  if rec then
+    local attempts = tonumber(string.match(rec, '^%d+ (%d+) ')) or max_attempts
+    if attempts >= max_attempts then
+      bury(id, 'lease_expired: the worker did not settle attempt ' .. attempts .. ' before its lease ran out; retries exhausted')
+    else
+      redis.call('ZADD', KEYS[1], now, id)
+      redis.call('HSET', KEYS[5], id, 'lease_expired: the worker did not settle attempt ' .. attempts .. ' before its lease ran out')
+    end
+  end
+end
+
+local out = {now, -1, -1, #expired, 0}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max_jobs)
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local rec = redis.call('HGET', KEYS[4], id)
+  if rec then
+    local nl = string.find(rec, '\n', 1, true)
+    local version, attempts, enqueued, endpoint
+    if nl then
+      version, attempts, enqueued, endpoint =
+        string.match(string.sub(rec, 1, nl - 1), '^(%d+) (%d+) (%d+) (%S+)$')
+    end
+    if version ~= '1' then
+      bury(id, 'malformed: the job record header is unreadable')
+    else
+      local ep = redis.call('HGET', KEYS[6], endpoint)
+      if not ep then
+        bury(id, 'unknown endpoint: ' .. endpoint .. ' does not exist')
+      else
+        attempts = tonumber(attempts) + 1
+        local token = redis.call('INCR', KEYS[8])
+        redis.call('HSET', KEYS[4], id,
+          '1 ' .. attempts .. ' ' .. enqueued .. ' ' .. endpoint .. string.sub(rec, nl))
+        redis.call('ZADD', KEYS[2], now + lease, id)
+        redis.call('HSET', KEYS[3], id, token)
+        local n = #out
+        out[n + 1] = id
+        out[n + 2] = token
+        out[n + 3] = attempts
+        out[n + 4] = tonumber(enqueued)
+        out[n + 5] = endpoint
+        out[n + 6] = ep
+        out[n + 7] = string.sub(rec, nl + 1)
+      end
+    end
+  end
+end
+
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if first[2] then out[2] = tonumber(first[2]) end
+local lease_first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+if lease_first[2] then out[3] = tonumber(lease_first[2]) end
+out[5] = discarded
+return out

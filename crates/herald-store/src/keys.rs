@@ -1,0 +1,128 @@
+//! The key layout. Every key starts with the namespace and the format version, and every key of
+//! a shard carries the shard's hash tag: `<ns>:v1:{<ns>.<shard>}:<name>`.
+//!
+//! Bumping [`FORMAT`] is how an incompatible change of layout or record format is made:
+//! workers of the new version read keys that old producers never write, so a migration must be
+//! run in between (none exists yet: this is format 1).
+
+/// The key format version.
+pub const FORMAT: &str = "v1";
+
+/// A key prefix that isolates one deployment (`HERALD_NAMESPACE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    name: String,
+}
+
+impl Namespace {
+    /// A namespace; the name may not contain `{`, `}` or whitespace (they would break hash tags).
+    pub fn new(name: impl Into<String>) -> Result<Self, String> {
+        let name = name.into();
+        if name.is_empty()
+            || name.len() > 64
+            || name
+                .chars()
+                .any(|c| c == '{' || c == '}' || c.is_whitespace())
+        {
+            return Err(format!(
+                "namespace {name:?} must be 1 to 64 characters without braces or whitespace"
+            ));
+        }
+        Ok(Self { name })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.name
+    }
+
+    /// The keys of one shard.
+    pub fn shard(&self, shard: u16) -> ShardKeys {
+        ShardKeys::new(self, shard)
+    }
+
+    /// `ZSET shard -> earliest time (ms) that shard may have due work`: wake-up hints for idle
+    /// workers. Not part of any script; losing it costs latency, never jobs.
+    pub fn wake_key(&self) -> String {
+        format!("{}:{FORMAT}:wake", self.name)
+    }
+
+    /// `HASH` of deployment-wide settings (`shards`), checked by every process at start.
+    pub fn meta_key(&self) -> String {
+        format!("{}:{FORMAT}:meta", self.name)
+    }
+
+    /// `STRING` lock held by the worker that samples queue depth for metrics.
+    pub fn sampler_lock_key(&self) -> String {
+        format!("{}:{FORMAT}:sampler", self.name)
+    }
+}
+
+/// The names of one shard's keys; see `docs/wire-format.md` for what each holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardKeys {
+    pub shard: u16,
+    prefix: String,
+    pub queue: String,
+    pub inflight: String,
+    pub leases: String,
+    pub jobs: String,
+    pub errors: String,
+    pub endpoints: String,
+    pub dead: String,
+    pub seq: String,
+}
+
+impl ShardKeys {
+    fn new(ns: &Namespace, shard: u16) -> Self {
+        let prefix = format!("{}:{FORMAT}:{{{}.{shard}}}", ns.as_str(), ns.as_str());
+        let key = |name: &str| format!("{prefix}:{name}");
+        Self {
+            shard,
+            queue: key("queue"),
+            inflight: key("inflight"),
+            leases: key("leases"),
+            jobs: key("jobs"),
+            errors: key("errors"),
+            endpoints: key("endpoints"),
+            dead: key("dead"),
+            seq: key("seq"),
+            prefix,
+        }
+    }
+
+    /// The key that remembers an idempotency key of this shard.
+    pub fn idempotency(&self, key: &str) -> String {
+        format!("{}:idem:{key}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_keys_share_one_hash_tag() {
+        let keys = Namespace::new("herald").unwrap().shard(3);
+        assert_eq!(keys.queue, "herald:v1:{herald.3}:queue");
+        assert_eq!(keys.idempotency("k1"), "herald:v1:{herald.3}:idem:k1");
+        for k in [
+            &keys.queue,
+            &keys.inflight,
+            &keys.leases,
+            &keys.jobs,
+            &keys.errors,
+            &keys.endpoints,
+            &keys.dead,
+            &keys.seq,
+        ] {
+            assert!(k.contains("{herald.3}"), "{k}");
+        }
+    }
+
+    #[test]
+    fn namespaces_cannot_break_hash_tags() {
+        assert!(Namespace::new("a{b").is_err());
+        assert!(Namespace::new("").is_err());
+        assert!(Namespace::new("test-1").is_ok());
+    }
+}

@@ -1,0 +1,57 @@
+//! The job record as stored in the shard's `jobs` hash:
+//! `1 <attempts> <enqueued_ms> <endpoint id>\n<payload>`.
+//!
+//! The scripts write and rewrite it; Rust only reads it, for `herald job get` and the dead-letter
+//! listing.
+
+/// A parsed job record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecord {
+    /// Attempts started so far.
+    pub attempts: u32,
+    /// When the job was first enqueued (ms since the Unix epoch, Redis clock).
+    pub enqueued_ms: i64,
+    pub endpoint: String,
+    pub payload: Vec<u8>,
+}
+
+impl JobRecord {
+    /// Parses a stored record; `None` when it is not a format-1 record.
+    pub fn parse(raw: &[u8]) -> Option<Self> {
+        let nl = raw.iter().position(|b| *b == b'\n')?;
+        let header = std::str::from_utf8(&raw[..nl]).ok()?;
+        let mut parts = header.split(' ');
+        if parts.next()? != "1" {
+            return None;
+        }
+        let attempts = parts.next()?.parse().ok()?;
+        let enqueued_ms = parts.next()?.parse().ok()?;
+        let endpoint = parts.next()?.to_owned();
+        if endpoint.is_empty() || parts.next().is_some() {
+            return None;
+        }
+        Some(Self {
+            attempts,
+            enqueued_ms,
+            endpoint,
+            payload: raw[nl + 1..].to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_records_and_refuses_garbage() {
+        let r = JobRecord::parse(b"1 3 1700000000000 dash-1\n{\"a\":1}").unwrap();
+        assert_eq!(r.attempts, 3);
+        assert_eq!(r.enqueued_ms, 1_700_000_000_000);
+        assert_eq!(r.endpoint, "dash-1");
+        assert_eq!(r.payload, b"{\"a\":1}");
+        assert_eq!(JobRecord::parse(b"garbage"), None);
+        assert_eq!(JobRecord::parse(b"2 0 1 e\n{}"), None);
+        assert_eq!(JobRecord::parse(b"1 x 1 e\n{}"), None);
+    }
+}

@@ -1,0 +1,317 @@
+//! The claim loop: decides which shard to claim from, waits for capacity and for work without
+//! hammering Redis, and starts a delivery task per claimed job.
+//!
+//! Where work is comes from three sources: wake-up hints (`BZPOPMIN` on the namespace's wake
+//! set, written by producers and by retries), what each claim answers about the shard's next
+//! due job and lease deadline (kept as local timers), and a jittered safety-net scan of every
+//! shard. An idle worker therefore costs one blocking command per wake-up or poll interval plus
+//! one scan per poll interval.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::delivery::{self, Done};
+use crate::metrics as m;
+use crate::{Backoff, Ctx};
+
+/// Scans between two trims of the dead-letter store.
+const TRIM_EVERY_SCANS: u32 = 12;
+
+fn local_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Which shards to claim from next.
+#[derive(Debug)]
+struct ShardQueue {
+    hot: VecDeque<u16>,
+    is_hot: Vec<bool>,
+    /// (Redis time in ms, shard): the shard may have work at that time.
+    timers: BinaryHeap<Reverse<(i64, u16)>>,
+}
+
+impl ShardQueue {
+    fn new(shards: u16) -> Self {
+        Self {
+            hot: VecDeque::new(),
+            is_hot: vec![false; usize::from(shards)],
+            timers: BinaryHeap::new(),
+        }
+    }
+
+    fn mark_hot(&mut self, shard: u16) {
+        if !self.is_hot[usize::from(shard)] {
+            self.is_hot[usize::from(shard)] = true;
+            self.hot.push_back(shard);
+        }
+    }
+
+    /// Every shard, starting at a random one so that workers spread out.
+    fn all_hot(&mut self) {
+        let n = self.is_hot.len() as u16;
+        let start = rand::rng().random_range(0..n);
+        for i in 0..n {
+            self.mark_hot((start + i) % n);
+        }
+    }
+
+    fn at(&mut self, shard: u16, at_ms: i64) {
+        self.timers.push(Reverse((at_ms, shard)));
+    }
+
+    fn promote(&mut self, now_ms: i64) {
+        while let Some(Reverse((at, shard))) = self.timers.peek().copied() {
+            if at > now_ms {
+                break;
+            }
+            self.timers.pop();
+            self.mark_hot(shard);
+        }
+    }
+
+    fn next(&mut self) -> Option<u16> {
+        let shard = self.hot.pop_front()?;
+        self.is_hot[usize::from(shard)] = false;
+        Some(shard)
+    }
+
+    fn next_timer(&self) -> Option<i64> {
+        self.timers.peek().map(|Reverse((at, _))| *at)
+    }
+}
+
+fn jittered(d: Duration) -> Duration {
+    d.mul_f64(rand::rng().random_range(0.8..=1.2))
+}
+
+/// Claims and starts deliveries until `shutdown`; returns the deliveries still running.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    done: mpsc::Sender<Done>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+) -> JoinSet<()> {
+    let cfg = &ctx.cfg;
+    let shards = ctx.store.shards();
+    let sem = Arc::new(Semaphore::new(cfg.concurrency));
+    let mut tasks = JoinSet::new();
+    let mut queue = ShardQueue::new(shards);
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut blocking: Option<MultiplexedConnection> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+    let mut next_scan = Instant::now();
+    let mut scans: u32 = 0;
+    // Redis clock minus local clock, learned from each claim.
+    let mut offset_ms: i64 = 0;
+
+    loop {
+        while tasks.try_join_next().is_some() {}
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if Instant::now() >= next_scan {
+            queue.all_hot();
+            next_scan = Instant::now() + jittered(cfg.poll_interval);
+            scans = scans.wrapping_add(1);
+            if scans % TRIM_EVERY_SCANS == 1 {
+                trim_dead(&ctx, &mut conn).await;
+            }
+        }
+        queue.promote(local_ms() + offset_ms);
+
+        let Some(shard) = queue.next() else {
+            // Idle: wait for a hint, a timer or the next scan.
+            let until_scan = next_scan.saturating_duration_since(Instant::now());
+            let until_timer = queue
+                .next_timer()
+                .map(|at| Duration::from_millis((at - local_ms() - offset_ms).max(0) as u64))
+                .unwrap_or(until_scan);
+            let wait = until_scan.min(until_timer);
+            if wait < Duration::from_millis(1) {
+                continue;
+            }
+            let c = match blocking.as_mut() {
+                Some(c) => c,
+                None => match ctx.store.dedicated(None).await {
+                    Ok(c) => blocking.insert(c),
+                    Err(e) => {
+                        ctx.redis_failed("wait", &e);
+                        pause(&shutdown, backoff.next()).await;
+                        continue;
+                    }
+                },
+            };
+            tokio::select! {
+                hint = ctx.store.wait_wake(c, wait) => match hint {
+                    Ok(Some((shard, at))) => {
+                        if at <= local_ms() + offset_ms {
+                            queue.mark_hot(shard);
+                        } else {
+                            queue.at(shard, at);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        ctx.redis_failed("wait", &e);
+                        blocking = None;
+                        pause(&shutdown, backoff.next()).await;
+                    }
+                },
+                _ = shutdown.cancelled() => break,
+            }
+            continue;
+        };
+
+        // Capacity: at least one free delivery slot, and up to a batch.
+        let mut permit = tokio::select! {
+            p = sem.clone().acquire_many_owned(1) => p.expect("the semaphore is never closed"),
+            _ = shutdown.cancelled() => break,
+        };
+        let extra = sem
+            .available_permits()
+            .min(cfg.claim_batch.saturating_sub(1)) as u32;
+        if extra > 0 {
+            if let Ok(more) = sem.clone().try_acquire_many_owned(extra) {
+                permit.merge(more);
+            }
+        }
+        let want = permit.num_permits();
+
+        let c = match conn.as_mut() {
+            Some(c) => c,
+            None => match ctx.store.conn().await {
+                Ok(c) => conn.insert(deadpool_redis::Connection::take(c)),
+                Err(e) => {
+                    ctx.redis_failed("claim", &e);
+                    queue.mark_hot(shard);
+                    drop(permit);
+                    pause(&shutdown, backoff.next()).await;
+                    continue;
+                }
+            },
+        };
+        let claim = match ctx
+            .store
+            .claim(c, shard, want, cfg.lease, cfg.retry.max_attempts())
+            .await
+        {
+            Ok(claim) => claim,
+            Err(e) => {
+                ctx.redis_failed("claim", &e);
+                conn = None;
+                queue.mark_hot(shard);
+                drop(permit);
+                pause(&shutdown, backoff.next()).await;
+                continue;
+            }
+        };
+        ctx.health.set_redis_ok(true);
+        backoff.reset();
+        offset_ms = claim.now_ms - local_ms();
+        if claim.expired > 0 {
+            metrics::counter!(m::LEASES_EXPIRED).increment(claim.expired);
+            debug!(shard, expired = claim.expired, "expired leases taken back");
+        }
+        if claim.discarded > 0 {
+            metrics::counter!(m::DISCARDED, "reason" => "claim").increment(claim.discarded);
+        }
+        let got = claim.jobs.len();
+        metrics::counter!(m::CLAIMED).increment(got as u64);
+        for job in claim.jobs {
+            let p = permit.split(1).expect("one permit per claimed job");
+            tasks.spawn(delivery::run(
+                ctx.clone(),
+                shard,
+                claim.now_ms,
+                job,
+                p,
+                done.clone(),
+                hard_stop.clone(),
+            ));
+        }
+        drop(permit);
+        match claim.next_due_ms {
+            Some(at) if at <= claim.now_ms => {
+                queue.mark_hot(shard);
+                if got == want {
+                    // More is due than this worker can take: wake another one.
+                    if let Err(e) = ctx.store.wake(c, shard, claim.now_ms).await {
+                        ctx.redis_failed("wake", &e);
+                    }
+                }
+            }
+            Some(at) => queue.at(shard, at),
+            None => {}
+        }
+        if let Some(deadline) = claim.next_lease_deadline_ms {
+            queue.at(shard, deadline + 1);
+        }
+    }
+    tasks
+}
+
+async fn pause(shutdown: &CancellationToken, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+/// Bounds the dead-letter store of every shard (by count share and by age).
+async fn trim_dead(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
+    let Some(c) = conn.as_mut() else { return };
+    let shards = u64::from(ctx.store.shards());
+    let keep = ctx.cfg.dead_max.div_ceil(shards);
+    for shard in 0..ctx.store.shards() {
+        match ctx
+            .store
+            .trim_dead(c, shard, keep, ctx.cfg.dead_max_age, 1000)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => debug!(shard, removed = n, "dead-letter store trimmed"),
+            Err(e) => {
+                ctx.redis_failed("trim", &e);
+                *conn = None;
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_queue_dedupes_and_promotes_timers_in_order() {
+        let mut q = ShardQueue::new(4);
+        q.mark_hot(2);
+        q.mark_hot(2);
+        q.at(1, 100);
+        q.at(3, 50);
+        assert_eq!(q.next(), Some(2));
+        assert_eq!(q.next(), None);
+        q.promote(60);
+        assert_eq!(q.next(), Some(3));
+        assert_eq!(q.next_timer(), Some(100));
+        q.promote(100);
+        assert_eq!(q.next(), Some(1));
+        q.all_hot();
+        let mut all: Vec<u16> = std::iter::from_fn(|| q.next()).collect();
+        all.sort();
+        assert_eq!(all, [0, 1, 2, 3]);
+    }
+}

@@ -1,0 +1,70 @@
+//! The worker's settings, with their defaults. Layering (TOML file, environment, flags) and
+//! validation messages are the binary's job; this is the typed result.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herald_core::RetrySchedule;
+
+/// Everything a worker needs to know besides where Redis is.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Most deliveries in flight at once in this process (`HERALD_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Most jobs taken from a shard in one claim.
+    pub claim_batch: usize,
+    /// Total time allowed for one attempt, connect to last body byte (`HERALD_REQUEST_TIMEOUT`).
+    pub request_timeout: Duration,
+    /// Time allowed to establish the TCP (and TLS) connection.
+    pub connect_timeout: Duration,
+    /// Delays between attempts (`HERALD_RETRY_SCHEDULE`, `HERALD_RETRY_JITTER`).
+    pub retry: RetrySchedule,
+    /// How long a claimed job belongs to this worker before others may take it back
+    /// (`HERALD_LEASE`). Longer than the request timeout, so a slow delivery is not duplicated.
+    pub lease: Duration,
+    /// How long in-flight deliveries may finish after SIGTERM before their leases are handed
+    /// back (`HERALD_SHUTDOWN_GRACE`).
+    pub shutdown_grace: Duration,
+    /// Safety-net scan of every shard when no wake-up hint came (`HERALD_POLL_INTERVAL`),
+    /// jittered by ±20 % so that workers spread out.
+    pub poll_interval: Duration,
+    /// Most entries kept in the dead-letter store, over all shards (`HERALD_DEAD_MAX`).
+    pub dead_max: u64,
+    /// Oldest dead-letter entry kept (`HERALD_DEAD_MAX_AGE`).
+    pub dead_max_age: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`HERALD_METRICS_ADDR`).
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 200,
+            claim_batch: 100,
+            request_timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            retry: RetrySchedule::default(),
+            lease: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(20),
+            poll_interval: Duration::from_secs(5),
+            dead_max: 100_000,
+            dead_max_age: Duration::from_secs(30 * 24 * 3600),
+            metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),
+        }
+    }
+}
+
+impl WorkerConfig {
+    /// Problems worth a warning (not a refusal) with these settings.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        if self.lease <= self.request_timeout + self.connect_timeout {
+            w.push(format!(
+                "lease ({:?}) is not longer than connect + request timeout ({:?}): a slow delivery may be taken back and sent twice",
+                self.lease,
+                self.request_timeout + self.connect_timeout
+            ));
+        }
+        w
+    }
+}

@@ -1,0 +1,145 @@
+//! herald's worker runtime: claims due jobs from Redis, POSTs them, and settles the outcome.
+//!
+//! - [`config`]: [`WorkerConfig`], the worker's settings and defaults.
+//! - `claimer`: the claim loop (wake-up hints, timers, safety-net scan, capacity).
+//! - `delivery`: one delivery as a state machine, from claimed job to settlement.
+//! - `settler`: batched, outage-proof writing of settlements.
+//! - [`http`]: the shared HTTP client, the request, and the classification of failures.
+//! - [`metrics`]: metric names, and the `/metrics`, `/healthz`, `/readyz` server.
+//!
+//! [`run`] is the whole worker: the `herald worker` command parses its configuration and
+//! signals, then calls it; tests call it in-process.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_store::{Store, StoreError};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+mod claimer;
+pub mod config;
+mod delivery;
+pub mod http;
+pub mod metrics;
+mod settler;
+
+pub use config::WorkerConfig;
+
+/// How long the settler may keep trying after the last delivery finished at shutdown.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What the deliveries share.
+pub(crate) struct Ctx {
+    pub store: Store,
+    pub cfg: WorkerConfig,
+    pub client: reqwest::Client,
+    pub health: Arc<metrics::Health>,
+}
+
+impl Ctx {
+    fn redis_failed(&self, op: &'static str, e: &StoreError) {
+        self.health.set_redis_ok(false);
+        ::metrics::counter!(metrics::REDIS_ERRORS, "op" => op).increment(1);
+        warn!(op, error = %e, "redis command failed; retrying with backoff");
+    }
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    base: Duration,
+    max: Duration,
+    current: Duration,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            current: base,
+        }
+    }
+
+    pub fn next(&mut self) -> Duration {
+        let d = self.current;
+        self.current = (self.current * 2).min(self.max);
+        d.mul_f64(rand::Rng::random_range(&mut rand::rng(), 0.5..=1.0))
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.base;
+    }
+}
+
+/// Runs a worker until `shutdown` is cancelled, then drains: stops claiming, lets in-flight
+/// deliveries finish within the grace period, hands back the leases of those that cannot, writes
+/// every outcome, and returns.
+///
+/// `metrics` is the listener for `/metrics`, `/healthz` and `/readyz`, if any.
+pub async fn run(
+    cfg: WorkerConfig,
+    store: Store,
+    metrics_listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) {
+    for w in cfg.warnings() {
+        warn!("{w}");
+    }
+    let health = Arc::new(metrics::Health::default());
+    health.set_redis_ok(true);
+    let server_stop = CancellationToken::new();
+    let server = metrics_listener.map(|l| {
+        let (health, stop) = (health.clone(), server_stop.clone());
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(l, health, stop).await {
+                warn!(error = %e, "metrics server stopped");
+            }
+        })
+    });
+    metrics::install();
+    let client = http::client(cfg.connect_timeout, cfg.request_timeout, cfg.concurrency);
+    let grace = cfg.shutdown_grace;
+    let ctx = Arc::new(Ctx {
+        store,
+        cfg,
+        client,
+        health: health.clone(),
+    });
+
+    let (tx, rx) = mpsc::channel(ctx.cfg.concurrency * 2 + 16);
+    let mut settler = tokio::spawn(settler::run(ctx.clone(), rx));
+    let hard_stop = CancellationToken::new();
+    let mut tasks = claimer::run(ctx.clone(), tx, shutdown, hard_stop.clone()).await;
+
+    health.set_draining();
+    info!(in_flight = tasks.len(), "draining");
+    let drained =
+        tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            in_flight = tasks.len(),
+            "shutdown grace over; handing back the leases of unfinished deliveries"
+        );
+        hard_stop.cancel();
+        while tasks.join_next().await.is_some() {}
+    }
+    drop(tasks);
+    if tokio::time::timeout(SETTLE_DEADLINE, &mut settler)
+        .await
+        .is_err()
+    {
+        settler.abort();
+        warn!(
+            "some outcomes could not be written to Redis; those jobs come back after their lease"
+        );
+    }
+    server_stop.cancel();
+    if let Some(server) = server {
+        let _ = server.await;
+    }
+    info!("worker stopped");
+}

@@ -1,0 +1,119 @@
+//! The settler: writes the outcomes of finished deliveries back to Redis, batched per shard,
+//! and keeps trying through Redis outages (a settlement that arrives after its lease expired
+//! is refused by the store and counted; the job then goes round again: at-least-once).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use herald_store::{Settle, Settlement};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::delivery::Done;
+use crate::metrics as m;
+use crate::{Backoff, Ctx};
+
+/// Most outcomes written in one round.
+const BATCH: usize = 1024;
+
+fn kind(action: &Settle) -> &'static str {
+    match action {
+        Settle::Ack => "ack",
+        Settle::Retry { .. } => "retry",
+        Settle::Discard { .. } => "discard",
+        Settle::Release => "release",
+    }
+}
+
+/// Runs until every sender is dropped and everything received is written.
+pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
+    let mut buf = Vec::with_capacity(BATCH);
+    let mut conn: Option<MultiplexedConnection> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    while rx.recv_many(&mut buf, BATCH).await > 0 {
+        let mut pending: BTreeMap<u16, Vec<Done>> = BTreeMap::new();
+        for done in buf.drain(..) {
+            pending.entry(done.shard).or_default().push(done);
+        }
+        while !pending.is_empty() {
+            let c = match &conn {
+                Some(c) => c.clone(),
+                None => match ctx.store.conn().await {
+                    Ok(c) => {
+                        let c = deadpool_redis::Connection::take(c);
+                        conn = Some(c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        ctx.redis_failed("settle", &e);
+                        tokio::time::sleep(backoff.next()).await;
+                        continue;
+                    }
+                },
+            };
+            let rounds = pending.iter().map(|(shard, items)| {
+                let mut c = c.clone();
+                let settlements: Vec<Settlement> =
+                    items.iter().map(|d| d.settlement.clone()).collect();
+                let store = ctx.store.clone();
+                let shard = *shard;
+                async move { (shard, store.settle(&mut c, shard, &settlements).await) }
+            });
+            let results = futures::future::join_all(rounds).await;
+            let mut failed = false;
+            for (shard, result) in results {
+                match result {
+                    Ok(report) => {
+                        let items = pending.remove(&shard).expect("shard was pending");
+                        record(&ctx, shard, &items, &report.applied);
+                        if let Some(at) = report.next_due_ms {
+                            let mut c = c.clone();
+                            if let Err(e) = ctx.store.wake(&mut c, shard, at).await {
+                                ctx.redis_failed("wake", &e);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        ctx.redis_failed("settle", &e);
+                        failed = true;
+                    }
+                }
+            }
+            if failed {
+                conn = None;
+                tokio::time::sleep(backoff.next()).await;
+            } else {
+                ctx.health.set_redis_ok(true);
+                backoff.reset();
+            }
+        }
+    }
+}
+
+fn record(ctx: &Ctx, shard: u16, items: &[Done], applied: &[bool]) {
+    let _ = ctx;
+    for (done, ok) in items.iter().zip(applied) {
+        let kind = kind(&done.settlement.action);
+        if !ok {
+            metrics::counter!(m::STALE, "kind" => kind).increment(1);
+            warn!(
+                job_id = %done.settlement.id,
+                shard,
+                kind,
+                "settlement refused: the lease expired and the job was taken back"
+            );
+            continue;
+        }
+        match &done.settlement.action {
+            Settle::Discard { reason } => {
+                metrics::counter!(m::DISCARDED, "reason" => done.discard_reason.unwrap_or("other"))
+                    .increment(1);
+                info!(job_id = %done.settlement.id, %reason, "job moved to the dead-letter store");
+            }
+            Settle::Release => metrics::counter!(m::RELEASED).increment(1),
+            Settle::Ack | Settle::Retry { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! The command line: every subcommand, flag and environment variable of `herald`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// herald delivers status-change webhooks: producers enqueue jobs into Redis, workers POST them,
+/// retrying failures on a schedule, and discard what never gets through into a dead-letter store.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings every subcommand reads.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Redis URL (`redis://` or `rediss://` for TLS; ACL user and password in the URL).
+    #[arg(
+        long,
+        env = "HERALD_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379",
+        global = true,
+        hide_env_values = true
+    )]
+    pub redis_url: String,
+    /// Key prefix isolating one deployment.
+    #[arg(
+        long,
+        env = "HERALD_NAMESPACE",
+        default_value = "herald",
+        global = true
+    )]
+    pub namespace: String,
+    /// Number of shards; fixed for the life of a deployment (checked against Redis).
+    #[arg(long, env = "HERALD_SHARDS", default_value_t = 16, global = true, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub shards: u16,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one worker until SIGINT or SIGTERM, then drain gracefully.
+    Worker(WorkerArgs),
+    /// Manage dashboards' webhook endpoints.
+    #[command(subcommand)]
+    Endpoint(EndpointCommand),
+    /// Enqueue a raw JSON payload for one endpoint.
+    Enqueue(EnqueueArgs),
+    /// Count jobs by state: due, scheduled, in flight, dead.
+    Stats,
+    /// Inspect one job.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// The dead-letter store: jobs that were discarded.
+    #[command(subcommand)]
+    Dead(DeadCommand),
+}
+
+/// Worker settings. Each is also an environment variable (`HERALD_<NAME>`) and a key of the
+/// TOML file given by `--config`; a flag beats the environment, which beats the file.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// TOML file with worker settings (keys as the flags, with underscores).
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Most deliveries in flight at once [default: 200].
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Time allowed for one attempt, connect to last byte [default: 15s].
+    #[arg(long)]
+    pub request_timeout: Option<String>,
+    /// Comma-separated delays between attempts, e.g. `50ms,1s,2m`; its length is the number of
+    /// retries [default: the 20-retry, 24-day schedule].
+    #[arg(long)]
+    pub retry_schedule: Option<String>,
+    /// Address for /metrics, /healthz and /readyz; empty to disable [default: 0.0.0.0:9464].
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// How long a claimed job belongs to this worker [default: 60s].
+    #[arg(long)]
+    pub lease: Option<String>,
+    /// Time in-flight deliveries get to finish after SIGTERM [default: 20s].
+    #[arg(long)]
+    pub shutdown_grace: Option<String>,
+    /// Safety-net scan interval when idle [default: 5s].
+    #[arg(long)]
+    pub poll_interval: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EndpointCommand {
+    /// Create or replace a dashboard's webhook URL.
+    Set {
+        /// The dashboard's endpoint id (letters, digits, `.`, `_`, `-`, `:`; up to 128).
+        id: String,
+        /// The webhook URL (http or https).
+        #[arg(long)]
+        url: String,
+    },
+    /// Show one endpoint.
+    Get { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct EnqueueArgs {
+    /// The endpoint id.
+    pub id: String,
+    /// File with the JSON payload, or `-` for standard input.
+    pub file: String,
+    /// Read one JSON payload per line and enqueue them all, pipelined (for backfills).
+    #[arg(long)]
+    pub ndjson: bool,
+    /// Wait this long before the first attempt, e.g. `30s`.
+    #[arg(long)]
+    pub delay: Option<String>,
+    /// A repeated enqueue with the same key is a no-op that answers the first job's id.
+    #[arg(long, conflicts_with = "ndjson")]
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Show one job: state, attempts, next attempt, last error.
+    Get {
+        /// The job id (with or without the `msg_` prefix of the webhook-id header).
+        job_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadCommand {
+    /// List the newest dead jobs.
+    List {
+        /// Most entries shown.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Put dead jobs back in the queue, due at once, with a fresh retry schedule.
+    Replay(Selection),
+    /// Delete dead jobs for good.
+    Purge(Selection),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Selection {
+    /// Every dead job.
+    #[arg(long)]
+    pub all: bool,
+    /// These job ids.
+    pub job_ids: Vec<String>,
+}

@@ -1,0 +1,72 @@
+//! `herald stats` and `herald job get`: read-only views of the queue.
+
+use herald_store::JobInfo;
+
+use crate::cli::Global;
+use crate::commands::{open_store, print_json, store_error, time, Refused};
+
+pub async fn stats(global: &Global) -> anyhow::Result<()> {
+    let store = open_store(global).await?;
+    let stats = store.stats().await.map_err(store_error)?;
+    if global.json {
+        return print_json(&stats);
+    }
+    let t = &stats.total;
+    println!("due        {}", t.due);
+    println!("scheduled  {}", t.scheduled);
+    println!("in flight  {}", t.in_flight);
+    println!("dead       {}", t.dead);
+    Ok(())
+}
+
+/// Prints a job as text, one field a line.
+pub fn print_job(job: &JobInfo) {
+    println!("id:            {}", job.id);
+    println!(
+        "state:         {}",
+        serde_json::to_value(job.state)
+            .unwrap_or_default()
+            .as_str()
+            .unwrap_or("?")
+    );
+    if let Some(e) = &job.endpoint {
+        println!("endpoint:      {e}");
+    }
+    if let Some(a) = job.attempts {
+        println!("attempts:      {a}");
+    }
+    if let Some(t) = job.enqueued_at_ms {
+        println!("enqueued at:   {}", time(t));
+    }
+    if let Some(t) = job.next_attempt_at_ms {
+        println!("next attempt:  {}", time(t));
+    }
+    if let Some(t) = job.lease_deadline_ms {
+        println!("lease until:   {}", time(t));
+    }
+    if let Some(t) = job.dead_at_ms {
+        println!("dead since:    {}", time(t));
+    }
+    if let Some(e) = &job.last_error {
+        println!("last error:    {e}");
+    }
+    if let Some(raw) = &job.raw_record {
+        println!("raw record:    {raw:?}");
+    }
+}
+
+pub async fn job(global: &Global, id: &str) -> anyhow::Result<()> {
+    let id = id.strip_prefix("msg_").unwrap_or(id);
+    let store = open_store(global).await?;
+    let job = store.job(id).await.map_err(store_error)?.ok_or_else(|| {
+        Refused(format!(
+            "job {id} not found (delivered jobs leave the store)"
+        ))
+    })?;
+    if global.json {
+        print_json(&job)
+    } else {
+        print_job(&job);
+        Ok(())
+    }
+}

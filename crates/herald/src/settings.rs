@@ -1,0 +1,240 @@
+//! Layered worker settings: compiled defaults, then the optional TOML file, then `HERALD_*`
+//! environment variables, then flags; validated into a [`WorkerConfig`] with messages that name
+//! the setting at fault.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use herald_core::RetrySchedule;
+use herald_worker::WorkerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::WorkerArgs;
+use crate::commands::Refused;
+
+/// The settings as written by people: durations as text (`15s`), the schedule as a list.
+#[derive(Debug, Serialize, Deserialize)]
+struct Raw {
+    concurrency: usize,
+    claim_batch: usize,
+    request_timeout: String,
+    connect_timeout: String,
+    retry_schedule: String,
+    retry_jitter: f64,
+    lease: String,
+    shutdown_grace: String,
+    poll_interval: String,
+    dead_max: u64,
+    dead_max_age: String,
+    metrics_addr: String,
+}
+
+impl Default for Raw {
+    fn default() -> Self {
+        let d = WorkerConfig::default();
+        let text = |d: Duration| humantime::format_duration(d).to_string();
+        Self {
+            concurrency: d.concurrency,
+            claim_batch: d.claim_batch,
+            request_timeout: text(d.request_timeout),
+            connect_timeout: text(d.connect_timeout),
+            retry_schedule: d.retry.to_string(),
+            retry_jitter: d.retry.jitter(),
+            lease: text(d.lease),
+            shutdown_grace: text(d.shutdown_grace),
+            poll_interval: text(d.poll_interval),
+            dead_max: d.dead_max,
+            dead_max_age: text(d.dead_max_age),
+            metrics_addr: d.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Flags given on the command line (only those present override).
+#[derive(Debug, Serialize)]
+struct Flags<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_timeout: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_schedule: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_addr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shutdown_grace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll_interval: Option<&'a str>,
+}
+
+/// The keys the environment may set, as `HERALD_<KEY>`.
+const ENV_KEYS: [&str; 12] = [
+    "concurrency",
+    "claim_batch",
+    "request_timeout",
+    "connect_timeout",
+    "retry_schedule",
+    "retry_jitter",
+    "lease",
+    "shutdown_grace",
+    "poll_interval",
+    "dead_max",
+    "dead_max_age",
+    "metrics_addr",
+];
+
+fn duration(key: &str, text: &str) -> Result<Duration, Refused> {
+    let d = humantime::parse_duration(text.trim()).map_err(|e| {
+        Refused(format!(
+            "setting {key} (HERALD_{}): {text:?} is not a duration such as 500ms, 15s, 2m: {e}",
+            key.to_uppercase()
+        ))
+    })?;
+    if d.is_zero() {
+        return Err(Refused(format!("setting {key} must be greater than zero")));
+    }
+    Ok(d)
+}
+
+/// Reads and validates the worker's settings.
+pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
+    let mut figment = Figment::from(Serialized::defaults(Raw::default()));
+    if let Some(path) = &args.config {
+        if !path.exists() {
+            return Err(Refused(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment = figment
+        .merge(Env::prefixed("HERALD_").only(&ENV_KEYS))
+        .merge(Serialized::defaults(Flags {
+            concurrency: args.concurrency,
+            request_timeout: args.request_timeout.as_deref(),
+            retry_schedule: args.retry_schedule.as_deref(),
+            metrics_addr: args.metrics_addr.as_deref(),
+            lease: args.lease.as_deref(),
+            shutdown_grace: args.shutdown_grace.as_deref(),
+            poll_interval: args.poll_interval.as_deref(),
+        }));
+    let raw: Raw = figment
+        .extract()
+        .map_err(|e| Refused(format!("invalid worker settings: {e}")))?;
+
+    if raw.concurrency == 0 || raw.concurrency > 100_000 {
+        return Err(Refused(
+            "setting concurrency (HERALD_CONCURRENCY) must be between 1 and 100000".into(),
+        ));
+    }
+    if raw.claim_batch == 0 || raw.claim_batch > 10_000 {
+        return Err(Refused(
+            "setting claim_batch (HERALD_CLAIM_BATCH) must be between 1 and 10000".into(),
+        ));
+    }
+    if !(0.0..=0.5).contains(&raw.retry_jitter) {
+        return Err(Refused(
+            "setting retry_jitter (HERALD_RETRY_JITTER) must be between 0 and 0.5".into(),
+        ));
+    }
+    let retry: RetrySchedule = raw.retry_schedule.parse().map_err(|e| {
+        Refused(format!(
+            "setting retry_schedule (HERALD_RETRY_SCHEDULE): {e}"
+        ))
+    })?;
+    let metrics_addr = match raw.metrics_addr.trim() {
+        "" => None,
+        addr => Some(addr.parse::<SocketAddr>().map_err(|e| {
+            Refused(format!(
+                "setting metrics_addr (HERALD_METRICS_ADDR): {addr:?} is not an address such as 0.0.0.0:9464: {e}"
+            ))
+        })?),
+    };
+    Ok(WorkerConfig {
+        concurrency: raw.concurrency,
+        claim_batch: raw.claim_batch,
+        request_timeout: duration("request_timeout", &raw.request_timeout)?,
+        connect_timeout: duration("connect_timeout", &raw.connect_timeout)?,
+        retry: retry.with_jitter(raw.retry_jitter),
+        lease: duration("lease", &raw.lease)?,
+        shutdown_grace: duration("shutdown_grace", &raw.shutdown_grace)?,
+        poll_interval: duration("poll_interval", &raw.poll_interval)?,
+        dead_max: raw.dead_max,
+        dead_max_age: duration("dead_max_age", &raw.dead_max_age)?,
+        metrics_addr,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args() -> WorkerArgs {
+        WorkerArgs {
+            config: None,
+            concurrency: None,
+            request_timeout: None,
+            retry_schedule: None,
+            metrics_addr: None,
+            lease: None,
+            shutdown_grace: None,
+            poll_interval: None,
+        }
+    }
+
+    #[test]
+    fn defaults_round_trip_through_text() {
+        figment::Jail::expect_with(|_| {
+            let cfg = worker_config(&args()).unwrap();
+            let d = WorkerConfig::default();
+            assert_eq!(cfg.retry, d.retry);
+            assert_eq!(cfg.request_timeout, d.request_timeout);
+            assert_eq!(cfg.metrics_addr, d.metrics_addr);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_then_environment_then_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "w.toml",
+                "concurrency = 7\nlease = \"9s\"\nrequest_timeout = \"3s\"",
+            )?;
+            jail.set_env("HERALD_CONCURRENCY", "8");
+            jail.set_env("HERALD_RETRY_SCHEDULE", "50ms,1s");
+            let mut a = args();
+            a.config = Some("w.toml".into());
+            a.request_timeout = Some("4s".into());
+            let cfg = worker_config(&a).unwrap();
+            assert_eq!(cfg.concurrency, 8);
+            assert_eq!(cfg.lease, Duration::from_secs(9));
+            assert_eq!(cfg.request_timeout, Duration::from_secs(4));
+            assert_eq!(cfg.retry.retries(), 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_REQUEST_TIMEOUT", "soon");
+            let err = worker_config(&args()).unwrap_err().to_string();
+            assert!(err.contains("request_timeout"), "{err}");
+            jail.set_env("HERALD_REQUEST_TIMEOUT", "1s");
+            jail.set_env("HERALD_RETRY_SCHEDULE", "1s,x");
+            let err = worker_config(&args()).unwrap_err().to_string();
+            assert!(err.contains("HERALD_RETRY_SCHEDULE"), "{err}");
+            jail.set_env("HERALD_RETRY_SCHEDULE", "1s");
+            jail.set_env("HERALD_CONCURRENCY", "many");
+            let err = worker_config(&args()).unwrap_err().to_string();
+            assert!(err.contains("concurrency"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,93 @@
+//! Bad input at the command line fails with a non-zero exit and a message on stderr, and never
+//! writes anything.
+
+use std::io::ErrorKind;
+use std::net::TcpStream;
+
+use serde_json::json;
+
+use crate::support::{redis_and_herald, Herald};
+
+#[test]
+fn enqueue_rejects_invalid_json() {
+    let (_redis, herald) = redis_and_herald("it-cli-json");
+    herald.set_endpoint("dash-1", "http://127.0.0.1:9/hook");
+    let out = herald.run_stdin(&["enqueue", "dash-1", "-"], "{\"unterminated\": ");
+    let stderr = out.assert_failure();
+    assert!(
+        stderr.to_lowercase().contains("json"),
+        "the message should say the payload is not JSON:\n{out}"
+    );
+    assert_eq!(herald.stats().queued(), 0, "invalid JSON was enqueued");
+}
+
+#[test]
+fn enqueue_rejects_an_unknown_endpoint() {
+    let (_redis, herald) = redis_and_herald("it-cli-endpoint");
+    let out = herald.run_stdin(
+        &["enqueue", "no-such-dash", "-"],
+        json!({"a": 1}).to_string(),
+    );
+    let stderr = out.assert_failure();
+    assert!(
+        stderr.contains("no-such-dash") || stderr.to_lowercase().contains("endpoint"),
+        "the message should name the unknown endpoint:\n{out}"
+    );
+    assert_eq!(
+        herald.stats().queued(),
+        0,
+        "a job for an unknown endpoint was enqueued"
+    );
+}
+
+#[test]
+fn job_get_rejects_an_unknown_job_id() {
+    let (_redis, herald) = redis_and_herald("it-cli-job");
+    let out = herald.run(&["job", "get", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]);
+    let stderr = out.assert_failure();
+    assert!(
+        stderr.to_lowercase().contains("not found"),
+        "the message should say the job is not found:\n{out}"
+    );
+}
+
+#[test]
+fn commands_fail_clearly_when_redis_is_unreachable() {
+    // Port 1 is outside the range the OS hands out for port 0, so no other test's server can be
+    // there; make sure nothing else is either.
+    let refused = TcpStream::connect("127.0.0.1:1").map_err(|e| e.kind());
+    assert_eq!(
+        refused.err(),
+        Some(ErrorKind::ConnectionRefused),
+        "something listens on 127.0.0.1:1"
+    );
+    let herald = Herald::new("redis://127.0.0.1:1", "it-cli-down");
+    for args in [
+        &["stats"][..],
+        &["job", "get", "01ARZ3NDEKTSV4RRFFQ69G5FAV"][..],
+    ] {
+        let out = herald.run(args);
+        let stderr = out.assert_failure().to_lowercase();
+        assert!(
+            stderr.contains("redis") || stderr.contains("connect"),
+            "the message should say Redis is unreachable:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn worker_refuses_invalid_config_naming_the_key() {
+    let (_redis, herald) = redis_and_herald("it-cli-config");
+    let worker = herald.spawn_worker_unchecked(&[
+        ("HERALD_METRICS_ADDR", "127.0.0.1:0"),
+        ("HERALD_ALLOW_TARGETS", "127.0.0.0/8"),
+        ("HERALD_CONCURRENCY", "lots"),
+    ]);
+    let status = worker.wait(crate::support::SAFETY_NET);
+    assert_eq!(status.code(), Some(2), "output:\n{}", worker.output());
+    assert!(
+        worker.stderr().to_lowercase().contains("concurrency"),
+        "the message should name HERALD_CONCURRENCY:\n{}",
+        worker.output()
+    );
+}

@@ -1,0 +1,381 @@
+//! Drives the real `herald` binary: one-shot CLI commands with captured output, and worker
+//! processes that tests start, signal and wait for.
+
+use std::collections::BTreeMap;
+use std::process::{Command, ExitStatus};
+use std::thread;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use serde_json::Value;
+
+use super::process::{poll_until, Proc};
+
+/// The binary under test, built by cargo for this integration test.
+pub const HERALD_BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// How long one CLI command may run: a safety net against a command that hangs.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a worker may take to print its readiness line (a safety net).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often [`Herald::wait_for_stats`] asks `herald stats`.
+const STATS_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Worker settings every test starts from; a test overrides any of them.
+const WORKER_DEFAULTS: &[(&str, &str)] = &[
+    ("HERALD_METRICS_ADDR", "127.0.0.1:0"),
+    ("HERALD_POLL_INTERVAL", "200ms"),
+    ("HERALD_REQUEST_TIMEOUT", "5s"),
+    ("HERALD_RETRY_SCHEDULE", "100ms,100ms,100ms"),
+    ("HERALD_SHUTDOWN_GRACE", "10s"),
+    ("HERALD_CONCURRENCY", "8"),
+];
+
+/// How to reach one test's Redis and key namespace, plus any extra `HERALD_*` settings.
+#[derive(Debug, Clone)]
+pub struct Herald {
+    env: BTreeMap<String, String>,
+}
+
+impl Herald {
+    /// Commands against `redis_url` in `namespace`, allowed to deliver to loopback.
+    pub fn new(redis_url: &str, namespace: &str) -> Herald {
+        let mut env = BTreeMap::new();
+        env.insert("HERALD_REDIS_URL".to_owned(), redis_url.to_owned());
+        env.insert("HERALD_NAMESPACE".to_owned(), namespace.to_owned());
+        env.insert("HERALD_ALLOW_TARGETS".to_owned(), "127.0.0.0/8".to_owned());
+        Herald { env }
+    }
+
+    /// Adds (or replaces) an environment variable for every command and worker.
+    pub fn with_env(mut self, key: &str, value: &str) -> Herald {
+        self.env.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// The namespace the commands use.
+    pub fn namespace(&self) -> &str {
+        &self.env["HERALD_NAMESPACE"]
+    }
+
+    fn command(&self, args: &[&str], extra_env: &BTreeMap<String, String>) -> Command {
+        let mut cmd = Command::new(HERALD_BIN);
+        // Only what the test says: nothing inherited from the developer's shell.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("HERALD_") || key == "RUST_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(&self.env).envs(extra_env).args(args);
+        cmd
+    }
+
+    /// Runs `herald ARGS` to completion and returns what it did; never asserts success.
+    pub fn run(&self, args: &[&str]) -> CliOutput {
+        self.run_with_stdin(args, None)
+    }
+
+    /// Runs `herald ARGS` with `stdin` as its standard input.
+    pub fn run_stdin(&self, args: &[&str], stdin: impl Into<Vec<u8>>) -> CliOutput {
+        self.run_with_stdin(args, Some(stdin.into()))
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<Vec<u8>>) -> CliOutput {
+        let cmd = self.command(args, &BTreeMap::new());
+        let proc = Proc::spawn(format!("herald {}", args.join(" ")), cmd, stdin);
+        let status = proc.wait_exit(COMMAND_TIMEOUT).unwrap_or_else(|| {
+            panic!(
+                "`herald {}` did not finish within {COMMAND_TIMEOUT:?}; output so far:\n{}",
+                args.join(" "),
+                proc.output()
+            )
+        });
+        CliOutput {
+            command: format!("herald {}", args.join(" ")),
+            status,
+            stdout: proc.stdout(),
+            stderr: proc.stderr(),
+        }
+    }
+
+    /// Runs `herald ARGS`, asserts it succeeded, and returns its output.
+    pub fn ok(&self, args: &[&str]) -> CliOutput {
+        self.run(args).assert_success()
+    }
+
+    /// `herald endpoint set ID --url URL`.
+    pub fn set_endpoint(&self, id: &str, url: &str) {
+        self.ok(&["endpoint", "set", id, "--url", url]);
+    }
+
+    /// Enqueues `payload` for `endpoint` (through stdin) and returns the job id.
+    pub fn enqueue(&self, endpoint: &str, payload: &Value) -> String {
+        let out = self
+            .run_stdin(&["enqueue", endpoint, "-"], payload.to_string())
+            .assert_success();
+        let id = out.stdout.trim().to_owned();
+        assert_eq!(id.len(), 26, "`{}` printed {id:?}, not a ULID", out.command);
+        id
+    }
+
+    /// `herald stats --json`.
+    pub fn stats(&self) -> Stats {
+        Stats::from_json(self.ok(&["stats", "--json"]).json())
+    }
+
+    /// Asks `herald stats` every few milliseconds until `done` holds, and returns those stats.
+    ///
+    /// For conditions no event announces; `timeout` is a safety net.
+    pub fn wait_for_stats(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&Stats) -> bool,
+    ) -> Stats {
+        poll_until(what, timeout, STATS_INTERVAL, || {
+            let stats = self.stats();
+            if done(&stats) {
+                Ok(stats)
+            } else {
+                Err(format!("{stats:?}"))
+            }
+        })
+    }
+
+    /// Waits until no job is due, scheduled, in flight or dead.
+    pub fn wait_until_drained(&self, timeout: Duration) -> Stats {
+        self.wait_for_stats("no job left", timeout, Stats::is_empty)
+    }
+
+    /// `herald job get ID --json`; `None` when herald says the job does not exist.
+    pub fn job(&self, id: &str) -> Option<Value> {
+        let out = self.run(&["job", "get", id, "--json"]);
+        if !out.success() {
+            assert!(
+                out.stderr.to_lowercase().contains("not found"),
+                "`{}` failed, but not with \"not found\":\n{out}",
+                out.command
+            );
+            return None;
+        }
+        let job = out.json();
+        match job.get("state") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(job),
+        }
+    }
+
+    /// `herald dead list --json`.
+    pub fn dead_list(&self) -> Vec<Value> {
+        let out = self.ok(&["dead", "list", "--json"]);
+        match out.json() {
+            Value::Array(jobs) => jobs,
+            other => panic!("`{}` printed {other}, not a JSON array", out.command),
+        }
+    }
+
+    /// Starts `herald worker` with the test defaults overridden by `env`, and waits until it
+    /// says it is ready.
+    pub fn spawn_worker(&self, env: &[(&str, &str)]) -> Worker {
+        let mut settings: BTreeMap<String, String> = WORKER_DEFAULTS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        for (key, value) in env {
+            settings.insert((*key).to_owned(), (*value).to_owned());
+        }
+        let cmd = self.command(&["worker"], &settings);
+        let proc = Proc::spawn("worker", cmd, None);
+        let ready = proc
+            .wait_for_line(READY_TIMEOUT, |l| l.contains("herald worker ready"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "herald worker exited ({:?}) before it was ready:\n{}",
+                    proc.exit_status(),
+                    proc.output()
+                )
+            });
+        let metrics_addr = ready
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix("metrics="))
+            .map(str::to_owned);
+        Worker { proc, metrics_addr }
+    }
+
+    /// Starts `herald worker` with `env` and does not wait for readiness (for workers expected
+    /// to refuse their configuration).
+    pub fn spawn_worker_unchecked(&self, env: &[(&str, &str)]) -> Worker {
+        let settings = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let cmd = self.command(&["worker"], &settings);
+        Worker {
+            proc: Proc::spawn("worker", cmd, None),
+            metrics_addr: None,
+        }
+    }
+}
+
+/// The outcome of one CLI command.
+#[derive(Debug)]
+pub struct CliOutput {
+    /// The command line, for messages.
+    pub command: String,
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Whether the command exited 0.
+    pub fn success(&self) -> bool {
+        self.status.success()
+    }
+
+    /// Panics with the full output unless the command exited 0.
+    pub fn assert_success(self) -> CliOutput {
+        assert!(self.success(), "`{}` failed:\n{self}", self.command);
+        self
+    }
+
+    /// Panics unless the command failed with something on stderr; returns stderr.
+    pub fn assert_failure(&self) -> String {
+        assert!(
+            !self.success(),
+            "`{}` should have failed:\n{self}",
+            self.command
+        );
+        assert!(
+            !self.stderr.trim().is_empty(),
+            "`{}` failed without saying why on stderr:\n{self}",
+            self.command
+        );
+        self.stderr.clone()
+    }
+
+    /// Stdout parsed as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("`{}` printed no JSON ({e}):\n{self}", self.command))
+    }
+}
+
+impl std::fmt::Display for CliOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "  status: {}", self.status)?;
+        writeln!(f, "  stdout: {}", self.stdout)?;
+        write!(f, "  stderr: {}", self.stderr)
+    }
+}
+
+/// The totals of `herald stats --json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stats {
+    pub due: u64,
+    pub scheduled: u64,
+    pub in_flight: u64,
+    pub dead: u64,
+}
+
+impl Stats {
+    fn from_json(json: Value) -> Stats {
+        let field = |name: &str| {
+            json.get(name)
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| panic!("herald stats has no integer {name:?}: {json}"))
+        };
+        Stats {
+            due: field("due"),
+            scheduled: field("scheduled"),
+            in_flight: field("in_flight"),
+            dead: field("dead"),
+        }
+    }
+
+    /// Jobs still waiting for an attempt (due now or later).
+    pub fn queued(&self) -> u64 {
+        self.due + self.scheduled
+    }
+
+    /// Nothing queued, nothing in flight, nothing dead.
+    pub fn is_empty(&self) -> bool {
+        self.queued() == 0 && self.in_flight == 0 && self.dead == 0
+    }
+}
+
+/// A running `herald worker` process.
+///
+/// Dropping it kills the process; if the test is failing, its output is printed first.
+#[derive(Debug)]
+pub struct Worker {
+    proc: Proc,
+    metrics_addr: Option<String>,
+}
+
+impl Worker {
+    /// The address from the readiness line (`metrics=ADDR`), if it printed one.
+    pub fn metrics_addr(&self) -> Option<&str> {
+        self.metrics_addr.as_deref()
+    }
+
+    /// Whether the process has not exited yet.
+    pub fn is_running(&self) -> bool {
+        self.proc.exit_status().is_none()
+    }
+
+    /// Asks for a graceful drain.
+    pub fn sigterm(&self) {
+        self.proc.signal(Signal::SIGTERM);
+    }
+
+    /// Kills the process at once: no drain, no release of its leases.
+    pub fn sigkill(&self) {
+        self.proc.signal(Signal::SIGKILL);
+    }
+
+    /// Waits for the process to exit; `timeout` is a safety net.
+    pub fn wait(&self, timeout: Duration) -> ExitStatus {
+        self.proc.wait_exit(timeout).unwrap_or_else(|| {
+            panic!(
+                "herald worker did not exit within {timeout:?}; output:\n{}",
+                self.proc.output()
+            )
+        })
+    }
+
+    /// SIGTERM, then waits for the exit and asserts it was 0.
+    pub fn stop(&self, timeout: Duration) {
+        self.sigterm();
+        let status = self.wait(timeout);
+        assert!(
+            status.success(),
+            "herald worker exited with {status} after SIGTERM; output:\n{}",
+            self.proc.output()
+        );
+    }
+
+    /// Standard error so far.
+    pub fn stderr(&self) -> String {
+        self.proc.stderr()
+    }
+
+    /// Everything the worker printed so far, for failure messages.
+    pub fn output(&self) -> String {
+        self.proc.output()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!(
+                "--- herald worker (pid {}) output ---\n{}",
+                self.proc.pid(),
+                self.proc.output()
+            );
+        }
+    }
+}

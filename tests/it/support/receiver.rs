@@ -1,0 +1,273 @@
+//! A real HTTP server that plays the webhook receiver: it records every request and answers
+//! according to a programmable policy, and tests wait on what it received.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::sync::oneshot;
+
+/// One request as the receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// 0 for the first request this receiver got, then 1, 2, …
+    pub index: usize,
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    /// When the request's head arrived, for checks of the gaps between retries.
+    pub received_at: Instant,
+}
+
+impl Request {
+    /// The value of header `name`, if present and valid text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `webhook-id` header; panics if the request has none.
+    pub fn webhook_id(&self) -> String {
+        self.header("webhook-id")
+            .unwrap_or_else(|| panic!("request {} has no webhook-id header", self.index))
+            .to_owned()
+    }
+
+    /// The body parsed as JSON; panics if it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "request {} body is not JSON ({e}): {}",
+                self.index,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+}
+
+/// How the receiver answers one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Answer at once with this status.
+    Status(u16),
+    /// Wait, then answer with this status (a slow receiver).
+    After(Duration, u16),
+    /// Never answer (the client gives up, or the test ends).
+    Hang,
+}
+
+/// Decides the reply from the request's index (0-based, over all requests) and the request.
+pub type Policy = dyn Fn(usize, &Request) -> Reply + Send + Sync;
+
+/// Always answer with `status`.
+pub fn always(status: u16) -> impl Fn(usize, &Request) -> Reply + Send + Sync {
+    move |_, _| Reply::Status(status)
+}
+
+/// Answer 500 to the first `n` requests, then 200.
+pub fn fail_first(n: usize) -> impl Fn(usize, &Request) -> Reply + Send + Sync {
+    move |i, _| Reply::Status(if i < n { 500 } else { 200 })
+}
+
+/// Never answer the first `n` requests, then answer 200.
+pub fn hang_first(n: usize) -> impl Fn(usize, &Request) -> Reply + Send + Sync {
+    move |i, _| {
+        if i < n {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    }
+}
+
+/// Never answer any request.
+pub fn hang_forever() -> impl Fn(usize, &Request) -> Reply + Send + Sync {
+    |_, _| Reply::Hang
+}
+
+/// Answer 200 to every request, each after `delay`.
+pub fn slow(delay: Duration) -> impl Fn(usize, &Request) -> Reply + Send + Sync {
+    move |_, _| Reply::After(delay, 200)
+}
+
+/// An axum server on 127.0.0.1 (own runtime, own thread), stopped when dropped.
+pub struct Receiver {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Receiver")
+            .field("addr", &self.addr)
+            .field("received", &self.shared.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The recorded requests and the policy, shared by the handler and the test thread.
+struct Shared {
+    requests: Mutex<Vec<Request>>,
+    /// Notified after every recorded request.
+    arrived: Condvar,
+    policy: Box<Policy>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Vec<Request>> {
+        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Receiver {
+    /// Starts a receiver that answers with `policy`.
+    pub fn start(policy: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Receiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr = listener.local_addr().expect("receiver address");
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            policy: Box::new(policy),
+        });
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let app = Router::new()
+            .fallback(record_and_answer)
+            .with_state(Arc::clone(&shared));
+        let thread = thread::Builder::new()
+            .name(format!("receiver-{}", addr.port()))
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("receiver runtime");
+                rt.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    let serve = async move { axum::serve(listener, app).await };
+                    tokio::select! {
+                        result = serve => result.expect("receiver server failed"),
+                        _ = stop => {}
+                    }
+                });
+                // Cancels the handlers still hanging or sleeping.
+                rt.shutdown_background();
+            })
+            .expect("spawn receiver thread");
+        Receiver {
+            addr,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A copy of every request received so far, in arrival order.
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.lock().clone()
+    }
+
+    /// How many requests arrived so far.
+    pub fn count(&self) -> usize {
+        self.shared.lock().len()
+    }
+
+    /// Waits until at least `count` requests arrived and returns them all.
+    ///
+    /// `timeout` is a safety net: passing it fails the test with what was received.
+    pub fn wait_for(&self, count: usize, timeout: Duration) -> Vec<Request> {
+        self.wait_until(&format!("{count} requests"), timeout, |r| r.len() >= count)
+    }
+
+    /// Waits until `done` holds for the requests received so far and returns them.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&[Request]) -> bool,
+    ) -> Vec<Request> {
+        let (requests, result) = self
+            .shared
+            .arrived
+            .wait_timeout_while(self.shared.lock(), timeout, |r| !done(r))
+            .unwrap_or_else(|e| e.into_inner());
+        if result.timed_out() {
+            let got = requests.len();
+            drop(requests);
+            panic!(
+                "receiver {}: waited {timeout:?} for {what}, got {got} requests",
+                self.addr
+            );
+        }
+        requests.clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn record_and_answer(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+) -> Response {
+    let received_at = Instant::now();
+    let (parts, body): (_, Body) = req.into_parts();
+    let body = match to_bytes(body, usize::MAX).await {
+        Ok(bytes) => bytes.to_vec(),
+        // The client went away mid-body: nothing was delivered, nothing to record.
+        Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+    };
+    let request = {
+        let mut requests = shared.lock();
+        let request = Request {
+            index: requests.len(),
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            headers: parts.headers,
+            body,
+            received_at,
+        };
+        requests.push(request.clone());
+        request
+    };
+    shared.arrived.notify_all();
+    match (shared.policy)(request.index, &request) {
+        Reply::Status(status) => status_response(status),
+        Reply::After(delay, status) => {
+            tokio::time::sleep(delay).await;
+            status_response(status)
+        }
+        Reply::Hang => std::future::pending().await,
+    }
+}
+
+fn status_response(status: u16) -> Response {
+    StatusCode::from_u16(status)
+        .expect("valid status code")
+        .into_response()
+}
