@@ -12,6 +12,9 @@ const ENDPOINTS: usize = 50;
 const JOBS_PER_ENDPOINT: usize = 200;
 const JOBS: usize = ENDPOINTS * JOBS_PER_ENDPOINT;
 
+/// The workers' counter of jobs claimed (a lease taken), summed over label sets.
+const CLAIMED: &str = "herald_jobs_claimed_total";
+
 /// A safety net only: on a slow machine a debug build may need a while for 10,000 POSTs.
 const TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -49,6 +52,16 @@ fn two_workers_share_ten_thousand_jobs_and_deliver_each_once() {
     assert!(
         a.is_running() && b.is_running(),
         "a worker exited on its own"
+    );
+    let claimed = [a.metric(CLAIMED), b.metric(CLAIMED)];
+    assert!(
+        claimed.iter().all(|&n| n > 0.0),
+        "both workers should have taken a share: {CLAIMED} = {claimed:?}"
+    );
+    assert_eq!(
+        claimed[0] + claimed[1],
+        JOBS as f64,
+        "{CLAIMED} = {claimed:?}"
     );
     a.stop(TIMEOUT);
     b.stop(TIMEOUT);

@@ -5,7 +5,7 @@
 //! - [`scripts`]: the Lua scripts (one per file in `scripts/`) and their result codes.
 //! - [`record`]: the job record stored in Redis, parsed for inspection.
 //! - [`store`]: [`Store`], the typed API used by the producer library, the worker and the CLI.
-//! - [`error`]: [`StoreError`].
+//! - [`error`]: the store's error type, [`StoreError`].
 //!
 //! Every script touches the keys of one shard only, all sharing one hash tag, so the same
 //! code runs on a single Redis and on Redis Cluster. Time always comes from Redis (`TIME`).

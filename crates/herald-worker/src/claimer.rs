@@ -5,7 +5,8 @@
 //! set, written by producers and by retries), what each claim answers about the shard's next
 //! due job and lease deadline (kept as local timers), and a jittered safety-net scan of every
 //! shard. An idle worker therefore costs one blocking command per wake-up or poll interval plus
-//! one scan per poll interval.
+//! one scan (one script call per shard) per poll interval. At shutdown a worker writes what only
+//! it knew (hints it popped, timers) back as hints.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -259,7 +260,33 @@ pub(crate) async fn run(
             queue.at(shard, deadline + 1);
         }
     }
+    hand_back_hints(&ctx, &mut conn, &mut queue, local_ms() + offset_ms).await;
     tasks
+}
+
+/// Writes what this worker alone knows (hot shards, timers from popped hints and claims) back
+/// as wake-up hints, so that other workers pick it up without waiting for their scan.
+async fn hand_back_hints(
+    ctx: &Ctx,
+    conn: &mut Option<MultiplexedConnection>,
+    queue: &mut ShardQueue,
+    now_ms: i64,
+) {
+    let Some(c) = conn.as_mut() else { return };
+    let mut earliest: std::collections::BTreeMap<u16, i64> = Default::default();
+    while let Some(shard) = queue.next() {
+        earliest.insert(shard, now_ms);
+    }
+    while let Some(Reverse((at, shard))) = queue.timers.pop() {
+        let slot = earliest.entry(shard).or_insert(at);
+        *slot = (*slot).min(at);
+    }
+    for (shard, at) in earliest {
+        if let Err(e) = ctx.store.wake(c, shard, at).await {
+            ctx.redis_failed("wake", &e);
+            return;
+        }
+    }
 }
 
 async fn pause(shutdown: &CancellationToken, d: Duration) {

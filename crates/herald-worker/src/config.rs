@@ -25,8 +25,9 @@ pub struct WorkerConfig {
     /// How long in-flight deliveries may finish after SIGTERM before their leases are handed
     /// back (`HERALD_SHUTDOWN_GRACE`).
     pub shutdown_grace: Duration,
-    /// Safety-net scan of every shard when no wake-up hint came (`HERALD_POLL_INTERVAL`),
-    /// jittered by ±20 % so that workers spread out.
+    /// Safety-net scan of every shard (`HERALD_POLL_INTERVAL`), jittered by ±20 % so that
+    /// workers spread out. Wake-up hints bring work at once; the scan only catches what a hint
+    /// missed (a worker that died holding a hint, a lease whose holder died), so it can be rare.
     pub poll_interval: Duration,
     /// Most entries kept in the dead-letter store, over all shards (`HERALD_DEAD_MAX`).
     pub dead_max: u64,
@@ -46,7 +47,7 @@ impl Default for WorkerConfig {
             retry: RetrySchedule::default(),
             lease: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(20),
-            poll_interval: Duration::from_secs(5),
+            poll_interval: Duration::from_secs(30),
             dead_max: 100_000,
             dead_max_age: Duration::from_secs(30 * 24 * 3600),
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),

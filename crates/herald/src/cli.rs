@@ -88,7 +88,7 @@ pub struct WorkerArgs {
     /// Time in-flight deliveries get to finish after SIGTERM [default: 20s].
     #[arg(long)]
     pub shutdown_grace: Option<String>,
-    /// Safety-net scan interval when idle [default: 5s].
+    /// Safety-net scan of every shard, for work no wake-up hint announced [default: 30s].
     #[arg(long)]
     pub poll_interval: Option<String>,
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
+use super::http_get;
 use super::process::{poll_until, Proc};
 
 /// The binary under test, built by cargo for this integration test.
@@ -319,6 +320,25 @@ impl Worker {
     /// The address from the readiness line (`metrics=ADDR`), if it printed one.
     pub fn metrics_addr(&self) -> Option<&str> {
         self.metrics_addr.as_deref()
+    }
+
+    /// The sum of every sample of metric `name` on the worker's `/metrics` page (all label
+    /// sets together); 0 when the worker has not emitted it yet.
+    pub fn metric(&self, name: &str) -> f64 {
+        let addr = self
+            .metrics_addr()
+            .expect("the readiness line names metrics=ADDR");
+        let (status, body) = http_get(addr, "/metrics");
+        assert_eq!(status, 200, "GET http://{addr}/metrics:\n{body}");
+        body.lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(name)?;
+                if !(rest.starts_with('{') || rest.starts_with(' ')) {
+                    return None; // another metric whose name starts with `name`
+                }
+                rest.rsplit(' ').next()?.parse::<f64>().ok()
+            })
+            .sum()
     }
 
     /// Whether the process has not exited yet.
