@@ -2,7 +2,7 @@
 """enqueue.py: a herald producer in Python, using the `redis` package (pip install redis).
 
 Enqueues one JSON payload for one endpoint by running the shipped
-crates/herald-store/scripts/enqueue-4.lua, exactly as the Rust producer does, then leaves a
+crates/herald-store/scripts/enqueue-6.lua, exactly as the Rust producer does, then leaves a
 wake-up hint for idle workers. The data model is described in docs/wire-format.md.
 
 Usage: examples/enqueue.py ENDPOINT_ID FILE      (FILE may be - for standard input)
@@ -15,12 +15,14 @@ Environment (the same as examples/enqueue.sh):
   HERALD_IDEMPOTENCY_KEY     makes a repeated enqueue a no-op  [none]
   HERALD_IDEMPOTENCY_TTL_MS  how long that key is remembered   [86400000]
   HERALD_JOB_ID              job id to use                     [a fresh ULID]
-  HERALD_ENQUEUE_SCRIPT      path of enqueue-4.lua             [the one in this repository]
+  HERALD_ENQUEUE_SCRIPT      path of enqueue-6.lua             [the one in this repository]
 
-Prints the job id on stdout. When the idempotency key was already used, nothing is written and
-the first job's id is printed (with a note on stderr).
+Prints the job id on stdout. When the endpoint is disabled, the job is parked (it waits,
+spending no attempt, until the endpoint is enabled) and a note goes to stderr. When the
+idempotency key was already used, nothing is written and the first job's id is printed (with a
+note on stderr).
 
-Exit status: 0 enqueued (or idempotency key already used); 1 Redis unreachable or failing;
+Exit status: 0 enqueued, parked, or idempotency key already used; 1 Redis unreachable or failing;
 2 input refused: bad arguments, payload not JSON, shard count mismatch, or the script's codes
 -1 (unknown endpoint), -2 (duplicate job id), -3 (invalid argument).
 
@@ -41,7 +43,7 @@ ENDPOINT_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 JOB_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 DEFAULT_SCRIPT = (
-    Path(__file__).resolve().parent.parent / "crates/herald-store/scripts/enqueue-4.lua"
+    Path(__file__).resolve().parent.parent / "crates/herald-store/scripts/enqueue-6.lua"
 )
 
 
@@ -80,9 +82,10 @@ def enqueue(
     idempotency_key: str = "",
     idempotency_ttl_ms: int = 86_400_000,
     script_source: "str | None" = None,
-) -> "tuple[str, bool]":
-    """Enqueues one job; returns (job id, created). created is False when the idempotency key
-    was already used: then nothing was written and the id is the first job's."""
+) -> "tuple[str, str]":
+    """Enqueues one job; returns (job id, status). status is "queued"; "parked" when the
+    endpoint is disabled (the job waits until it is enabled); or "duplicate" when the
+    idempotency key was already used: then nothing was written and the id is the first job's."""
     source = script_source or DEFAULT_SCRIPT.read_text()
     job_id = job_id or new_job_id()
     stored = r.hget(f"{namespace}:v1:meta", "shards")
@@ -100,7 +103,9 @@ def enqueue(
             f"{prefix}:queue",
             f"{prefix}:jobs",
             f"{prefix}:endpoints",
-            f"{prefix}:idem:{idempotency_key}",
+            f"{prefix}:idem:{endpoint_id}:{idempotency_key}" if idempotency_key else f"{prefix}:idem:",
+            f"{prefix}:disabled",
+            f"{prefix}:parked:{endpoint_id}",
         ],
         args=[job_id, endpoint_id, payload, delay_ms, idempotency_key, idempotency_ttl_ms],
     )
@@ -112,9 +117,11 @@ def enqueue(
             r.zadd(f"{namespace}:v1:wake", {str(shard): due_ms}, lt=True)
         except redis.RedisError as e:
             print(f"enqueue.py: warning: wake-up hint not written: {e}", file=sys.stderr)
-        return reply[1].decode(), True
+        return reply[1].decode(), "queued"
+    if code == 2 and len(reply) == 3:
+        return reply[1].decode(), "parked"
     if code == 0 and len(reply) == 3:
-        return reply[1].decode(), False
+        return reply[1].decode(), "duplicate"
     if code == -1:
         raise Refused(
             f"unknown endpoint {endpoint_id} (shard {shard} of namespace {namespace!r});"
@@ -124,9 +131,9 @@ def enqueue(
         raise Refused(f"job id {job_id} already exists")
     if code == -3:
         raise Refused(
-            "invalid argument: enqueue-4.lua refused the job id, endpoint id, delay or payload"
+            "invalid argument: enqueue-6.lua refused the job id, endpoint id, delay or payload"
         )
-    raise Failed(f"unexpected reply from enqueue-4.lua: {reply!r}")
+    raise Failed(f"unexpected reply from enqueue-6.lua: {reply!r}")
 
 
 def env_int(name: str, default: int, low: int, high: int) -> int:
@@ -173,7 +180,7 @@ def main(argv: "list[str]") -> int:
 
     r = redis.Redis.from_url(url)
     try:
-        job, created = enqueue(
+        job, status = enqueue(
             r,
             endpoint_id,
             payload,
@@ -190,7 +197,12 @@ def main(argv: "list[str]") -> int:
     except redis.RedisError as e:
         raise Failed(f"redis: {e}")
     print(job)
-    if not created:
+    if status == "parked":
+        print(
+            f"enqueue.py: endpoint {endpoint_id} is disabled; the job is parked until it is enabled",
+            file=sys.stderr,
+        )
+    elif status == "duplicate":
         print("enqueue.py: idempotency key already used; nothing enqueued, first job shown", file=sys.stderr)
     return 0
 

@@ -2,7 +2,7 @@
 # enqueue.sh: a herald producer in POSIX shell, using nothing but redis-cli.
 #
 # Enqueues one JSON payload for one endpoint by running the shipped
-# crates/herald-store/scripts/enqueue-4.lua, exactly as the Rust producer does, then leaves a
+# crates/herald-store/scripts/enqueue-6.lua, exactly as the Rust producer does, then leaves a
 # wake-up hint for idle workers. The data model is described in docs/wire-format.md.
 #
 # Usage: examples/enqueue.sh ENDPOINT_ID FILE      (FILE may be - for standard input)
@@ -15,12 +15,14 @@
 #   HERALD_IDEMPOTENCY_KEY     makes a repeated enqueue a no-op  [none]
 #   HERALD_IDEMPOTENCY_TTL_MS  how long that key is remembered   [86400000]
 #   HERALD_JOB_ID              job id to use                     [a fresh ULID]
-#   HERALD_ENQUEUE_SCRIPT      path of enqueue-4.lua             [the one in this repository]
+#   HERALD_ENQUEUE_SCRIPT      path of enqueue-6.lua             [the one in this repository]
 #
-# Prints the job id on stdout. When the idempotency key was already used, nothing is written
-# and the first job's id is printed (with a note on stderr).
+# Prints the job id on stdout. When the endpoint is disabled, the job is parked (it waits,
+# spending no attempt, until the endpoint is enabled) and a note goes to stderr. When the
+# idempotency key was already used, nothing is written and the first job's id is printed (with
+# a note on stderr).
 #
-# Exit status: 0 enqueued (or idempotency key already used); 1 Redis unreachable or failing;
+# Exit status: 0 enqueued, parked, or idempotency key already used; 1 Redis unreachable or failing;
 # 2 input refused: bad arguments, shard count mismatch, or the script's codes
 # -1 (unknown endpoint), -2 (duplicate job id), -3 (invalid argument).
 #
@@ -53,7 +55,7 @@ idem=${HERALD_IDEMPOTENCY_KEY:-}
 idem_ttl_ms=${HERALD_IDEMPOTENCY_TTL_MS:-86400000}
 job_id=${HERALD_JOB_ID:-}
 here=$(dirname -- "$0")
-script=${HERALD_ENQUEUE_SCRIPT:-$here/../crates/herald-store/scripts/enqueue-4.lua}
+script=${HERALD_ENQUEUE_SCRIPT:-$here/../crates/herald-store/scripts/enqueue-6.lua}
 
 # ----- check the input before talking to Redis -----
 
@@ -173,13 +175,17 @@ if [ -z "$job_id" ]; then
 fi
 
 prefix="$ns:v1:{$ns.$shard}"
-if ! out=$(rcli EVAL "$(cat -- "$script")" 4 \
-    "$prefix:queue" "$prefix:jobs" "$prefix:endpoints" "$prefix:idem:$idem" \
+# Idempotency keys are per endpoint; without one, the placeholder key is never touched.
+if [ -n "$idem" ]; then idem_key="$prefix:idem:$endpoint:$idem"; else idem_key="$prefix:idem:"; fi
+if ! out=$(rcli EVAL "$(cat -- "$script")" 6 \
+    "$prefix:queue" "$prefix:jobs" "$prefix:endpoints" "$idem_key" \
+    "$prefix:disabled" "$prefix:parked:$endpoint" \
     "$job_id" "$endpoint" "$payload" "$delay_ms" "$idem" "$idem_ttl_ms"); then
     die 1 "cannot reach Redis at HERALD_REDIS_URL: $out"
 fi
 
-# The reply, one element a line: {1, job id, due_ms}, {0, first job id, 0} or {code}.
+# The reply, one element a line: {1, job id, due_ms}, {2, job id, 0}, {0, first job id, 0}
+# or {code}.
 set -f
 # shellcheck disable=SC2086 # split the reply's lines on purpose
 set -- $out
@@ -187,11 +193,15 @@ set +f
 case ${1:-} in
     1)
         due_ms=${3:-}
-        is_uint "$due_ms" || die 1 "unexpected reply from enqueue-4.lua: $out"
+        is_uint "$due_ms" || die 1 "unexpected reply from enqueue-6.lua: $out"
         # The wake-up hint: without it the job is still picked up, at the workers' next poll.
         hint=$(rcli ZADD "$ns:v1:wake" LT "$due_ms" "$shard")
         is_uint "$hint" || printf '%s: warning: wake-up hint not written: %s\n' "$me" "$hint" >&2
         printf '%s\n' "$2"
+        ;;
+    2)
+        printf '%s\n' "$2"
+        printf '%s: endpoint %s is disabled; the job is parked until it is enabled\n' "$me" "$endpoint" >&2
         ;;
     0)
         printf '%s\n' "$2"
@@ -199,6 +209,6 @@ case ${1:-} in
         ;;
     -1) die 2 "unknown endpoint $endpoint (shard $shard of namespace '$ns'); create it with: herald endpoint set $endpoint --url URL" ;;
     -2) die 2 "job id $job_id already exists" ;;
-    -3) die 2 "invalid argument: enqueue-4.lua refused the job id, endpoint id, delay or payload" ;;
-    *) die 1 "unexpected reply from enqueue-4.lua: $out" ;;
+    -3) die 2 "invalid argument: enqueue-6.lua refused the job id, endpoint id, delay or payload" ;;
+    *) die 1 "unexpected reply from enqueue-6.lua: $out" ;;
 esac

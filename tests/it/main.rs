@@ -6,11 +6,21 @@
 //! - [`delivery`]: one job delivered, retried, and discarded after its schedule.
 //! - [`recovery`]: crashes, graceful shutdown and malformed job data.
 //! - [`scale`]: two workers sharing ten thousand jobs.
+//! - [`endpoints`]: endpoints, subscriptions, levels, strikes, parking and resuming.
+//! - [`store`]: the store's contract through its Rust API (tokens, leases, idempotency).
+//! - [`observability`]: `/metrics` counts, `/readyz`, the queue-depth sampler, start-up
+//!   warnings, failure logs, and the dashboards, alerts and manifests in `deploy/`.
+//! - [`hardening`]: signatures and rotation, the SSRF guard, HTTP semantics (redirects,
+//!   timeouts, capped bodies, `Retry-After`), Redis passwords, ACL users and TLS.
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
 
 mod cli_errors;
 mod delivery;
+mod endpoints;
+mod hardening;
 mod harness;
+mod observability;
 mod recovery;
 mod scale;
+mod store;
 mod support;

@@ -62,7 +62,7 @@ async fn register(
     let mut ids = Vec::with_capacity(endpoints);
     for i in 0..endpoints {
         let id = EndpointId::new(format!("bench-{i}"))?;
-        producer.store().set_endpoint(&id, url).await?;
+        producer.store().set_endpoint(&id, url, None).await?;
         ids.push(id);
     }
     Ok(ids)

@@ -2,17 +2,23 @@
 //!
 //! Nothing here talks to the network or to Redis; everything here is plain data and rules.
 //!
+//! - [`event`]: the status-change event (the payload) and notification levels.
 //! - [`id`]: job and endpoint identifiers, and the shard an endpoint lives in.
 //! - [`schedule`]: the retry schedule (delays between attempts, jitter, parsing).
 //! - [`outcome`]: what one delivery attempt came to, and how failures are classified.
+//! - [`signing`]: Standard Webhooks signatures and the `whsec_` secrets endpoints sign with.
 //! - [`webhook_url`]: the rules a dashboard's webhook URL must follow.
 
+pub mod event;
 pub mod id;
 pub mod outcome;
 pub mod schedule;
+pub mod signing;
 pub mod webhook_url;
 
+pub use event::{EventError, Level, Status, StatusEvent, Subscription};
 pub use id::{shard_of, EndpointId, InvalidId, JobId};
 pub use outcome::{FailureClass, Outcome};
 pub use schedule::{RetrySchedule, ScheduleError};
+pub use signing::{Secret, SecretError};
 pub use webhook_url::{validate_webhook_url, UrlError};

@@ -69,7 +69,8 @@ impl FailureClass {
     }
 
     /// True when the receiver could not be reached at all: DNS, refused, unreachable, TLS,
-    /// connect timeout. These are the failures that count as strikes by default.
+    /// connect timeout, any other failure to connect, or a target the SSRF guard refuses.
+    /// These are the failures that count as strikes by default.
     pub fn is_connection_level(self) -> bool {
         matches!(
             self,

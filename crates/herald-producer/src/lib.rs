@@ -1,8 +1,11 @@
 //! The producer library: how a service pushes webhook delivery jobs into herald.
 //!
-//! It runs the same `enqueue-4.lua` script that producers in other languages run (see
+//! It runs the same `enqueue-6.lua` script that producers in other languages run (see
 //! `docs/wire-format.md`), after checking what only the producer can check cheaply: that the
 //! payload is JSON.
+//!
+//! - [`publish`]: fans a status-change event out to the subscribed endpoints.
+//! - [`verify`]: checks the Standard Webhooks signature of a delivery, for receivers in Rust.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), herald_producer::ProduceError> {
@@ -15,8 +18,14 @@
 //! # Ok(()) }
 //! ```
 
-pub use herald_core::{EndpointId, JobId};
+pub mod publish;
+pub mod verify;
+
+pub use herald_core::{EndpointId, JobId, Secret, SecretError};
 pub use herald_store::{Enqueued, NewJob, Store, StoreConfig, StoreError};
+pub use publish::Published;
+pub use verify::{Verifier, VerifyError};
+
 use serde::de::IgnoredAny;
 
 /// Why a job was not enqueued.

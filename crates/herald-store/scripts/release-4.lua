@@ -10,7 +10,7 @@
 
   ARGV     pairs: job id, fencing token
 
-  A pair is applied only while the token is the job's current lease (see ack-4.lua).
+  A pair is applied only while the token is the job's current lease (see ack-5.lua).
 
   Returns one integer per pair: 1 applied, 0 refused (stale token).
 ]]

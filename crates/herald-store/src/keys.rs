@@ -51,6 +51,12 @@ impl Namespace {
         format!("{}:{FORMAT}:meta", self.name)
     }
 
+    /// `HASH endpoint id -> subscription JSON`: who subscribes to one monitored service. Read by
+    /// publishers to fan an event out; written beside the endpoint's own list.
+    pub fn service_subscribers(&self, slug: &str) -> String {
+        format!("{}:{FORMAT}:service:{slug}", self.name)
+    }
+
     /// `STRING` lock held by the worker that samples queue depth for metrics.
     pub fn sampler_lock_key(&self) -> String {
         format!("{}:{FORMAT}:sampler", self.name)
@@ -70,6 +76,9 @@ pub struct ShardKeys {
     pub endpoints: String,
     pub dead: String,
     pub seq: String,
+    pub disabled: String,
+    pub strikes: String,
+    pub deleted: String,
 }
 
 impl ShardKeys {
@@ -86,13 +95,35 @@ impl ShardKeys {
             endpoints: key("endpoints"),
             dead: key("dead"),
             seq: key("seq"),
+            disabled: key("disabled"),
+            strikes: key("strikes"),
+            deleted: key("deleted"),
             prefix,
         }
     }
 
-    /// The key that remembers an idempotency key of this shard.
-    pub fn idempotency(&self, key: &str) -> String {
-        format!("{}:idem:{key}", self.prefix)
+    /// The key that remembers an endpoint's idempotency key; with `None`, the placeholder
+    /// passed to the enqueue script when there is no idempotency key.
+    pub fn idempotency(&self, key: Option<(&str, &str)>) -> String {
+        match key {
+            Some((endpoint, key)) => format!("{}:idem:{endpoint}:{key}", self.prefix),
+            None => format!("{}:idem:", self.prefix),
+        }
+    }
+
+    /// `ZSET job id -> enqueued ms`: the jobs waiting while an endpoint is disabled.
+    pub fn parked(&self, endpoint: &str) -> String {
+        format!("{}:parked:{endpoint}", self.prefix)
+    }
+
+    /// `LIST` of an endpoint's latest attempts (JSON), newest first.
+    pub fn attempts(&self, endpoint: &str) -> String {
+        format!("{}:attempts:{endpoint}", self.prefix)
+    }
+
+    /// `HASH service slug -> subscription JSON`: what an endpoint subscribes to.
+    pub fn subscriptions(&self, endpoint: &str) -> String {
+        format!("{}:subs:{endpoint}", self.prefix)
     }
 }
 
@@ -104,7 +135,10 @@ mod tests {
     fn shard_keys_share_one_hash_tag() {
         let keys = Namespace::new("herald").unwrap().shard(3);
         assert_eq!(keys.queue, "herald:v1:{herald.3}:queue");
-        assert_eq!(keys.idempotency("k1"), "herald:v1:{herald.3}:idem:k1");
+        assert_eq!(
+            keys.idempotency(Some(("dash-1", "k1"))),
+            "herald:v1:{herald.3}:idem:dash-1:k1"
+        );
         for k in [
             &keys.queue,
             &keys.inflight,
@@ -114,6 +148,12 @@ mod tests {
             &keys.endpoints,
             &keys.dead,
             &keys.seq,
+            &keys.disabled,
+            &keys.strikes,
+            &keys.deleted,
+            &keys.parked("e"),
+            &keys.attempts("e"),
+            &keys.subscriptions("e"),
         ] {
             assert!(k.contains("{herald.3}"), "{k}");
         }

@@ -4,23 +4,34 @@
 //! - [`keys`]: the key layout: namespace, format version, shards and their hash tags.
 //! - [`scripts`]: the Lua scripts (one per file in `scripts/`) and their result codes.
 //! - [`record`]: the job record stored in Redis, parsed for inspection.
-//! - [`store`]: [`Store`], the typed API used by the producer library, the worker and the CLI.
+//! - [`store`]: [`Store`], the handle on one deployment, and its settings.
+//! - [`produce`]: enqueueing jobs (one, or a pipelined batch).
+//! - [`lease`]: the worker's calls: claim, settle, wake-up hints, housekeeping.
+//! - [`endpoints`]: endpoints, their state and subscriptions.
+//! - [`admin`]: counts by state, job lookup, the dead-letter store.
 //! - [`error`]: the store's error type, [`StoreError`].
 //!
 //! Every script touches the keys of one shard only, all sharing one hash tag, so the same
 //! code runs on a single Redis and on Redis Cluster. Time always comes from Redis (`TIME`).
 
+pub mod admin;
+pub mod endpoints;
 pub mod error;
 pub mod keys;
+pub mod lease;
+pub mod produce;
 pub mod record;
 pub mod scripts;
 pub mod store;
 
+pub use admin::{DeadJob, JobInfo, JobState, ShardStats, Stats};
+pub use endpoints::{
+    Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, SetEndpoint,
+};
 pub use error::StoreError;
 pub use keys::{Namespace, ShardKeys};
+pub use lease::{Claim, ClaimedJob, Settle, SettleReport, Settlement, Strike, ATTEMPT_LOG_LEN};
+pub use produce::{EnqueueStatus, Enqueued, NewJob};
 pub use record::JobRecord;
 pub use scripts::EnqueueCode;
-pub use store::{
-    Claim, ClaimedJob, DeadJob, EndpointRecord, Enqueued, JobInfo, JobState, NewJob, Settle,
-    SettleReport, Settlement, ShardStats, Stats, Store, StoreConfig,
-};
+pub use store::{Store, StoreConfig};

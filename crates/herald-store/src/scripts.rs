@@ -1,11 +1,16 @@
-//! The Lua scripts, embedded from `scripts/` (one file each, named `<name>-<number of keys>.lua`,
-//! with a header documenting KEYS, ARGV and the reply), and the codes they answer with.
+//! The Lua scripts, embedded from `scripts/` (one file each, named `<name>-<number of fixed
+//! keys>.lua`, with a header documenting KEYS, ARGV and the reply), and the codes they answer.
 
 use redis::Script;
 
-/// Negative codes of `enqueue-4.lua`, mirrored from its header.
+/// Codes of `enqueue-6.lua`, mirrored from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnqueueCode {
+    /// The idempotency key was used before; nothing written.
+    Duplicate = 0,
+    Queued = 1,
+    /// The endpoint is disabled: the job waits in its parked set.
+    Parked = 2,
     UnknownEndpoint = -1,
     DuplicateJobId = -2,
     InvalidArgument = -3,
@@ -13,17 +18,20 @@ pub enum EnqueueCode {
 
 impl EnqueueCode {
     pub fn from_code(code: i64) -> Option<Self> {
-        match code {
-            -1 => Some(Self::UnknownEndpoint),
-            -2 => Some(Self::DuplicateJobId),
-            -3 => Some(Self::InvalidArgument),
-            _ => None,
-        }
+        Some(match code {
+            0 => Self::Duplicate,
+            1 => Self::Queued,
+            2 => Self::Parked,
+            -1 => Self::UnknownEndpoint,
+            -2 => Self::DuplicateJobId,
+            -3 => Self::InvalidArgument,
+            _ => return None,
+        })
     }
 }
 
 /// The source of the enqueue script, for producers that ship it to another language.
-pub const ENQUEUE_SOURCE: &str = include_str!("../scripts/enqueue-4.lua");
+pub const ENQUEUE_SOURCE: &str = include_str!("../scripts/enqueue-6.lua");
 
 /// Every script, loaded once per store; `redis::Script` runs EVALSHA and reloads on NOSCRIPT.
 #[derive(Debug)]
@@ -31,9 +39,13 @@ pub struct Scripts {
     pub enqueue: Script,
     pub claim: Script,
     pub ack: Script,
-    pub retry: Script,
-    pub discard: Script,
+    pub fail: Script,
+    pub park: Script,
     pub release: Script,
+    pub resume: Script,
+    pub disable: Script,
+    pub delete_endpoint: Script,
+    pub sweep_parked: Script,
     pub replay: Script,
     pub purge: Script,
     pub dead_trim: Script,
@@ -44,11 +56,15 @@ impl Default for Scripts {
     fn default() -> Self {
         Self {
             enqueue: Script::new(ENQUEUE_SOURCE),
-            claim: Script::new(include_str!("../scripts/claim-8.lua")),
-            ack: Script::new(include_str!("../scripts/ack-4.lua")),
-            retry: Script::new(include_str!("../scripts/retry-4.lua")),
-            discard: Script::new(include_str!("../scripts/discard-4.lua")),
+            claim: Script::new(include_str!("../scripts/claim-10.lua")),
+            ack: Script::new(include_str!("../scripts/ack-5.lua")),
+            fail: Script::new(include_str!("../scripts/fail-7.lua")),
+            park: Script::new(include_str!("../scripts/park-3.lua")),
             release: Script::new(include_str!("../scripts/release-4.lua")),
+            resume: Script::new(include_str!("../scripts/resume-6.lua")),
+            disable: Script::new(include_str!("../scripts/disable-2.lua")),
+            delete_endpoint: Script::new(include_str!("../scripts/delete-endpoint-9.lua")),
+            sweep_parked: Script::new(include_str!("../scripts/sweep-parked-3.lua")),
             replay: Script::new(include_str!("../scripts/replay-4.lua")),
             purge: Script::new(include_str!("../scripts/purge-3.lua")),
             dead_trim: Script::new(include_str!("../scripts/dead-trim-3.lua")),
@@ -59,14 +75,18 @@ impl Default for Scripts {
 
 impl Scripts {
     /// Every script, for loading them all at once.
-    pub fn all(&self) -> [&Script; 10] {
+    pub fn all(&self) -> [&Script; 14] {
         [
             &self.enqueue,
             &self.claim,
             &self.ack,
-            &self.retry,
-            &self.discard,
+            &self.fail,
+            &self.park,
             &self.release,
+            &self.resume,
+            &self.disable,
+            &self.delete_endpoint,
+            &self.sweep_parked,
             &self.replay,
             &self.purge,
             &self.dead_trim,

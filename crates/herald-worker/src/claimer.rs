@@ -24,8 +24,9 @@ use crate::delivery::{self, Done};
 use crate::metrics as m;
 use crate::{Backoff, Ctx};
 
-/// Scans between two trims of the dead-letter store.
-const TRIM_EVERY_SCANS: u32 = 12;
+/// Time between two rounds of housekeeping (dead-letter bounds, parked jobs past the retry
+/// window); jittered like the scan.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(300);
 
 fn local_ms() -> i64 {
     SystemTime::now()
@@ -113,7 +114,7 @@ pub(crate) async fn run(
     let mut blocking: Option<MultiplexedConnection> = None;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
     let mut next_scan = Instant::now();
-    let mut scans: u32 = 0;
+    let mut next_housekeeping = Instant::now();
     // Redis clock minus local clock, learned from each claim.
     let mut offset_ms: i64 = 0;
 
@@ -125,10 +126,10 @@ pub(crate) async fn run(
         if Instant::now() >= next_scan {
             queue.all_hot();
             next_scan = Instant::now() + jittered(cfg.poll_interval);
-            scans = scans.wrapping_add(1);
-            if scans % TRIM_EVERY_SCANS == 1 {
-                trim_dead(&ctx, &mut conn).await;
-            }
+        }
+        if Instant::now() >= next_housekeeping {
+            next_housekeeping = Instant::now() + jittered(HOUSEKEEPING_EVERY);
+            housekeeping(&ctx, &mut conn).await;
         }
         queue.promote(local_ms() + offset_ms);
 
@@ -157,13 +158,14 @@ pub(crate) async fn run(
             tokio::select! {
                 hint = ctx.store.wait_wake(c, wait) => match hint {
                     Ok(Some((shard, at))) => {
+                        ctx.health.set_redis_ok(true);
                         if at <= local_ms() + offset_ms {
                             queue.mark_hot(shard);
                         } else {
                             queue.at(shard, at);
                         }
                     }
-                    Ok(None) => {}
+                    Ok(None) => ctx.health.set_redis_ok(true),
                     Err(e) => {
                         ctx.redis_failed("wait", &e);
                         blocking = None;
@@ -296,9 +298,19 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
     }
 }
 
-/// Bounds the dead-letter store of every shard (by count share and by age).
-async fn trim_dead(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
-    let Some(c) = conn.as_mut() else { return };
+/// Bounds the dead-letter store of every shard (by count share and by age), and discards
+/// parked jobs older than the retry window.
+async fn housekeeping(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
+    let c = match conn.as_mut() {
+        Some(c) => c,
+        None => match ctx.store.conn().await {
+            Ok(c) => conn.insert(deadpool_redis::Connection::take(c)),
+            Err(e) => {
+                ctx.redis_failed("housekeeping", &e);
+                return;
+            }
+        },
+    };
     let shards = u64::from(ctx.store.shards());
     let keep = ctx.cfg.dead_max.div_ceil(shards);
     for shard in 0..ctx.store.shards() {
@@ -311,6 +323,26 @@ async fn trim_dead(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
             Ok(n) => debug!(shard, removed = n, "dead-letter store trimmed"),
             Err(e) => {
                 ctx.redis_failed("trim", &e);
+                *conn = None;
+                return;
+            }
+        }
+        match ctx
+            .store
+            .sweep_parked(c, shard, ctx.cfg.retry.window())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                metrics::counter!(m::DISCARDED, "reason" => "parked_too_long").increment(n);
+                debug!(
+                    shard,
+                    discarded = n,
+                    "parked jobs past the retry window discarded"
+                );
+            }
+            Err(e) => {
+                ctx.redis_failed("sweep", &e);
                 *conn = None;
                 return;
             }

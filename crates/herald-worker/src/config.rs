@@ -6,6 +6,32 @@ use std::time::Duration;
 
 use herald_core::RetrySchedule;
 
+use crate::guard::AllowList;
+use crate::http::EgressProxy;
+
+/// Which failed attempts count as strikes towards disabling an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrikeOn {
+    /// Only failures to reach the receiver at all: DNS, refused, unreachable, TLS, connect
+    /// timeout, blocked by the SSRF guard. A receiver answering 500 is up, so it does not
+    /// strike; it is retried by the schedule.
+    #[default]
+    Connection,
+    /// Every failed attempt.
+    All,
+}
+
+impl std::str::FromStr for StrikeOn {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "connection" => Ok(Self::Connection),
+            "all" => Ok(Self::All),
+            other => Err(format!("{other:?} is not one of connection, all")),
+        }
+    }
+}
+
 /// Everything a worker needs to know besides where Redis is.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -33,8 +59,18 @@ pub struct WorkerConfig {
     pub dead_max: u64,
     /// Oldest dead-letter entry kept (`HERALD_DEAD_MAX_AGE`).
     pub dead_max_age: Duration,
+    /// Consecutive strikes that disable an endpoint (`HERALD_DISABLE_AFTER`).
+    pub disable_after: u32,
+    /// Which failed attempts count as strikes (`HERALD_STRIKE_ON`).
+    pub strike_on: StrikeOn,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`HERALD_METRICS_ADDR`).
     pub metrics_addr: Option<SocketAddr>,
+    /// Ranges the SSRF guard lets through (`HERALD_ALLOW_TARGETS`). Empty by default: loopback,
+    /// private, link-local (cloud metadata) and the other special ranges are refused.
+    pub allow_targets: AllowList,
+    /// An egress proxy every delivery goes through (`HERALD_EGRESS_PROXY`); the proxy then
+    /// resolves receivers' names and must vet them, herald checks only literal addresses.
+    pub egress_proxy: Option<EgressProxy>,
 }
 
 impl Default for WorkerConfig {
@@ -50,7 +86,11 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(30),
             dead_max: 100_000,
             dead_max_age: Duration::from_secs(30 * 24 * 3600),
+            disable_after: 5,
+            strike_on: StrikeOn::Connection,
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),
+            allow_targets: AllowList::default(),
+            egress_proxy: None,
         }
     }
 }

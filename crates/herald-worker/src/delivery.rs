@@ -1,18 +1,24 @@
 //! One delivery, as a small state machine: a claimed job is checked, POSTed, and its outcome
-//! turned into a settlement (acknowledge, retry later, discard, or hand back) for the settler.
+//! turned into a settlement for the settler: acknowledge, retry later, discard, park (endpoint
+//! disabled) or hand back (shutdown), with its effect on the endpoint's strikes and the entry
+//! for the endpoint's attempt log.
 
 use std::time::{Duration, Instant};
 
-use herald_store::{ClaimedJob, EndpointRecord, Settle, Settlement};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use herald_core::Outcome;
+use herald_store::{ClaimedJob, EndpointRecord, Settle, Settlement, Strike};
 use serde::de::IgnoredAny;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
+use crate::config::StrikeOn;
 use crate::http;
 use crate::metrics as m;
 use crate::Ctx;
+
+/// Response-body bytes kept in the attempt log.
+const LOGGED_BODY: usize = 1024;
 
 /// A finished delivery on its way to the settler.
 #[derive(Debug)]
@@ -25,7 +31,7 @@ pub(crate) struct Done {
 
 /// Where a claimed job goes before it is attempted.
 enum Checked {
-    Ready { url: String },
+    Ready(EndpointRecord),
     Malformed(String),
 }
 
@@ -37,7 +43,26 @@ fn check(job: &ClaimedJob) -> Checked {
     if let Err(e) = serde_json::from_slice::<IgnoredAny>(&job.payload) {
         return Checked::Malformed(format!("malformed: payload is not valid JSON: {e}"));
     }
-    Checked::Ready { url: endpoint.url }
+    Checked::Ready(endpoint)
+}
+
+/// What the settler needs to know of one finished delivery.
+struct Decision {
+    action: Settle,
+    strike: Strike,
+    log_entry: Option<String>,
+    discard_reason: Option<&'static str>,
+}
+
+impl Decision {
+    fn plain(action: Settle, discard_reason: Option<&'static str>) -> Self {
+        Self {
+            action,
+            strike: Strike::None,
+            log_entry: None,
+            discard_reason,
+        }
+    }
 }
 
 /// Runs one delivery and hands its settlement to the settler. `claimed_at_ms` is the Redis
@@ -58,7 +83,7 @@ pub(crate) async fn run(
         attempt = job.attempts
     );
     metrics::gauge!(m::IN_FLIGHT).increment(1.0);
-    let (action, discard_reason) = attempt(&ctx, claimed_at_ms, &job, &hard_stop)
+    let decision = attempt(&ctx, claimed_at_ms, &job, &hard_stop)
         .instrument(span)
         .await;
     metrics::gauge!(m::IN_FLIGHT).decrement(1.0);
@@ -66,7 +91,10 @@ pub(crate) async fn run(
     let settlement = Settlement {
         id: job.id,
         token: job.token,
-        action,
+        endpoint: job.endpoint,
+        action: decision.action,
+        strike: decision.strike,
+        log_entry: decision.log_entry,
     };
     // The settler outlives every delivery; if it is gone the process is exiting and the
     // lease brings the job back.
@@ -74,9 +102,36 @@ pub(crate) async fn run(
         .send(Done {
             shard,
             settlement,
-            discard_reason,
+            discard_reason: decision.discard_reason,
         })
         .await;
+}
+
+/// The delay before the next attempt: the schedule's, moved later (never earlier) by the
+/// receiver's `Retry-After`, which counts for no more than the schedule's longest delay.
+fn honour_retry_after(
+    scheduled: Duration,
+    retry_after: Option<Duration>,
+    cap: Duration,
+) -> Duration {
+    scheduled.max(retry_after.unwrap_or_default().min(cap))
+}
+
+/// Whether a failed attempt strikes its endpoint.
+fn strike(outcome: &Outcome, policy: StrikeOn) -> Strike {
+    match outcome {
+        Outcome::Delivered { .. } => Strike::None,
+        Outcome::Failed {
+            status: Some(410), ..
+        } => Strike::DisableNow,
+        Outcome::Failed { class, .. } => {
+            if policy == StrikeOn::All || class.is_connection_level() {
+                Strike::One
+            } else {
+                Strike::None
+            }
+        }
+    }
 }
 
 async fn attempt(
@@ -84,81 +139,149 @@ async fn attempt(
     claimed_at_ms: i64,
     job: &ClaimedJob,
     hard_stop: &CancellationToken,
-) -> (Settle, Option<&'static str>) {
-    let url = match check(job) {
-        Checked::Ready { url } => url,
+) -> Decision {
+    if job.endpoint_disabled {
+        debug!("endpoint disabled; job parked");
+        return Decision::plain(Settle::Park, None);
+    }
+    let endpoint = match check(job) {
+        Checked::Ready(endpoint) => endpoint,
         Checked::Malformed(reason) => {
             warn!(%reason, "job discarded");
-            return (Settle::Discard { reason }, Some("malformed"));
+            return Decision::plain(Settle::Discard { reason }, Some("malformed"));
         }
     };
     if job.attempts == 1 {
         let lag = (claimed_at_ms - job.enqueued_ms).max(0) as f64 / 1000.0;
         metrics::histogram!(m::FIRST_ATTEMPT_LAG).record(lag);
     }
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        HeaderName::from_static("webhook-id"),
-        HeaderValue::from_str(&format!("msg_{}", job.id)).expect("job ids are header-safe"),
+    // Signed with the claim's Redis time: the attempt starts now.
+    let headers = http::webhook_headers(
+        &format!("msg_{}", job.id),
+        &endpoint.secrets,
+        claimed_at_ms,
+        &job.payload,
     );
     let started = Instant::now();
     let attempt = tokio::select! {
-        a = http::post(&ctx.client, &url, headers, job.payload.clone()) => a,
+        a = http::post(&ctx.client, &endpoint.url, headers, job.payload.clone()) => a,
         _ = hard_stop.cancelled() => {
             debug!("shutdown grace over; lease handed back");
-            return (Settle::Release, None);
+            return Decision::plain(Settle::Release, None);
         }
     };
     let latency = started.elapsed();
     metrics::histogram!(m::DELIVERY_DURATION).record(latency.as_secs_f64());
     metrics::counter!(m::DELIVERIES, "outcome" => attempt.outcome.label()).increment(1);
-    match attempt.outcome {
-        herald_core::Outcome::Delivered { status } => {
+    let status = match attempt.outcome {
+        Outcome::Delivered { status } => Some(status),
+        Outcome::Failed { status, .. } => status,
+    };
+    let error = attempt.outcome.error_line();
+    let body = &attempt.body[..attempt.body.len().min(LOGGED_BODY)];
+    let log_entry = serde_json::json!({
+        "at_ms": claimed_at_ms,
+        "job_id": job.id,
+        "attempt": job.attempts,
+        "outcome": attempt.outcome.label(),
+        "status": status,
+        "latency_ms": latency.as_millis() as u64,
+        "error": error,
+        "response_body": String::from_utf8_lossy(body),
+    })
+    .to_string();
+    let strike = strike(&attempt.outcome, ctx.cfg.strike_on);
+    let decide = |action, discard_reason| Decision {
+        action,
+        strike,
+        log_entry: Some(log_entry),
+        discard_reason,
+    };
+    let (class, retry_after) = match attempt.outcome {
+        Outcome::Delivered { status } => {
             debug!(status, latency_ms = latency.as_millis() as u64, "delivered");
-            (Settle::Ack, None)
+            return decide(Settle::Ack, None);
         }
-        ref failed @ herald_core::Outcome::Failed {
+        Outcome::Failed {
+            class, retry_after, ..
+        } => (class, retry_after),
+    };
+    let error = error.unwrap_or_default();
+    match ctx.cfg.retry.next_delay(job.attempts, &mut rand::rng()) {
+        Some(delay) => {
+            let delay = honour_retry_after(delay, retry_after, ctx.cfg.retry.longest());
+            warn!(
+                outcome = class.as_str(),
+                status,
+                latency_ms = latency.as_millis() as u64,
+                retry_in_ms = delay.as_millis() as u64,
+                error = %error,
+                "attempt failed; retry scheduled"
+            );
+            metrics::counter!(m::RETRIES).increment(1);
+            decide(Settle::Retry { delay, error }, None)
+        }
+        None => {
+            warn!(
+                outcome = class.as_str(),
+                status,
+                latency_ms = latency.as_millis() as u64,
+                error = %error,
+                "attempt failed; retries exhausted, job discarded"
+            );
+            let reason = format!(
+                "retries exhausted after {} attempts; last error: {error}",
+                job.attempts
+            );
+            decide(Settle::Discard { reason }, Some("retries_exhausted"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::FailureClass;
+
+    fn failed(class: FailureClass, status: Option<u16>) -> Outcome {
+        Outcome::Failed {
             class,
             status,
-            retry_after,
-            ..
-        } => {
-            let error = failed.error_line().unwrap_or_default();
-            let next = ctx.cfg.retry.next_delay(job.attempts, &mut rand::rng());
-            match next {
-                Some(delay) => {
-                    // Retry-After moves the next attempt later, never earlier, and no further
-                    // than the schedule's longest delay.
-                    let asked = retry_after
-                        .map(|r| r.min(ctx.cfg.retry.longest()))
-                        .unwrap_or(Duration::ZERO);
-                    let delay = delay.max(asked);
-                    warn!(
-                        outcome = class.as_str(),
-                        status,
-                        latency_ms = latency.as_millis() as u64,
-                        retry_in_ms = delay.as_millis() as u64,
-                        error = %error,
-                        "attempt failed; retry scheduled"
-                    );
-                    metrics::counter!(m::RETRIES).increment(1);
-                    (Settle::Retry { delay, error }, None)
-                }
-                None => {
-                    warn!(
-                        outcome = class.as_str(),
-                        status,
-                        latency_ms = latency.as_millis() as u64,
-                        error = %error,
-                        "attempt failed; retries exhausted, job discarded"
-                    );
-                    let reason = format!(
-                        "retries exhausted after {} attempts; last error: {error}",
-                        job.attempts
-                    );
-                    (Settle::Discard { reason }, Some("retries_exhausted"))
-                }
-            }
+            detail: String::new(),
+            retry_after: None,
         }
+    }
+
+    #[test]
+    fn retry_after_moves_later_never_earlier_and_is_capped() {
+        let s = Duration::from_secs;
+        assert_eq!(honour_retry_after(s(3), Some(s(120)), s(600)), s(120));
+        assert_eq!(honour_retry_after(s(300), Some(s(120)), s(600)), s(300));
+        assert_eq!(honour_retry_after(s(3), Some(s(100_000)), s(600)), s(600));
+        assert_eq!(honour_retry_after(s(3), None, s(600)), s(3));
+        assert_eq!(honour_retry_after(s(3), Some(Duration::ZERO), s(600)), s(3));
+    }
+
+    #[test]
+    fn strikes_follow_the_policy() {
+        use FailureClass::*;
+        let c = StrikeOn::Connection;
+        assert_eq!(strike(&failed(Refused, None), c), Strike::One);
+        assert_eq!(strike(&failed(Dns, None), c), Strike::One);
+        assert_eq!(strike(&failed(Blocked, None), c), Strike::One);
+        assert_eq!(strike(&failed(HttpStatus, Some(500)), c), Strike::None);
+        assert_eq!(strike(&failed(Timeout, None), c), Strike::None);
+        assert_eq!(
+            strike(&failed(HttpStatus, Some(410)), c),
+            Strike::DisableNow
+        );
+        assert_eq!(
+            strike(&failed(HttpStatus, Some(500)), StrikeOn::All),
+            Strike::One
+        );
+        assert_eq!(
+            strike(&Outcome::Delivered { status: 200 }, StrikeOn::All),
+            Strike::None
+        );
     }
 }

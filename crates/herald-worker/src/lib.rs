@@ -4,8 +4,10 @@
 //! - `claimer`: the claim loop (wake-up hints, timers, safety-net scan, capacity).
 //! - `delivery`: one delivery as a state machine, from claimed job to settlement.
 //! - `settler`: batched, outage-proof writing of settlements.
+//! - [`guard`]: the SSRF guard: blocked address ranges, the allow list, the vetting resolver.
 //! - [`http`]: the shared HTTP client, the request, and the classification of failures.
 //! - [`metrics`]: metric names, and the `/metrics`, `/healthz`, `/readyz` server.
+//! - `sampler`: queue depth sampled by one worker at a time; start-up check of Redis durability.
 //!
 //! [`run`] is the whole worker: the `herald worker` command parses its configuration and
 //! signals, then calls it; tests call it in-process.
@@ -22,8 +24,10 @@ use tracing::{info, warn};
 mod claimer;
 pub mod config;
 mod delivery;
+pub mod guard;
 pub mod http;
 pub mod metrics;
+mod sampler;
 mod settler;
 
 pub use config::WorkerConfig;
@@ -35,7 +39,7 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(10);
 pub(crate) struct Ctx {
     pub store: Store,
     pub cfg: WorkerConfig,
-    pub client: reqwest::Client,
+    pub client: http::Client,
     pub health: Arc<metrics::Health>,
 }
 
@@ -89,6 +93,17 @@ pub async fn run(
     for w in cfg.warnings() {
         warn!("{w}");
     }
+    match &cfg.egress_proxy {
+        Some(proxy) => info!(
+            %proxy,
+            "deliveries go through the egress proxy, which resolves and vets receivers' names"
+        ),
+        None if !cfg.allow_targets.is_empty() => info!(
+            allow_targets = %cfg.allow_targets,
+            "the SSRF guard lets these ranges through"
+        ),
+        None => {}
+    }
     let health = Arc::new(metrics::Health::default());
     health.set_redis_ok(true);
     let server_stop = CancellationToken::new();
@@ -101,7 +116,9 @@ pub async fn run(
         })
     });
     metrics::install();
-    let client = http::client(cfg.connect_timeout, cfg.request_timeout, cfg.concurrency);
+    // The proxy URL is validated with the settings; what is left is the TLS backend itself.
+    let client = http::Client::new(http::ClientSettings::from_config(&cfg))
+        .expect("the HTTP client settings are valid");
     let grace = cfg.shutdown_grace;
     let ctx = Arc::new(Ctx {
         store,
@@ -109,6 +126,9 @@ pub async fn run(
         client,
         health: health.clone(),
     });
+
+    let sampler = tokio::spawn(sampler::run(ctx.clone(), shutdown.clone()));
+    tokio::spawn(metrics::upkeep(Duration::from_secs(5), server_stop.clone()));
 
     let (tx, rx) = mpsc::channel(ctx.cfg.concurrency * 2 + 16);
     let mut settler = tokio::spawn(settler::run(ctx.clone(), rx));
@@ -137,6 +157,8 @@ pub async fn run(
             "some outcomes could not be written to Redis; those jobs come back after their lease"
         );
     }
+    // The sampler stopped at the shutdown signal; wait for it to hand its lock over.
+    let _ = sampler.await;
     server_stop.cancel();
     if let Some(server) = server {
         let _ = server.await;

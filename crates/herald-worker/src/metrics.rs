@@ -1,14 +1,19 @@
 //! Metric names and the HTTP endpoints `/metrics`, `/healthz` and `/readyz`.
 //!
-//! Every metric herald emits is named here, so that `docs/metrics.md` has one place to match.
+//! Every metric herald emits is named here and listed in [`CATALOG`], so that
+//! `docs/metrics.md`, the Grafana dashboard and the alert rules in `deploy/` have one place to
+//! match (an integration test checks them against it).
 
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use herald_core::FailureClass;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -35,6 +40,143 @@ pub const REDIS_ERRORS: &str = "herald_redis_errors_total";
 pub const IN_FLIGHT: &str = "herald_in_flight_deliveries";
 /// Jobs claimed.
 pub const CLAIMED: &str = "herald_jobs_claimed_total";
+/// Endpoints disabled by this worker (consecutive connection-level failures, or `410 Gone`).
+pub const ENDPOINTS_DISABLED: &str = "herald_endpoints_disabled_total";
+/// Jobs parked because their endpoint is disabled.
+pub const PARKED: &str = "herald_jobs_parked_total";
+/// Jobs in the store by `state` (due, scheduled, in_flight, parked, dead), sampled by one
+/// worker at a time; see [`StoreGauges`].
+pub const QUEUE_JOBS: &str = "herald_queue_jobs";
+/// Endpoints disabled right now, sampled with [`QUEUE_JOBS`].
+pub const DISABLED_ENDPOINTS: &str = "herald_disabled_endpoints";
+/// Always 1, labelled with the worker's `version`: `count(herald_worker_info)` counts workers.
+pub const WORKER_INFO: &str = "herald_worker_info";
+/// 1 when `/readyz` would answer 200 (Redis answers, not draining), else 0.
+pub const WORKER_READY: &str = "herald_worker_ready";
+
+/// The Prometheus type of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// One metric herald emits: its name, type, labels and meaning.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// The label names; every label has a bounded set of values.
+    pub labels: &'static [&'static str],
+    pub help: &'static str,
+}
+
+/// Every metric herald emits; `docs/metrics.md` documents each one.
+pub const CATALOG: &[MetricDef] = &[
+    MetricDef {
+        name: DELIVERIES,
+        kind: Kind::Counter,
+        labels: &["outcome"],
+        help: "Delivery attempts by outcome: delivered, or the failure class.",
+    },
+    MetricDef {
+        name: DELIVERY_DURATION,
+        kind: Kind::Histogram,
+        labels: &[],
+        help: "Seconds from sending a delivery request to the end of the answer.",
+    },
+    MetricDef {
+        name: FIRST_ATTEMPT_LAG,
+        kind: Kind::Histogram,
+        labels: &[],
+        help: "Seconds from enqueue to the claim of a job's first attempt.",
+    },
+    MetricDef {
+        name: RETRIES,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Failed attempts rescheduled for a retry.",
+    },
+    MetricDef {
+        name: DISCARDED,
+        kind: Kind::Counter,
+        labels: &["reason"],
+        help: "Jobs moved to the dead-letter store, by reason.",
+    },
+    MetricDef {
+        name: STALE,
+        kind: Kind::Counter,
+        labels: &["kind"],
+        help: "Settlements refused because the lease had expired, by settlement kind.",
+    },
+    MetricDef {
+        name: LEASES_EXPIRED,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Expired leases of other workers taken back by this worker's claims.",
+    },
+    MetricDef {
+        name: RELEASED,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Leases handed back unattempted at shutdown.",
+    },
+    MetricDef {
+        name: REDIS_ERRORS,
+        kind: Kind::Counter,
+        labels: &["op"],
+        help: "Redis commands that failed, by operation.",
+    },
+    MetricDef {
+        name: IN_FLIGHT,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Deliveries in flight in this worker.",
+    },
+    MetricDef {
+        name: CLAIMED,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Jobs claimed by this worker.",
+    },
+    MetricDef {
+        name: ENDPOINTS_DISABLED,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Endpoints disabled by this worker (strikes, or 410 Gone).",
+    },
+    MetricDef {
+        name: PARKED,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Jobs parked because their endpoint is disabled.",
+    },
+    MetricDef {
+        name: QUEUE_JOBS,
+        kind: Kind::Gauge,
+        labels: &["state"],
+        help: "Jobs in the store by state, sampled by one worker at a time.",
+    },
+    MetricDef {
+        name: DISABLED_ENDPOINTS,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Endpoints disabled right now, sampled by one worker at a time.",
+    },
+    MetricDef {
+        name: WORKER_INFO,
+        kind: Kind::Gauge,
+        labels: &["version"],
+        help: "Always 1; counts running workers, labelled with their version.",
+    },
+    MetricDef {
+        name: WORKER_READY,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "1 when this worker is ready (Redis answers, not draining), else 0.",
+    },
+];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -53,16 +195,59 @@ pub fn install() -> PrometheusHandle {
             // Another recorder may already be installed (embedding application); then our
             // handle renders only what was recorded through it, which is nothing.
             let _ = metrics::set_global_recorder(recorder);
+            for def in CATALOG {
+                match def.kind {
+                    Kind::Counter => metrics::describe_counter!(def.name, def.help),
+                    Kind::Gauge => metrics::describe_gauge!(def.name, def.help),
+                    Kind::Histogram => metrics::describe_histogram!(def.name, def.help),
+                }
+            }
+            initialise();
             handle
         })
         .clone()
 }
 
-/// Whether this worker can take work: Redis answered its last command and it is not draining.
+/// Creates the series whose labels are known in advance at zero, so that they are on
+/// `/metrics` from the start and `rate()`/`increase()` see their first increment.
+fn initialise() {
+    metrics::gauge!(WORKER_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::counter!(DELIVERIES, "outcome" => "delivered").increment(0);
+    for class in FailureClass::ALL {
+        metrics::counter!(DELIVERIES, "outcome" => class.as_str()).increment(0);
+    }
+    for def in CATALOG.iter().filter(|d| d.labels.is_empty()) {
+        match def.kind {
+            Kind::Counter => metrics::counter!(def.name).increment(0),
+            Kind::Histogram => drop(metrics::histogram!(def.name)),
+            // Sampled or computed at scrape time; see `render_metrics`.
+            Kind::Gauge if matches!(def.name, DISABLED_ENDPOINTS | WORKER_READY) => {}
+            Kind::Gauge => metrics::gauge!(def.name).increment(0.0),
+        }
+    }
+}
+
+/// Drains recorded histogram samples into their buckets every `every`, until `stop`.
+///
+/// Rendering `/metrics` does this too; without a scraper (or with `/metrics` off) the samples
+/// would otherwise pile up in memory.
+pub async fn upkeep(every: Duration, stop: CancellationToken) {
+    let handle = install();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => handle.run_upkeep(),
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// What this worker's HTTP endpoints report: readiness, and the latest queue-depth sample.
 #[derive(Debug, Default)]
 pub struct Health {
     redis_ok: AtomicBool,
     draining: AtomicBool,
+    /// Set by the sampler while this worker holds the sampler lock.
+    pub store: StoreGauges,
 }
 
 impl Health {
@@ -79,10 +264,82 @@ impl Health {
     }
 }
 
+/// The job states of [`QUEUE_JOBS`], in display order.
+pub const QUEUE_STATES: [&str; 5] = ["due", "scheduled", "in_flight", "parked", "dead"];
+
+/// What the sampler counted in the store at one time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSample {
+    /// Jobs by state, in the order of [`QUEUE_STATES`].
+    pub jobs: Vec<(&'static str, u64)>,
+    pub disabled_endpoints: u64,
+}
+
+/// The latest store sample this worker took, rendered on `/metrics` only while fresh.
+///
+/// Queue depth belongs to the deployment, not to a worker, so only the worker holding the
+/// sampler lock reports it. A worker that loses the lock (another took over while this one could
+/// not reach Redis) stops reporting once its sample is stale, instead of showing an old number
+/// for ever. That is why these gauges are rendered here rather than kept in the metrics
+/// recorder, which cannot forget a series.
+#[derive(Debug, Default)]
+pub struct StoreGauges {
+    latest: Mutex<Option<(Instant, Duration, StoreSample)>>,
+}
+
+impl StoreGauges {
+    /// Records a sample that stays on `/metrics` for `fresh_for`.
+    pub fn record(&self, sample: StoreSample, fresh_for: Duration) {
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((Instant::now(), fresh_for, sample));
+    }
+
+    /// Stops reporting at once (another worker samples now).
+    pub fn forget(&self) {
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+
+    /// Appends the sample in the Prometheus text format, if it is fresh.
+    fn render(&self, out: &mut String) {
+        let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some((taken, fresh_for, sample)) = latest.as_ref() else {
+            return;
+        };
+        if taken.elapsed() >= *fresh_for {
+            return;
+        }
+        header(out, QUEUE_JOBS, "gauge");
+        for (state, n) in &sample.jobs {
+            let _ = writeln!(out, "{QUEUE_JOBS}{{state=\"{state}\"}} {n}");
+        }
+        out.push('\n');
+        header(out, DISABLED_ENDPOINTS, "gauge");
+        let _ = writeln!(out, "{DISABLED_ENDPOINTS} {}\n", sample.disabled_endpoints);
+    }
+}
+
+/// `# HELP` (from [`CATALOG`]) and `# TYPE` lines.
+fn header(out: &mut String, name: &str, kind: &str) {
+    let help = CATALOG
+        .iter()
+        .find(|d| d.name == name)
+        .map(|d| d.help)
+        .unwrap_or_default();
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
 #[derive(Clone)]
 struct AppState {
     handle: PrometheusHandle,
     health: Arc<Health>,
+}
+
+async fn render_metrics(State(s): State<AppState>) -> String {
+    metrics::gauge!(WORKER_READY).set(if s.health.ready() { 1.0 } else { 0.0 });
+    let mut body = s.handle.render();
+    s.health.store.render(&mut body);
+    body
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
@@ -96,10 +353,7 @@ pub async fn serve(
         health,
     };
     let app = Router::new()
-        .route(
-            "/metrics",
-            get(|State(s): State<AppState>| async move { s.handle.render() }),
-        )
+        .route("/metrics", get(render_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",
@@ -115,4 +369,70 @@ pub async fn serve(
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        let mut seen = std::collections::HashSet::new();
+        for def in CATALOG {
+            assert!(seen.insert(def.name), "{} listed twice", def.name);
+            assert!(def.name.starts_with("herald_"), "{}", def.name);
+            assert!(
+                def.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                "{}",
+                def.name
+            );
+            assert_eq!(
+                def.kind == Kind::Counter,
+                def.name.ends_with("_total"),
+                "{}: counters, and only counters, end in _total",
+                def.name
+            );
+            if def.kind == Kind::Histogram {
+                assert!(def.name.ends_with("_seconds"), "{}: base units", def.name);
+            }
+        }
+    }
+
+    #[test]
+    fn store_gauges_are_rendered_only_while_fresh() {
+        let sample = StoreSample {
+            jobs: vec![("due", 3), ("dead", 1)],
+            disabled_endpoints: 2,
+        };
+        let gauges = StoreGauges::default();
+        let mut out = String::new();
+        gauges.render(&mut out);
+        assert_eq!(out, "");
+
+        gauges.record(sample.clone(), Duration::from_secs(3600));
+        gauges.render(&mut out);
+        assert!(out.contains("# TYPE herald_queue_jobs gauge\n"), "{out}");
+        assert!(
+            out.contains("herald_queue_jobs{state=\"due\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("herald_queue_jobs{state=\"dead\"} 1\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nherald_disabled_endpoints 2\n"), "{out}");
+
+        gauges.record(sample.clone(), Duration::ZERO);
+        let mut stale = String::new();
+        gauges.render(&mut stale);
+        assert_eq!(stale, "", "a stale sample is not shown");
+
+        gauges.record(sample, Duration::from_secs(3600));
+        gauges.forget();
+        let mut forgotten = String::new();
+        gauges.render(&mut forgotten);
+        assert_eq!(forgotten, "");
+    }
 }

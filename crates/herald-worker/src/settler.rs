@@ -23,6 +23,7 @@ fn kind(action: &Settle) -> &'static str {
         Settle::Ack => "ack",
         Settle::Retry { .. } => "retry",
         Settle::Discard { .. } => "discard",
+        Settle::Park => "park",
         Settle::Release => "release",
     }
 }
@@ -59,7 +60,15 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                     items.iter().map(|d| d.settlement.clone()).collect();
                 let store = ctx.store.clone();
                 let shard = *shard;
-                async move { (shard, store.settle(&mut c, shard, &settlements).await) }
+                let disable_after = ctx.cfg.disable_after;
+                async move {
+                    (
+                        shard,
+                        store
+                            .settle(&mut c, shard, &settlements, disable_after)
+                            .await,
+                    )
+                }
             });
             let results = futures::future::join_all(rounds).await;
             let mut failed = false;
@@ -68,6 +77,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                     Ok(report) => {
                         let items = pending.remove(&shard).expect("shard was pending");
                         record(&ctx, shard, &items, &report.applied);
+                        for endpoint in &report.disabled {
+                            metrics::counter!(m::ENDPOINTS_DISABLED).increment(1);
+                            warn!(endpoint_id = %endpoint, "endpoint disabled; its jobs are parked until it is enabled");
+                        }
                         if let Some(at) = report.next_due_ms {
                             let mut c = c.clone();
                             if let Err(e) = ctx.store.wake(&mut c, shard, at).await {
@@ -113,6 +126,7 @@ fn record(ctx: &Ctx, shard: u16, items: &[Done], applied: &[bool]) {
                 info!(job_id = %done.settlement.id, %reason, "job moved to the dead-letter store");
             }
             Settle::Release => metrics::counter!(m::RELEASED).increment(1),
+            Settle::Park => metrics::counter!(m::PARKED).increment(1),
             Settle::Ack | Settle::Retry { .. } => {}
         }
     }

@@ -50,6 +50,23 @@ pub enum Command {
     /// Manage dashboards' webhook endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
+    /// Subscribe a dashboard's endpoint to a monitored service.
+    Subscribe(SubscribeArgs),
+    /// Remove a subscription.
+    Unsubscribe {
+        /// The endpoint id.
+        id: String,
+        /// The service slug, e.g. `heroku`.
+        service: String,
+    },
+    /// List subscriptions, of one endpoint or of one service.
+    #[command(subcommand)]
+    Subscriptions(SubscriptionsCommand),
+    /// Publish one status-change event: one job per subscribed endpoint whose level admits it.
+    Publish {
+        /// File with the event (JSON, as in the product documentation), or `-` for stdin.
+        file: String,
+    },
     /// Enqueue a raw JSON payload for one endpoint.
     Enqueue(EnqueueArgs),
     /// Count jobs by state: due, scheduled, in flight, dead.
@@ -60,6 +77,42 @@ pub enum Command {
     /// The dead-letter store: jobs that were discarded.
     #[command(subcommand)]
     Dead(DeadCommand),
+    /// Local quick start: Redis, a worker, a receiver and two demo dashboards, until Ctrl-C.
+    Dev(DevArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Port for the local receiver that prints each delivery [default: any free port].
+    #[arg(long, default_value_t = 0)]
+    pub receiver_port: u16,
+    /// Address for the worker's /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    /// The endpoint id.
+    pub id: String,
+    /// The service slug, e.g. `heroku`.
+    pub service: String,
+    /// Which status changes notify: all, warn (previous or new status warn or down), down
+    /// (previous or new status down), none.
+    #[arg(long, default_value = "all")]
+    pub level: herald_core::Level,
+    /// Only changes that touch one of these components notify (comma-separated names, or
+    /// `group/name`).
+    #[arg(long, value_delimiter = ',')]
+    pub components: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubscriptionsCommand {
+    /// The services one endpoint subscribes to.
+    Endpoint { id: String },
+    /// The endpoints subscribed to one service.
+    Service { service: String },
 }
 
 /// Worker settings. Each is also an environment variable (`HERALD_<NAME>`) and a key of the
@@ -88,9 +141,24 @@ pub struct WorkerArgs {
     /// Time in-flight deliveries get to finish after SIGTERM [default: 20s].
     #[arg(long)]
     pub shutdown_grace: Option<String>,
+    /// Consecutive strikes that disable an endpoint [default: 5].
+    #[arg(long)]
+    pub disable_after: Option<u32>,
+    /// Which failures strike: `connection` (cannot reach the receiver) or `all` [default:
+    /// connection].
+    #[arg(long)]
+    pub strike_on: Option<String>,
     /// Safety-net scan of every shard, for work no wake-up hint announced [default: 30s].
     #[arg(long)]
     pub poll_interval: Option<String>,
+    /// Comma-separated CIDRs the SSRF guard lets through, e.g. `10.20.0.0/16`; loopback,
+    /// private, link-local and other special ranges are refused unless listed [default: none].
+    #[arg(long)]
+    pub allow_targets: Option<String>,
+    /// URL of an egress proxy (e.g. smokescreen) that every delivery goes through; the proxy
+    /// then vets the addresses names resolve to [default: none, direct connections].
+    #[arg(long)]
+    pub egress_proxy: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,9 +170,33 @@ pub enum EndpointCommand {
         /// The webhook URL (http or https).
         #[arg(long)]
         url: String,
+        /// Signing secret (`whsec_` + base64 of 24 to 64 bytes); replaces the current ones.
+        /// Without it, the endpoint keeps its secrets (a new endpoint gets none: unsigned).
+        #[arg(long, env = "HERALD_ENDPOINT_SECRET", hide_env_values = true)]
+        secret: Option<String>,
     },
-    /// Show one endpoint.
+    /// Show one endpoint: state, strikes, disabled reason, parked jobs, latest attempts.
     Get { id: String },
+    /// List every endpoint.
+    List,
+    /// Enable an endpoint: its parked jobs are delivered at once.
+    Enable { id: String },
+    /// Disable an endpoint: its jobs are parked until it is enabled.
+    Disable {
+        id: String,
+        /// Why, for whoever looks later.
+        #[arg(long, default_value = "disabled by an operator")]
+        reason: String,
+    },
+    /// Delete an endpoint and its subscriptions; its jobs go to the dead-letter store.
+    Delete { id: String },
+    /// Start signing with a new secret; the old one keeps signing beside it for a while.
+    RotateSecret {
+        id: String,
+        /// How long the old secret keeps signing, e.g. `24h`.
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
 }
 
 #[derive(Debug, Args)]

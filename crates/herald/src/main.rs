@@ -2,6 +2,20 @@
 //! turns its error into a message on stderr and an exit code (2: the input was refused, 1: the
 //! command failed, e.g. Redis is unreachable).
 
+/// `println!` for command output: a closed stdout (`herald … | head`) ends the command quietly
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            panic!("writing to stdout: {e}");
+        }
+    }};
+}
+
 mod cli;
 mod commands;
 mod settings;
@@ -23,6 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let redis_url = cli.global.redis_url.clone();
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -31,7 +46,7 @@ fn main() -> ExitCode {
             } else {
                 1
             };
-            eprintln!("herald: {}", message(&e));
+            eprintln!("herald: {}", commands::redact(&message(&e), &redis_url));
             ExitCode::from(code)
         }
     }

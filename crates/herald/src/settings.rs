@@ -8,6 +8,8 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use herald_core::RetrySchedule;
+use herald_worker::guard::AllowList;
+use herald_worker::http::EgressProxy;
 use herald_worker::WorkerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +18,7 @@ use crate::commands::Refused;
 
 /// The settings as written by people: durations as text (`15s`), the schedule as a list.
 #[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Raw {
     concurrency: usize,
     claim_batch: usize,
@@ -29,6 +32,10 @@ struct Raw {
     dead_max: u64,
     dead_max_age: String,
     metrics_addr: String,
+    allow_targets: Targets,
+    egress_proxy: String,
+    disable_after: u32,
+    strike_on: String,
 }
 
 impl Default for Raw {
@@ -48,6 +55,27 @@ impl Default for Raw {
             dead_max: d.dead_max,
             dead_max_age: text(d.dead_max_age),
             metrics_addr: d.metrics_addr.map(|a| a.to_string()).unwrap_or_default(),
+            allow_targets: Targets::Text(d.allow_targets.to_string()),
+            egress_proxy: String::new(),
+            disable_after: d.disable_after,
+            strike_on: "connection".into(),
+        }
+    }
+}
+
+/// CIDRs as one comma-separated string (environment, flag) or a TOML list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Targets {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl Targets {
+    fn joined(&self) -> String {
+        match self {
+            Self::Text(text) => text.clone(),
+            Self::List(items) => items.join(","),
         }
     }
 }
@@ -69,10 +97,18 @@ struct Flags<'a> {
     shutdown_grace: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     poll_interval: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_targets: Option<Targets>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress_proxy: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_after: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strike_on: Option<&'a str>,
 }
 
 /// The keys the environment may set, as `HERALD_<KEY>`.
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: &[&str] = &[
     "concurrency",
     "claim_batch",
     "request_timeout",
@@ -85,6 +121,10 @@ const ENV_KEYS: [&str; 12] = [
     "dead_max",
     "dead_max_age",
     "metrics_addr",
+    "allow_targets",
+    "egress_proxy",
+    "disable_after",
+    "strike_on",
 ];
 
 fn duration(key: &str, text: &str) -> Result<Duration, Refused> {
@@ -113,7 +153,7 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
         figment = figment.merge(Toml::file(path));
     }
     figment = figment
-        .merge(Env::prefixed("HERALD_").only(&ENV_KEYS))
+        .merge(Env::prefixed("HERALD_").only(ENV_KEYS))
         .merge(Serialized::defaults(Flags {
             concurrency: args.concurrency,
             request_timeout: args.request_timeout.as_deref(),
@@ -122,6 +162,10 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
             lease: args.lease.as_deref(),
             shutdown_grace: args.shutdown_grace.as_deref(),
             poll_interval: args.poll_interval.as_deref(),
+            allow_targets: args.allow_targets.clone().map(Targets::Text),
+            egress_proxy: args.egress_proxy.as_deref(),
+            disable_after: args.disable_after,
+            strike_on: args.strike_on.as_deref(),
         }));
     let raw: Raw = figment
         .extract()
@@ -142,11 +186,29 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
             "setting retry_jitter (HERALD_RETRY_JITTER) must be between 0 and 0.5".into(),
         ));
     }
+    if raw.disable_after == 0 {
+        return Err(Refused(
+            "setting disable_after (HERALD_DISABLE_AFTER) must be at least 1".into(),
+        ));
+    }
+    let strike_on = raw
+        .strike_on
+        .parse()
+        .map_err(|e| Refused(format!("setting strike_on (HERALD_STRIKE_ON): {e}")))?;
     let retry: RetrySchedule = raw.retry_schedule.parse().map_err(|e| {
         Refused(format!(
             "setting retry_schedule (HERALD_RETRY_SCHEDULE): {e}"
         ))
     })?;
+    let allow_targets = AllowList::parse(&raw.allow_targets.joined())
+        .map_err(|e| Refused(format!("setting allow_targets (HERALD_ALLOW_TARGETS): {e}")))?;
+    let egress_proxy = match raw.egress_proxy.trim() {
+        "" => None,
+        url => Some(
+            EgressProxy::parse(url)
+                .map_err(|e| Refused(format!("setting egress_proxy (HERALD_EGRESS_PROXY): {e}")))?,
+        ),
+    };
     let metrics_addr = match raw.metrics_addr.trim() {
         "" => None,
         addr => Some(addr.parse::<SocketAddr>().map_err(|e| {
@@ -167,6 +229,10 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
         dead_max: raw.dead_max,
         dead_max_age: duration("dead_max_age", &raw.dead_max_age)?,
         metrics_addr,
+        allow_targets,
+        egress_proxy,
+        disable_after: raw.disable_after,
+        strike_on,
     })
 }
 
@@ -185,6 +251,10 @@ mod tests {
             lease: None,
             shutdown_grace: None,
             poll_interval: None,
+            allow_targets: None,
+            egress_proxy: None,
+            disable_after: None,
+            strike_on: None,
         }
     }
 
@@ -222,6 +292,49 @@ mod tests {
     }
 
     #[test]
+    fn allow_targets_and_egress_proxy() {
+        figment::Jail::expect_with(|jail| {
+            let cfg = worker_config(&args()).unwrap();
+            assert!(cfg.allow_targets.is_empty());
+            assert_eq!(cfg.egress_proxy, None);
+
+            jail.create_file("w.toml", "allow_targets = [\"10.1.0.0/16\", \"fd00::/8\"]")?;
+            let mut a = args();
+            a.config = Some("w.toml".into());
+            let cfg = worker_config(&a).unwrap();
+            assert_eq!(cfg.allow_targets.to_string(), "10.1.0.0/16,fd00::/8");
+
+            jail.set_env("HERALD_ALLOW_TARGETS", "127.0.0.0/8");
+            jail.set_env("HERALD_EGRESS_PROXY", "http://u:p@smokescreen:4750");
+            let cfg = worker_config(&a).unwrap();
+            assert_eq!(cfg.allow_targets.to_string(), "127.0.0.0/8");
+            assert_eq!(
+                cfg.egress_proxy.unwrap().to_string(),
+                "http://smokescreen:4750"
+            );
+
+            a.allow_targets = Some("192.168.0.0/16".into());
+            let cfg = worker_config(&a).unwrap();
+            assert_eq!(cfg.allow_targets.to_string(), "192.168.0.0/16");
+
+            a.allow_targets = Some("127.0.0.0/8,not-a-cidr".into());
+            let err = worker_config(&a).unwrap_err().to_string();
+            assert!(
+                err.contains("allow_targets") && err.contains("HERALD_ALLOW_TARGETS"),
+                "{err}"
+            );
+            assert!(err.contains("not-a-cidr"), "{err}");
+            a.allow_targets = None;
+
+            jail.set_env("HERALD_EGRESS_PROXY", "socks5://u:secret@proxy:1080");
+            let err = worker_config(&a).unwrap_err().to_string();
+            assert!(err.contains("HERALD_EGRESS_PROXY"), "{err}");
+            assert!(!err.contains("secret"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("HERALD_REQUEST_TIMEOUT", "soon");
@@ -234,7 +347,10 @@ mod tests {
             jail.set_env("HERALD_RETRY_SCHEDULE", "1s");
             jail.set_env("HERALD_CONCURRENCY", "many");
             let err = worker_config(&args()).unwrap_err().to_string();
-            assert!(err.contains("CONCURRENCY") && err.contains("HERALD_"), "{err}");
+            assert!(
+                err.contains("CONCURRENCY") && err.contains("HERALD_"),
+                "{err}"
+            );
             Ok(())
         });
     }

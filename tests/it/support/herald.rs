@@ -278,6 +278,7 @@ pub struct Stats {
     pub due: u64,
     pub scheduled: u64,
     pub in_flight: u64,
+    pub parked: u64,
     pub dead: u64,
 }
 
@@ -292,6 +293,7 @@ impl Stats {
             due: field("due"),
             scheduled: field("scheduled"),
             in_flight: field("in_flight"),
+            parked: field("parked"),
             dead: field("dead"),
         }
     }
@@ -301,9 +303,9 @@ impl Stats {
         self.due + self.scheduled
     }
 
-    /// Nothing queued, nothing in flight, nothing dead.
+    /// Nothing queued, nothing in flight, nothing parked, nothing dead.
     pub fn is_empty(&self) -> bool {
-        self.queued() == 0 && self.in_flight == 0 && self.dead == 0
+        self.queued() == 0 && self.in_flight == 0 && self.parked == 0 && self.dead == 0
     }
 }
 
@@ -380,6 +382,18 @@ impl Worker {
     /// Standard error so far.
     pub fn stderr(&self) -> String {
         self.proc.stderr()
+    }
+
+    /// Waits for the first output line that matches `pred` and returns it; panics if the
+    /// process exits without printing one. `timeout` is a safety net.
+    pub fn wait_for_line(&self, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        self.proc.wait_for_line(timeout, pred).unwrap_or_else(|| {
+            panic!(
+                "herald worker exited ({:?}) without the expected line:\n{}",
+                self.proc.exit_status(),
+                self.proc.output()
+            )
+        })
     }
 
     /// Everything the worker printed so far, for failure messages.

@@ -21,6 +21,10 @@ const PORT_ATTEMPTS: usize = 5;
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    /// Settings added to the defaults (a password, ACL users, TLS files), kept for restarts.
+    extra: Vec<String>,
+    /// Whether the port speaks TLS only.
+    tls: bool,
     /// Redis's working directory; kept alive as long as the server may write into it.
     dir: TempDir,
     proc: Option<Proc>,
@@ -35,14 +39,22 @@ pub fn free_port() -> u16 {
 impl RedisServer {
     /// Starts a server on a free port and returns once it accepts connections.
     pub fn start() -> RedisServer {
+        Self::start_with(&[], false)
+    }
+
+    /// Starts a server with `extra` arguments after the defaults (`--requirepass`, `--user`
+    /// ...); with `tls`, the port speaks TLS only (`extra` must name the certificate files).
+    pub fn start_with(extra: &[String], tls: bool) -> RedisServer {
         let dir = tempfile::tempdir().expect("temporary directory for redis");
         let mut last_failure = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
-            match launch(port, &dir) {
+            match launch(port, &dir, extra, tls) {
                 Ok(proc) => {
                     return RedisServer {
                         port,
+                        extra: extra.to_vec(),
+                        tls,
                         dir,
                         proc: Some(proc),
                     }
@@ -84,7 +96,7 @@ impl RedisServer {
     /// Kills the server if it runs, then starts a new, empty one on the same port.
     pub fn restart(&mut self) {
         self.kill();
-        let proc = launch(self.port, &self.dir).unwrap_or_else(|output| {
+        let proc = launch(self.port, &self.dir, &self.extra, self.tls).unwrap_or_else(|output| {
             panic!(
                 "redis-server did not restart on port {}:\n{output}",
                 self.port
@@ -102,7 +114,7 @@ impl Drop for RedisServer {
 
 /// Starts redis on `port` and waits for its readiness line; `Err` carries its output if it
 /// exited instead.
-fn launch(port: u16, dir: &TempDir) -> Result<Proc, String> {
+fn launch(port: u16, dir: &TempDir, extra: &[String], tls: bool) -> Result<Proc, String> {
     assert_ne!(port, 6379, "tests never use the default redis port");
     let mut cmd = Command::new("redis-server");
     cmd.args(["--port", &port.to_string()])
@@ -111,7 +123,11 @@ fn launch(port: u16, dir: &TempDir) -> Result<Proc, String> {
         .args(["--bind", "127.0.0.1"])
         .args(["--daemonize", "no"])
         .arg("--dir")
-        .arg(dir.path());
+        .arg(dir.path())
+        .args(extra);
+    if tls {
+        cmd.args(["--port", "0", "--tls-port", &port.to_string()]);
+    }
     let proc = Proc::spawn(format!("redis:{port}"), cmd, None);
     match proc.wait_for_line(READY_TIMEOUT, |l| l.contains("Ready to accept connections")) {
         Some(_) => Ok(proc),

@@ -21,11 +21,11 @@ pub async fn run(global: &Global, cmd: DeadCommand) -> anyhow::Result<()> {
                 return print_json(&jobs);
             }
             if jobs.is_empty() {
-                println!("the dead-letter store is empty");
+                outln!("the dead-letter store is empty");
             }
             for (i, job) in jobs.iter().enumerate() {
                 if i > 0 {
-                    println!();
+                    outln!();
                 }
                 print_job(job);
             }
@@ -41,7 +41,7 @@ pub async fn run(global: &Global, cmd: DeadCommand) -> anyhow::Result<()> {
             if global.json {
                 print_json(&serde_json::json!({ "replayed": n }))
             } else {
-                println!("replayed {n} jobs");
+                outln!("replayed {n} jobs");
                 Ok(())
             }
         }
@@ -55,7 +55,7 @@ pub async fn run(global: &Global, cmd: DeadCommand) -> anyhow::Result<()> {
             if global.json {
                 print_json(&serde_json::json!({ "purged": n }))
             } else {
-                println!("purged {n} jobs");
+                outln!("purged {n} jobs");
                 Ok(())
             }
         }

@@ -1,45 +1,231 @@
-//! `herald endpoint`: a dashboard's webhook URL.
+//! `herald endpoint`: a dashboard's webhook: URL, secrets, enabled state, and what happened to
+//! its latest attempts.
 
-use herald_core::{validate_webhook_url, EndpointId};
+use std::time::Duration;
+
+use herald_core::{validate_webhook_url, EndpointId, Secret};
+use herald_store::{EndpointSecret, Store};
 
 use crate::cli::{EndpointCommand, Global};
 use crate::commands::{open_store, print_json, store_error, time, Refused};
 
+fn endpoint_id(id: String) -> Result<EndpointId, Refused> {
+    EndpointId::new(id).map_err(|e| Refused(e.to_string()))
+}
+
 pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
     match cmd {
-        EndpointCommand::Set { id, url } => {
-            let id = EndpointId::new(id).map_err(|e| Refused(e.to_string()))?;
+        EndpointCommand::Set { id, url, secret } => {
+            let id = endpoint_id(id)?;
             let url = validate_webhook_url(&url)
                 .map_err(|e| Refused(format!("invalid webhook URL: {e}")))?;
+            let secret = secret
+                .map(|s| {
+                    Secret::parse(&s)
+                        .map(|parsed| parsed.expose())
+                        .map_err(|e| Refused(format!("invalid --secret: {e}")))
+                })
+                .transpose()?;
             let store = open_store(global).await?;
-            let record = store
-                .set_endpoint(&id, url.as_str())
+            let done = store
+                .set_endpoint(&id, url.as_str(), secret)
                 .await
                 .map_err(store_error)?;
             if global.json {
-                print_json(&serde_json::json!({ "id": id, "endpoint": record }))
-            } else {
-                println!("endpoint {id} -> {}", record.url);
-                Ok(())
+                return print_json(&serde_json::json!({
+                    "id": id,
+                    "url": done.record.url,
+                    "created": done.created,
+                    "resumed_jobs": done.resumed,
+                }));
             }
+            let verb = if done.created { "created" } else { "updated" };
+            outln!("endpoint {id} {verb}: {}", done.record.url);
+            if done.resumed > 0 {
+                outln!("re-activated: {} parked jobs are due again", done.resumed);
+            }
+            Ok(())
         }
-        EndpointCommand::Get { id } => {
-            let id = EndpointId::new(id).map_err(|e| Refused(e.to_string()))?;
+        EndpointCommand::Get { id } => get(global, endpoint_id(id)?).await,
+        EndpointCommand::List => list(global).await,
+        EndpointCommand::Enable { id } => {
+            let id = endpoint_id(id)?;
             let store = open_store(global).await?;
-            let record = store
-                .endpoint(&id)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| Refused(format!("endpoint {id} not found")))?;
+            let resumed = store.enable_endpoint(&id).await.map_err(store_error)?;
             if global.json {
-                print_json(&serde_json::json!({ "id": id, "endpoint": record }))
-            } else {
-                println!("id:         {id}");
-                println!("url:        {}", record.url);
-                println!("created at: {}", time(record.created_at_ms));
-                println!("updated at: {}", time(record.updated_at_ms));
-                Ok(())
+                return print_json(
+                    &serde_json::json!({ "id": id, "enabled": true, "resumed_jobs": resumed }),
+                );
             }
+            outln!("endpoint {id} enabled; {resumed} parked jobs are due again");
+            Ok(())
+        }
+        EndpointCommand::Disable { id, reason } => {
+            let id = endpoint_id(id)?;
+            let store = open_store(global).await?;
+            let changed = store
+                .disable_endpoint(&id, &reason)
+                .await
+                .map_err(store_error)?;
+            if global.json {
+                return print_json(
+                    &serde_json::json!({ "id": id, "enabled": false, "changed": changed }),
+                );
+            }
+            if changed {
+                outln!("endpoint {id} disabled; its jobs are parked until it is enabled");
+            } else {
+                outln!("endpoint {id} was already disabled");
+            }
+            Ok(())
+        }
+        EndpointCommand::Delete { id } => {
+            let id = endpoint_id(id)?;
+            let store = open_store(global).await?;
+            let discarded = store.delete_endpoint(&id).await.map_err(store_error)?;
+            if global.json {
+                return print_json(
+                    &serde_json::json!({ "id": id, "deleted": true, "parked_jobs_discarded": discarded }),
+                );
+            }
+            outln!(
+                "endpoint {id} deleted; {discarded} parked jobs moved to the dead-letter store (queued jobs follow as they come due)"
+            );
+            Ok(())
+        }
+        EndpointCommand::RotateSecret { id, grace } => {
+            let id = endpoint_id(id)?;
+            let grace = humantime::parse_duration(&grace)
+                .map_err(|e| Refused(format!("--grace {grace:?} is not a duration: {e}")))?;
+            let store = open_store(global).await?;
+            let secret = rotate(&store, &id, grace).await?;
+            if global.json {
+                return print_json(
+                    &serde_json::json!({ "id": id, "secret": secret, "old_secrets_expire_in_s": grace.as_secs() }),
+                );
+            }
+            outln!("{secret}");
+            eprintln!(
+                "herald: new signing secret for {id} (shown once); the previous ones keep signing for {}",
+                humantime::format_duration(grace)
+            );
+            Ok(())
         }
     }
+}
+
+/// Puts a fresh secret first and lets the active ones expire after `grace`.
+async fn rotate(store: &Store, id: &EndpointId, grace: Duration) -> anyhow::Result<String> {
+    let mut record = store
+        .endpoint(id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| Refused(format!("endpoint {id} not found")))?;
+    let mut conn = store.conn().await.map_err(store_error)?;
+    let now = store.now_ms(&mut conn).await.map_err(store_error)?;
+    let expires = now + grace.as_millis() as i64;
+    record
+        .secrets
+        .retain(|s| s.expires_at_ms.is_none_or(|t| t > now));
+    for s in &mut record.secrets {
+        s.expires_at_ms = Some(s.expires_at_ms.map_or(expires, |t| t.min(expires)));
+    }
+    let secret = Secret::generate().expose();
+    record.secrets.insert(
+        0,
+        EndpointSecret {
+            secret: secret.clone(),
+            expires_at_ms: None,
+        },
+    );
+    record.updated_at_ms = now;
+    store
+        .update_endpoint(id, &record)
+        .await
+        .map_err(store_error)?;
+    Ok(secret)
+}
+
+async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {
+    let store = open_store(global).await?;
+    let mut conn = store.conn().await.map_err(store_error)?;
+    let now = store.now_ms(&mut conn).await.map_err(store_error)?;
+    let state = store
+        .endpoint_state(&id, now)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| Refused(format!("endpoint {id} not found")))?;
+    if global.json {
+        return print_json(&state);
+    }
+    outln!("id:             {}", state.id);
+    outln!("url:            {}", state.url);
+    match &state.disabled {
+        None => outln!("state:          enabled"),
+        Some(d) => {
+            outln!("state:          disabled since {}", time(d.at_ms));
+            outln!("reason:         {}", d.reason);
+        }
+    }
+    outln!("strikes:        {}", state.strikes);
+    outln!("parked jobs:    {}", state.parked);
+    outln!("signing:        {} active secret(s)", state.active_secrets);
+    outln!("created at:     {}", time(state.created_at_ms));
+    outln!("updated at:     {}", time(state.updated_at_ms));
+    if state.subscriptions.is_empty() {
+        outln!("subscriptions:  none");
+    } else {
+        outln!("subscriptions:");
+        for (slug, sub) in &state.subscriptions {
+            let components = if sub.components.is_empty() {
+                String::new()
+            } else {
+                format!(" components={}", sub.components.join(","))
+            };
+            outln!("  {slug} level={}{components}", sub.level);
+        }
+    }
+    outln!("latest attempts (newest first):");
+    if state.attempts.is_empty() {
+        outln!("  none");
+    }
+    for a in &state.attempts {
+        let field = |k: &str| a.get(k).map(|v| v.to_string()).unwrap_or_default();
+        outln!(
+            "  {} job={} attempt={} outcome={} status={} latency_ms={}{}",
+            a.get("at_ms")
+                .and_then(|v| v.as_i64())
+                .map(time)
+                .unwrap_or_default(),
+            a.get("job_id").and_then(|v| v.as_str()).unwrap_or(""),
+            field("attempt"),
+            a.get("outcome").and_then(|v| v.as_str()).unwrap_or(""),
+            field("status"),
+            field("latency_ms"),
+            a.get("error")
+                .and_then(|v| v.as_str())
+                .map(|e| format!(" error={e:?}"))
+                .unwrap_or_default(),
+        );
+    }
+    Ok(())
+}
+
+async fn list(global: &Global) -> anyhow::Result<()> {
+    let store = open_store(global).await?;
+    let all = store.list_endpoints().await.map_err(store_error)?;
+    if global.json {
+        return print_json(&all);
+    }
+    if all.is_empty() {
+        outln!("no endpoints");
+    }
+    for e in all {
+        let state = match e.disabled {
+            None => "enabled".to_owned(),
+            Some(d) => format!("disabled ({})", d.reason),
+        };
+        outln!("{}\t{}\t{state}\tstrikes={}", e.id, e.url, e.strikes);
+    }
+    Ok(())
 }

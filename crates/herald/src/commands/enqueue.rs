@@ -1,29 +1,16 @@
 //! `herald enqueue`: one raw JSON payload for one endpoint, or many with `--ndjson`.
 
-use std::io::Read;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use herald_core::{EndpointId, JobId};
 use herald_producer::{check_payload, NewJob, Producer};
+use herald_store::EnqueueStatus;
 
 use crate::cli::{EnqueueArgs, Global};
-use crate::commands::{open_store, print_json, store_error, Refused};
+use crate::commands::{open_store, print_json, read_input, store_error, Refused};
 
 /// Jobs per pipelined round trip in `--ndjson` mode.
 const BATCH: usize = 1000;
-
-fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    if file == "-" {
-        std::io::stdin()
-            .read_to_end(&mut buf)
-            .context("reading standard input")?;
-    } else {
-        buf = std::fs::read(file).map_err(|e| Refused(format!("cannot read {file}: {e}")))?;
-    }
-    Ok(buf)
-}
 
 pub async fn run(global: &Global, args: &EnqueueArgs) -> anyhow::Result<()> {
     let endpoint = EndpointId::new(args.id.clone()).map_err(|e| Refused(e.to_string()))?;
@@ -52,11 +39,15 @@ pub async fn run(global: &Global, args: &EnqueueArgs) -> anyhow::Result<()> {
         if global.json {
             return print_json(&done);
         }
-        if done.created {
-            println!("{}", done.job_id);
-        } else {
-            println!("{}", done.job_id);
-            eprintln!("herald: idempotency key already used; nothing enqueued, first job shown");
+        outln!("{}", done.job_id);
+        match done.status {
+            EnqueueStatus::Queued => {}
+            EnqueueStatus::Parked => {
+                eprintln!("herald: endpoint {endpoint} is disabled; the job is parked until it is enabled")
+            }
+            EnqueueStatus::Duplicate => {
+                eprintln!("herald: idempotency key already used; nothing enqueued, first job shown")
+            }
         }
         return Ok(());
     }
@@ -91,7 +82,7 @@ pub async fn run(global: &Global, args: &EnqueueArgs) -> anyhow::Result<()> {
     if global.json {
         print_json(&serde_json::json!({ "enqueued": enqueued }))
     } else {
-        println!("enqueued {enqueued} jobs");
+        outln!("enqueued {enqueued} jobs");
         Ok(())
     }
 }

@@ -12,17 +12,19 @@ pub async fn stats(global: &Global) -> anyhow::Result<()> {
         return print_json(&stats);
     }
     let t = &stats.total;
-    println!("due        {}", t.due);
-    println!("scheduled  {}", t.scheduled);
-    println!("in flight  {}", t.in_flight);
-    println!("dead       {}", t.dead);
+    outln!("due        {}", t.due);
+    outln!("scheduled  {}", t.scheduled);
+    outln!("in flight  {}", t.in_flight);
+    outln!("parked     {}", t.parked);
+    outln!("dead       {}", t.dead);
+    outln!("disabled endpoints  {}", stats.disabled_endpoints);
     Ok(())
 }
 
 /// Prints a job as text, one field a line.
 pub fn print_job(job: &JobInfo) {
-    println!("id:            {}", job.id);
-    println!(
+    outln!("id:            {}", job.id);
+    outln!(
         "state:         {}",
         serde_json::to_value(job.state)
             .unwrap_or_default()
@@ -30,28 +32,28 @@ pub fn print_job(job: &JobInfo) {
             .unwrap_or("?")
     );
     if let Some(e) = &job.endpoint {
-        println!("endpoint:      {e}");
+        outln!("endpoint:      {e}");
     }
     if let Some(a) = job.attempts {
-        println!("attempts:      {a}");
+        outln!("attempts:      {a}");
     }
     if let Some(t) = job.enqueued_at_ms {
-        println!("enqueued at:   {}", time(t));
+        outln!("enqueued at:   {}", time(t));
     }
     if let Some(t) = job.next_attempt_at_ms {
-        println!("next attempt:  {}", time(t));
+        outln!("next attempt:  {}", time(t));
     }
     if let Some(t) = job.lease_deadline_ms {
-        println!("lease until:   {}", time(t));
+        outln!("lease until:   {}", time(t));
     }
     if let Some(t) = job.dead_at_ms {
-        println!("dead since:    {}", time(t));
+        outln!("dead since:    {}", time(t));
     }
     if let Some(e) = &job.last_error {
-        println!("last error:    {e}");
+        outln!("last error:    {e}");
     }
     if let Some(raw) = &job.raw_record {
-        println!("raw record:    {raw:?}");
+        outln!("raw record:    {raw:?}");
     }
 }
 

@@ -1,12 +1,16 @@
 //! The subcommands. Each module runs one family; this one opens the store and dispatches.
 
 mod dead;
+mod dev;
 mod endpoint;
 mod enqueue;
 mod inspect;
+mod publish;
+mod subscriptions;
 mod worker;
 
 use std::fmt;
+use std::io::Read;
 
 use anyhow::Context as _;
 use herald_store::{Namespace, Store, StoreConfig, StoreError};
@@ -33,10 +37,66 @@ pub fn store_error(e: StoreError) -> anyhow::Error {
         | StoreError::InvalidArgument(_)
         | StoreError::ShardMismatch { .. } => Refused(e.to_string()).into(),
         e @ (StoreError::Redis(_) | StoreError::Pool(_)) => {
-            anyhow::Error::new(e).context("cannot reach Redis (check HERALD_REDIS_URL)")
+            let text = e.to_string();
+            let context = if ["AuthenticationFailed", "NOAUTH", "WRONGPASS"]
+                .iter()
+                .any(|code| text.contains(code))
+            {
+                "Redis refused the credentials (the user and password in HERALD_REDIS_URL)"
+            } else {
+                "cannot reach Redis (check HERALD_REDIS_URL)"
+            };
+            anyhow::Error::new(e).context(context)
         }
         e => e.into(),
     }
+}
+
+/// Removes the Redis URL's password, as written and percent-decoded, from a message: Redis
+/// errors do not repeat the URL, and this makes sure no future one shows the password either.
+pub fn redact(text: &str, redis_url: &str) -> String {
+    let Some(password) = url_password(redis_url) else {
+        return text.to_owned();
+    };
+    let mut out = text.to_owned();
+    for form in [percent_decode(password), password.to_owned()] {
+        if !form.is_empty() {
+            out = out.replace(&form, "***");
+        }
+    }
+    out
+}
+
+/// The password of `scheme://user:password@host...`, as written.
+fn url_password(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    userinfo.split_once(':').map(|(_, password)| password)
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Opens the deployment's store and checks that Redis answers with a matching layout.
@@ -52,9 +112,22 @@ pub async fn open_store(global: &Global) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Reads a file, or standard input for `-`.
+pub fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if file == "-" {
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .map_err(|e| anyhow::anyhow!("reading standard input: {e}"))?;
+    } else {
+        buf = std::fs::read(file).map_err(|e| Refused(format!("cannot read {file}: {e}")))?;
+    }
+    Ok(buf)
+}
+
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).context("serialising output")?
     );
@@ -74,8 +147,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker(args) => worker::run(g, &args).await,
         Command::Endpoint(cmd) => endpoint::run(g, cmd).await,
         Command::Enqueue(args) => enqueue::run(g, &args).await,
+        Command::Subscribe(args) => subscriptions::subscribe(g, &args).await,
+        Command::Unsubscribe { id, service } => subscriptions::unsubscribe(g, &id, &service).await,
+        Command::Subscriptions(cmd) => subscriptions::list(g, cmd).await,
+        Command::Publish { file } => publish::run(g, &file).await,
+        Command::Dev(args) => dev::run(g, &args).await,
         Command::Stats => inspect::stats(g).await,
         Command::Job(crate::cli::JobCommand::Get { job_id }) => inspect::job(g, &job_id).await,
         Command::Dead(cmd) => dead::run(g, cmd).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_removes_the_redis_password_in_both_forms() {
+        let url = "rediss://herald:p%40ss-w0rd@redis.internal:6380/0";
+        assert_eq!(url_password(url), Some("p%40ss-w0rd"));
+        assert_eq!(
+            redact(
+                "AUTH p@ss-w0rd failed for rediss://herald:p%40ss-w0rd@redis",
+                url
+            ),
+            "AUTH *** failed for rediss://herald:***@redis"
+        );
+        assert_eq!(url_password("redis://127.0.0.1:6379"), None);
+        assert_eq!(url_password("redis://user@host/"), None);
+        assert_eq!(url_password("redis://:pw@host"), Some("pw"));
+        assert_eq!(
+            redact("nothing to hide", "redis://127.0.0.1"),
+            "nothing to hide"
+        );
     }
 }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::{Global, WorkerArgs};
-use crate::commands::{open_store, Refused};
+use crate::commands::{open_store, redact, Refused};
 use crate::settings;
 
 pub async fn run(global: &Global, args: &WorkerArgs) -> anyhow::Result<()> {
@@ -24,7 +24,8 @@ pub async fn run(global: &Global, args: &WorkerArgs) -> anyhow::Result<()> {
             Ok(store) => break store,
             Err(e) if e.downcast_ref::<Refused>().is_some() => return Err(e),
             Err(e) => {
-                warn!(error = %format!("{e:#}"), retry_in_ms = delay.as_millis() as u64, "waiting for Redis");
+                let error = redact(&format!("{e:#}"), &global.redis_url);
+                warn!(%error, retry_in_ms = delay.as_millis() as u64, "waiting for Redis");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = shutdown.cancelled() => return Ok(()),
@@ -63,11 +64,13 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => info!("SIGTERM received"),
-            _ = int.recv() => info!("SIGINT received"),
-        }
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        // Cancel first: logging may fail (stderr closed) and must not keep the worker running.
         shutdown.cancel();
+        info!("{name} received; draining");
     });
     Ok(())
 }

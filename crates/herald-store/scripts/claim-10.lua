@@ -1,5 +1,5 @@
 --[[
-  claim-8.lua: lease up to a batch of due jobs of one shard to a worker, after putting back
+  claim-10.lua: lease up to a batch of due jobs of one shard to a worker, after putting back
   the jobs whose lease expired.
 
   KEYS[1]  queue      ZSET  job id -> next attempt time (ms)
@@ -10,6 +10,8 @@
   KEYS[6]  endpoints  HASH  endpoint id -> endpoint JSON
   KEYS[7]  dead       ZSET  job id -> time it was discarded (ms)
   KEYS[8]  seq        STRING counter that issues fencing tokens
+  KEYS[9]  disabled   HASH  endpoint id -> why and when it was disabled (JSON)
+  KEYS[10] deleted    HASH  endpoint id -> when it was deleted (ms)
 
   ARGV[1]  most jobs to claim
   ARGV[2]  lease length in ms
@@ -22,11 +24,14 @@
   store instead of looping. A job whose record is unreadable, or whose endpoint no longer
   exists, goes to the dead-letter store with that reason instead of being leased.
 
+  A job of a disabled endpoint is leased without counting an attempt and marked "disabled":
+  the worker parks it (park-3.lua) instead of delivering it.
+
   Returns {now_ms, next_due_ms, next_lease_deadline_ms, expired, discarded, job...} where
   next_* are -1 when the set is empty, expired counts the leases put back or discarded,
-  discarded counts jobs sent to the dead-letter store by this call, and each claimed job adds
-  seven entries: id, token, attempts (this one included), enqueued_ms, endpoint id,
-  endpoint JSON, payload.
+  discarded counts jobs sent to the dead-letter store by this call, and each leased job adds
+  eight entries: id, token, attempts (this one included), enqueued_ms, endpoint id,
+  endpoint JSON, payload, and "active" or "disabled".
 ]]
 
 local t = redis.call('TIME')
@@ -49,11 +54,12 @@ for _, id in ipairs(expired) do
   local rec = redis.call('HGET', KEYS[4], id)
   if rec then
     local attempts = tonumber(string.match(rec, '^%d+ (%d+) ')) or max_attempts
+    local why = 'lease_expired: the worker did not settle attempt ' .. attempts .. ' before its lease ran out'
     if attempts >= max_attempts then
-      bury(id, 'lease_expired: the worker did not settle attempt ' .. attempts .. ' before its lease ran out; retries exhausted')
+      bury(id, why .. '; retries exhausted')
     else
       redis.call('ZADD', KEYS[1], now, id)
-      redis.call('HSET', KEYS[5], id, 'lease_expired: the worker did not settle attempt ' .. attempts .. ' before its lease ran out')
+      redis.call('HSET', KEYS[5], id, why)
     end
   end
 end
@@ -75,12 +81,22 @@ for _, id in ipairs(ids) do
     else
       local ep = redis.call('HGET', KEYS[6], endpoint)
       if not ep then
-        bury(id, 'unknown endpoint: ' .. endpoint .. ' does not exist')
+        if redis.call('HEXISTS', KEYS[10], endpoint) == 1 then
+          bury(id, 'endpoint deleted: ' .. endpoint)
+        else
+          bury(id, 'unknown endpoint: ' .. endpoint .. ' does not exist')
+        end
       else
-        attempts = tonumber(attempts) + 1
+        local state = 'active'
+        attempts = tonumber(attempts)
+        if redis.call('HEXISTS', KEYS[9], endpoint) == 1 then
+          state = 'disabled'
+        else
+          attempts = attempts + 1
+          redis.call('HSET', KEYS[4], id,
+            '1 ' .. attempts .. ' ' .. enqueued .. ' ' .. endpoint .. string.sub(rec, nl))
+        end
         local token = redis.call('INCR', KEYS[8])
-        redis.call('HSET', KEYS[4], id,
-          '1 ' .. attempts .. ' ' .. enqueued .. ' ' .. endpoint .. string.sub(rec, nl))
         redis.call('ZADD', KEYS[2], now + lease, id)
         redis.call('HSET', KEYS[3], id, token)
         local n = #out
@@ -91,6 +107,7 @@ for _, id in ipairs(ids) do
         out[n + 5] = endpoint
         out[n + 6] = ep
         out[n + 7] = string.sub(rec, nl + 1)
+        out[n + 8] = state
       end
     end
   end

@@ -1,0 +1,25 @@
+--[[
+  sweep-parked-3.lua: discard an endpoint's parked jobs that are older than the retry window
+  (counted from when they were first enqueued): they would have been discarded by now had the
+  endpoint stayed up.
+
+  KEYS[1]  parked  ZSET  "<shard prefix>:parked:<endpoint id>": job id -> enqueued time (ms)
+  KEYS[2]  dead    ZSET  job id -> time it was discarded (ms)
+  KEYS[3]  errors  HASH  job id -> last error
+
+  ARGV[1]  retry window in ms
+  ARGV[2]  most jobs to discard in this call
+
+  Returns the number of jobs discarded.
+]]
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])),
+  'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('ZADD', KEYS[2], now, id)
+  redis.call('HSET', KEYS[3], id, 'parked longer than the retry window: the endpoint stayed disabled')
+  redis.call('ZREM', KEYS[1], id)
+end
+return #ids

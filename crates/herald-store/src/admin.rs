@@ -1,0 +1,364 @@
+//! Inspection and administration: job counts by state, one job's whereabouts, and the
+//! dead-letter store (list, replay, purge).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::record::JobRecord;
+use crate::store::Result;
+use crate::Store;
+
+/// Job counts of one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ShardStats {
+    pub due: u64,
+    pub scheduled: u64,
+    pub in_flight: u64,
+    pub parked: u64,
+    pub dead: u64,
+}
+
+/// Job counts of the whole deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    pub now_ms: i64,
+    #[serde(flatten)]
+    pub total: ShardStats,
+    /// Endpoints disabled right now.
+    pub disabled_endpoints: u64,
+    pub shards: Vec<ShardStats>,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Due,
+    Scheduled,
+    InFlight,
+    /// Waiting while its endpoint is disabled.
+    Parked,
+    Dead,
+    /// The record exists but no set holds it (an interrupted write; should not happen).
+    Orphaned,
+}
+
+/// Everything the store knows about one job.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub shard: u16,
+    pub state: JobState,
+    pub attempts: Option<u32>,
+    pub endpoint: Option<String>,
+    pub enqueued_at_ms: Option<i64>,
+    /// When the next attempt is due (due or scheduled jobs).
+    pub next_attempt_at_ms: Option<i64>,
+    pub lease_deadline_ms: Option<i64>,
+    pub dead_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    /// The payload as stored, when it is JSON.
+    pub payload: Option<serde_json::Value>,
+    /// The stored record, when it could not be parsed.
+    pub raw_record: Option<String>,
+}
+
+/// One entry of the dead-letter store.
+pub type DeadJob = JobInfo;
+
+/// Where a job was found, with the scores of the sets holding it.
+#[derive(Debug, Default)]
+struct Found {
+    queued: Option<f64>,
+    inflight: Option<f64>,
+    dead: Option<f64>,
+    last_error: Option<String>,
+}
+
+fn job_info(id: &str, shard: u16, state: JobState, raw: &[u8], found: Found) -> JobInfo {
+    let record = JobRecord::parse(raw);
+    JobInfo {
+        id: id.to_owned(),
+        shard,
+        state,
+        attempts: record.as_ref().map(|r| r.attempts),
+        endpoint: record.as_ref().map(|r| r.endpoint.clone()),
+        enqueued_at_ms: record.as_ref().map(|r| r.enqueued_ms),
+        next_attempt_at_ms: found.queued.map(|s| s as i64),
+        lease_deadline_ms: found.inflight.map(|s| s as i64),
+        dead_at_ms: found.dead.map(|s| s as i64),
+        last_error: found.last_error,
+        payload: record
+            .as_ref()
+            .and_then(|r| serde_json::from_slice(&r.payload).ok()),
+        raw_record: match record {
+            Some(_) => None,
+            None => Some(String::from_utf8_lossy(raw).into_owned()),
+        },
+    }
+}
+
+impl Store {
+    /// Job counts by state, per shard and in total, at one Redis instant per shard.
+    pub async fn stats(&self) -> Result<Stats> {
+        let mut conn = self.conn().await?;
+        let mut stats = Stats::default();
+        for shard in 0..self.inner.shards {
+            let k = self.keys(shard);
+            let (now, due, scheduled, in_flight, dead): (i64, u64, u64, u64, u64) = self
+                .inner
+                .scripts
+                .stats
+                .key(&k.queue)
+                .key(&k.inflight)
+                .key(&k.dead)
+                .invoke_async(&mut conn)
+                .await?;
+            // Parked jobs belong to disabled endpoints only: resuming moves them all out.
+            let disabled: Vec<String> = redis::cmd("HKEYS")
+                .arg(&k.disabled)
+                .query_async(&mut conn)
+                .await?;
+            let mut parked = 0;
+            if !disabled.is_empty() {
+                let mut pipe = redis::pipe();
+                for e in &disabled {
+                    pipe.zcard(k.parked(e));
+                }
+                let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+                parked = counts.iter().sum();
+            }
+            let s = ShardStats {
+                due,
+                scheduled,
+                in_flight,
+                parked,
+                dead,
+            };
+            stats.now_ms = now;
+            stats.total.due += due;
+            stats.total.scheduled += scheduled;
+            stats.total.in_flight += in_flight;
+            stats.total.parked += parked;
+            stats.total.dead += dead;
+            stats.disabled_endpoints += disabled.len() as u64;
+            stats.shards.push(s);
+        }
+        Ok(stats)
+    }
+
+    /// Looks a job up in every shard (job ids do not name their shard).
+    pub async fn job(&self, id: &str) -> Result<Option<JobInfo>> {
+        let mut conn = self.conn().await?;
+        let now = self.now_ms(&mut conn).await?;
+        for shard in 0..self.inner.shards {
+            let k = self.keys(shard);
+            #[allow(clippy::type_complexity)]
+            let (raw, queued, inflight, dead, last_error): (
+                Option<Vec<u8>>,
+                Option<f64>,
+                Option<f64>,
+                Option<f64>,
+                Option<String>,
+            ) = redis::pipe()
+                .hget(&k.jobs, id)
+                .zscore(&k.queue, id)
+                .zscore(&k.inflight, id)
+                .zscore(&k.dead, id)
+                .hget(&k.errors, id)
+                .query_async(&mut conn)
+                .await?;
+            let Some(raw) = raw else { continue };
+            let parked = match JobRecord::parse(&raw) {
+                Some(r) => {
+                    let score: Option<f64> = redis::cmd("ZSCORE")
+                        .arg(k.parked(&r.endpoint))
+                        .arg(id)
+                        .query_async(&mut conn)
+                        .await?;
+                    score.is_some()
+                }
+                None => false,
+            };
+            let state = match (queued, inflight, dead, parked) {
+                (Some(at), ..) if at as i64 <= now => JobState::Due,
+                (Some(_), ..) => JobState::Scheduled,
+                (_, Some(_), ..) => JobState::InFlight,
+                (_, _, Some(_), _) => JobState::Dead,
+                (.., true) => JobState::Parked,
+                _ => JobState::Orphaned,
+            };
+            let found = Found {
+                queued,
+                inflight,
+                dead,
+                last_error,
+            };
+            return Ok(Some(job_info(id, shard, state, &raw, found)));
+        }
+        Ok(None)
+    }
+
+    /// The newest `limit` entries of the dead-letter store, newest first.
+    pub async fn dead_list(&self, limit: usize) -> Result<Vec<DeadJob>> {
+        let mut conn = self.conn().await?;
+        let mut all = Vec::new();
+        if limit == 0 {
+            return Ok(all);
+        }
+        for shard in 0..self.inner.shards {
+            let k = self.keys(shard);
+            let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(&k.dead)
+                .arg(0)
+                .arg(limit - 1)
+                .arg("REV")
+                .arg("WITHSCORES")
+                .query_async(&mut conn)
+                .await?;
+            if entries.is_empty() {
+                continue;
+            }
+            let ids: Vec<&str> = entries.iter().map(|(id, _)| id.as_str()).collect();
+            let (records, errors): (Vec<Option<Vec<u8>>>, Vec<Option<String>>) = redis::pipe()
+                .cmd("HMGET")
+                .arg(&k.jobs)
+                .arg(&ids)
+                .cmd("HMGET")
+                .arg(&k.errors)
+                .arg(&ids)
+                .query_async(&mut conn)
+                .await?;
+            for (((id, at), raw), last_error) in entries.iter().zip(records).zip(errors) {
+                let found = Found {
+                    dead: Some(*at),
+                    last_error,
+                    ..Found::default()
+                };
+                let raw = raw.unwrap_or_default();
+                all.push(job_info(id, shard, JobState::Dead, &raw, found));
+            }
+        }
+        all.sort_by(|a, b| {
+            b.dead_at_ms
+                .cmp(&a.dead_at_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        all.truncate(limit);
+        Ok(all)
+    }
+    /// Replays dead jobs by id (every shard is asked; an id not in the store is skipped).
+    /// Returns how many were replayed.
+    pub async fn dead_replay(&self, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let mut replayed = 0;
+        for shard in 0..self.inner.shards {
+            replayed += self.replay_in(&mut conn, shard, ids).await?;
+        }
+        Ok(replayed)
+    }
+
+    async fn replay_in(
+        &self,
+        conn: &mut deadpool_redis::Connection,
+        shard: u16,
+        ids: &[String],
+    ) -> Result<u64> {
+        let k = self.keys(shard);
+        let flags: Vec<i64> = self
+            .inner
+            .scripts
+            .replay
+            .key(&k.dead)
+            .key(&k.queue)
+            .key(&k.jobs)
+            .key(&k.errors)
+            .arg(ids)
+            .invoke_async(conn)
+            .await?;
+        let replayed = flags.iter().filter(|f| **f == 1).count() as u64;
+        if replayed > 0 {
+            let now = self.now_ms(conn).await?;
+            self.wake(conn, shard, now).await?;
+        }
+        Ok(replayed)
+    }
+
+    /// Replays every dead job whose record is readable. Returns how many were replayed.
+    pub async fn dead_replay_all(&self) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let mut replayed = 0;
+        for shard in 0..self.inner.shards {
+            let k = self.keys(shard);
+            let mut offset = 0usize;
+            loop {
+                let ids: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&k.dead)
+                    .arg(offset)
+                    .arg(offset + 499)
+                    .query_async(&mut conn)
+                    .await?;
+                if ids.is_empty() {
+                    break;
+                }
+                let done = self.replay_in(&mut conn, shard, &ids).await?;
+                replayed += done;
+                // Unreadable records stay behind; step over them.
+                offset += ids.len() - done as usize;
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Deletes dead jobs by id. Returns how many were deleted.
+    pub async fn dead_purge(&self, ids: &[String]) -> Result<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let mut purged = 0;
+        for shard in 0..self.inner.shards {
+            let k = self.keys(shard);
+            let flags: Vec<i64> = self
+                .inner
+                .scripts
+                .purge
+                .key(&k.dead)
+                .key(&k.jobs)
+                .key(&k.errors)
+                .arg(ids)
+                .invoke_async(&mut conn)
+                .await?;
+            purged += flags.iter().filter(|f| **f == 1).count() as u64;
+        }
+        Ok(purged)
+    }
+
+    /// Empties the dead-letter store. Returns how many entries were deleted.
+    pub async fn dead_purge_all(&self) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let mut purged = 0;
+        for shard in 0..self.inner.shards {
+            loop {
+                let n = self
+                    .trim_dead(
+                        &mut conn,
+                        shard,
+                        0,
+                        Duration::from_secs(u32::MAX.into()),
+                        1000,
+                    )
+                    .await?;
+                purged += n;
+                if n < 1000 {
+                    break;
+                }
+            }
+        }
+        Ok(purged)
+    }
+}

@@ -1,0 +1,147 @@
+//! Deliveries over TLS: HTTP/2 when the receiver offers it by ALPN, HTTP/1.1 otherwise, and a
+//! TLS failure when the certificate is not trusted. The receiver is a real rustls + hyper server
+//! with a self-signed certificate for `localhost`, which the client is told to trust.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use herald_core::{FailureClass, Outcome};
+use herald_worker::guard::AllowList;
+use herald_worker::http::{self, Client, ClientSettings};
+use hyper::body::Incoming;
+use hyper::{Request, Response, Version};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use reqwest::header::HeaderMap;
+use tokio::net::TcpListener;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+
+/// A TLS receiver on 127.0.0.1 that records the HTTP version of each request and answers 200.
+struct TlsReceiver {
+    port: u16,
+    cert: CertificateDer<'static>,
+    versions: Arc<Mutex<Vec<Version>>>,
+}
+
+impl TlsReceiver {
+    async fn start(alpn: &[&[u8]]) -> TlsReceiver {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = certified.cert.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
+            certified.signing_key.serialize_der(),
+        ));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let versions = Arc::new(Mutex::new(Vec::new()));
+        let seen = versions.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                tokio::spawn(async move {
+                    // A client that rejects our certificate aborts the handshake: nothing to do.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        seen.lock().unwrap().push(req.version());
+                        async { Ok::<_, Infallible>(Response::new(String::from("ok"))) }
+                    });
+                    let io = TokioIo::new(tls);
+                    let _ = if h2 {
+                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                            .serve_connection(io, service)
+                            .await
+                    } else {
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await
+                    };
+                });
+            }
+        });
+        TlsReceiver {
+            port,
+            cert,
+            versions,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://localhost:{}/hook", self.port)
+    }
+
+    fn versions(&self) -> Vec<Version> {
+        self.versions.lock().unwrap().clone()
+    }
+}
+
+fn client(trust: Option<&CertificateDer<'static>>) -> Client {
+    Client::new(ClientSettings {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(10),
+        pool_per_host: 1,
+        allow_targets: AllowList::parse("127.0.0.0/8").unwrap(),
+        egress_proxy: None,
+        extra_roots: trust
+            .map(|c| vec![reqwest::Certificate::from_der(c).unwrap()])
+            .unwrap_or_default(),
+    })
+    .unwrap()
+}
+
+#[tokio::test]
+async fn http2_is_negotiated_when_the_receiver_offers_it() {
+    let rx = TlsReceiver::start(&[b"h2", b"http/1.1"]).await;
+    let attempt = http::post(
+        &client(Some(&rx.cert)),
+        &rx.url(),
+        HeaderMap::new(),
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(attempt.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(attempt.body, b"ok");
+    assert_eq!(rx.versions(), [Version::HTTP_2]);
+}
+
+#[tokio::test]
+async fn http1_is_used_when_the_receiver_offers_only_http1() {
+    let rx = TlsReceiver::start(&[b"http/1.1"]).await;
+    let attempt = http::post(
+        &client(Some(&rx.cert)),
+        &rx.url(),
+        HeaderMap::new(),
+        b"{}".to_vec(),
+    )
+    .await;
+    assert_eq!(attempt.outcome, Outcome::Delivered { status: 200 });
+    assert_eq!(rx.versions(), [Version::HTTP_11]);
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_a_tls_failure() {
+    let rx = TlsReceiver::start(&[b"h2", b"http/1.1"]).await;
+    let attempt = http::post(&client(None), &rx.url(), HeaderMap::new(), b"{}".to_vec()).await;
+    match attempt.outcome {
+        Outcome::Failed { class, detail, .. } => {
+            assert_eq!(class, FailureClass::Tls, "{detail}");
+        }
+        other => panic!("expected a TLS failure, got {other:?}"),
+    }
+    assert!(rx.versions().is_empty());
+}

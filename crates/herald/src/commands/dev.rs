@@ -1,0 +1,273 @@
+//! `herald dev`: the local quick start. Uses `HERALD_REDIS_URL` if set, else starts a
+//! `redis-server` from PATH on a free port; runs a worker and a receiver that prints every
+//! delivery; registers a demo dashboard subscribed to `heroku` at level `warn` and publishes
+//! the documentation's example event to it; registers a second dashboard whose URL refuses
+//! connections and shows its strikes until it is disabled; then keeps running until Ctrl-C and
+//! cleans up what it started.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use herald_core::{EndpointId, Level, StatusEvent, Subscription};
+use herald_producer::Producer;
+use herald_store::Store;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{DevArgs, Global};
+use crate::commands::{open_store, store_error, Refused};
+
+/// A retry schedule short enough to watch strikes add up in seconds.
+const DEV_SCHEDULE: &str = "1s,1s,2s,3s,5s,10s,30s,1m";
+
+/// A `redis-server` started for the session; killed when dropped.
+struct LocalRedis {
+    _child: tokio::process::Child,
+    _dir: std::path::PathBuf,
+}
+
+async fn start_redis() -> anyhow::Result<(LocalRedis, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let dir = std::env::temp_dir().join(format!("herald-dev-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut child = tokio::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| {
+            Refused(format!(
+                "cannot start redis-server ({e}); install it (e.g. `apt-get install redis-server`) or set HERALD_REDIS_URL to a running Redis"
+            ))
+        })?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .context("redis-server did not become ready")??
+            .context("redis-server exited before it was ready")?;
+        if line.contains("Ready to accept connections") {
+            break;
+        }
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((
+        LocalRedis {
+            _child: child,
+            _dir: dir,
+        },
+        format!("redis://127.0.0.1:{port}"),
+    ))
+}
+
+/// Serves POSTs on `listener` and prints each delivery.
+async fn receiver(listener: TcpListener, stop: CancellationToken) {
+    let app = axum::Router::new().fallback(|headers: HeaderMap, body: Bytes| async move {
+        let id = headers
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        let pretty = serde_json::from_slice::<serde_json::Value>(&body)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        println!("\n[receiver] delivery {id}:\n{pretty}");
+        "ok"
+    });
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+}
+
+fn say(text: &str) {
+    println!("\n[dev] {text}");
+}
+
+pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
+    let mut global = Global {
+        redis_url: global.redis_url.clone(),
+        namespace: global.namespace.clone(),
+        shards: global.shards,
+        json: global.json,
+    };
+    let _redis = if std::env::var_os("HERALD_REDIS_URL").is_some() {
+        say(&format!(
+            "using the Redis of HERALD_REDIS_URL, namespace {:?}",
+            global.namespace
+        ));
+        None
+    } else {
+        let (redis, url) = start_redis().await?;
+        say(&format!(
+            "started redis-server at {url} (no persistence; removed on exit)"
+        ));
+        global.redis_url = url;
+        Some(redis)
+    };
+    let store = open_store(&global).await?;
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+        });
+    }
+
+    let listener = TcpListener::bind(("127.0.0.1", args.receiver_port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{}", args.receiver_port))?;
+    let receiver_url = format!("http://{}/webhook", listener.local_addr()?);
+    let receiver_task = tokio::spawn(receiver(listener, stop.clone()));
+    say(&format!("receiver listening at {receiver_url}"));
+
+    let metrics = match TcpListener::bind(&args.metrics_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            say(&format!(
+                "{} is busy ({e}); serving metrics on a free port",
+                args.metrics_addr
+            ));
+            TcpListener::bind("127.0.0.1:0").await?
+        }
+    };
+    let metrics_addr = metrics.local_addr()?;
+    let mut cfg = herald_worker::WorkerConfig {
+        retry: DEV_SCHEDULE.parse().expect("the dev schedule parses"),
+        ..herald_worker::WorkerConfig::default()
+    };
+    cfg.poll_interval = Duration::from_secs(2);
+    // The demo's receivers are on loopback, which the SSRF guard refuses by default.
+    cfg.allow_targets = herald_worker::guard::AllowList::parse("127.0.0.0/8,::1/128")
+        .expect("loopback ranges parse");
+    let worker_stop = CancellationToken::new();
+    let worker = tokio::spawn(herald_worker::run(
+        cfg,
+        store.clone(),
+        Some(metrics),
+        worker_stop.clone(),
+    ));
+    say(&format!(
+        "worker running (retry schedule {DEV_SCHEDULE}); metrics at http://{metrics_addr}/metrics"
+    ));
+
+    let result = demo(&store, &receiver_url, &stop).await;
+    if let Err(e) = &result {
+        say(&format!("demo stopped: {e:#}"));
+    } else {
+        say("demo done; the worker keeps running. Try `herald stats` or `herald endpoint get demo-dashboard` in another terminal. Ctrl-C to stop.");
+        stop.cancelled().await;
+    }
+    say("stopping");
+    worker_stop.cancel();
+    let _ = worker.await;
+    stop.cancel();
+    let _ = receiver_task.await;
+    result
+}
+
+/// The demo: one working dashboard, one broken one.
+async fn demo(store: &Store, receiver_url: &str, stop: &CancellationToken) -> anyhow::Result<()> {
+    let producer = Producer::new(store.clone());
+    let warn = Subscription {
+        level: Level::Warn,
+        components: Vec::new(),
+    };
+    let demo = EndpointId::new("demo-dashboard").expect("valid id");
+    store
+        .set_endpoint(&demo, receiver_url, None)
+        .await
+        .map_err(store_error)?;
+    store
+        .subscribe(&demo, "heroku", &warn)
+        .await
+        .map_err(store_error)?;
+    say("dashboard demo-dashboard subscribed to heroku at level warn");
+
+    let event = StatusEvent::from_json(herald_core::event::EXAMPLE.as_bytes())?;
+    let report = producer.publish(&event).await?;
+    say(&format!(
+        "published the example event (heroku up -> warn): {} job(s) enqueued",
+        report.enqueued
+    ));
+    wait_delivered(store, &report.jobs, stop).await?;
+
+    let refused_port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let broken = EndpointId::new("broken-dashboard").expect("valid id");
+    let broken_url = format!("http://127.0.0.1:{refused_port}/webhook");
+    store
+        .set_endpoint(&broken, &broken_url, None)
+        .await
+        .map_err(store_error)?;
+    store
+        .subscribe(&broken, "heroku", &warn)
+        .await
+        .map_err(store_error)?;
+    say(&format!(
+        "dashboard broken-dashboard at {broken_url} (nothing listens there) subscribed to heroku"
+    ));
+    let report = producer.publish(&event).await?;
+    say(&format!(
+        "published the event again: {} job(s); watch broken-dashboard's strikes",
+        report.enqueued
+    ));
+    let mut last = u32::MAX;
+    loop {
+        let mut conn = store.conn().await.map_err(store_error)?;
+        let now = store.now_ms(&mut conn).await.map_err(store_error)?;
+        let state = store
+            .endpoint_state(&broken, now)
+            .await
+            .map_err(store_error)?
+            .context("broken-dashboard vanished")?;
+        if let Some(d) = state.disabled {
+            say(&format!("broken-dashboard disabled: {}", d.reason));
+            say(&format!(
+                "its job is parked ({} parked); fix it with `herald endpoint set broken-dashboard --url <working url>` and it is delivered at once",
+                state.parked
+            ));
+            return Ok(());
+        }
+        if state.strikes != last {
+            last = state.strikes;
+            say(&format!("broken-dashboard strikes: {last}"));
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// Waits until the given jobs have left the store (delivered).
+async fn wait_delivered(
+    store: &Store,
+    jobs: &[(String, String)],
+    stop: &CancellationToken,
+) -> anyhow::Result<()> {
+    for (_, job) in jobs {
+        loop {
+            if store.job(job).await.map_err(store_error)?.is_none() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                _ = stop.cancelled() => return Ok(()),
+            }
+        }
+    }
+    say(&format!(
+        "{} delivery(ies) acknowledged by the receiver",
+        jobs.len()
+    ));
+    Ok(())
+}

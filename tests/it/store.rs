@@ -1,0 +1,204 @@
+//! The store's contract, through its Rust API against a real Redis: fencing tokens refuse stale
+//! workers, expired leases count as failed attempts, idempotency keys, hand-back at shutdown.
+
+use std::time::Duration;
+
+use herald_core::{EndpointId, JobId};
+use herald_store::{
+    EnqueueStatus, Namespace, NewJob, Settle, Settlement, Store, StoreConfig, StoreError, Strike,
+};
+
+use crate::support::RedisServer;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn store(redis: &RedisServer) -> (Store, EndpointId) {
+    let ns = Namespace::new("it-store").unwrap();
+    let store = Store::open(StoreConfig::new(redis.url(), ns, 1)).unwrap();
+    store.check().await.unwrap();
+    let ep = EndpointId::new("dash-1").unwrap();
+    store
+        .set_endpoint(&ep, "https://hooks.example.com/", None)
+        .await
+        .unwrap();
+    (store, ep)
+}
+
+fn settlement(id: &str, token: u64, action: Settle) -> Settlement {
+    Settlement {
+        id: id.to_owned(),
+        token,
+        endpoint: "dash-1".into(),
+        action,
+        strike: Strike::None,
+        log_entry: None,
+    }
+}
+
+/// Waits until the Redis clock has passed `deadline_ms` (the event a lease expiry waits for).
+async fn redis_time_passes(store: &Store, deadline_ms: i64) {
+    let mut conn = store.conn().await.unwrap();
+    while store.now_ms(&mut conn).await.unwrap() <= deadline_ms {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[test]
+fn a_stale_token_cannot_settle_and_an_expired_lease_counts_as_an_attempt() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        let job = store
+            .enqueue(&NewJob::new(ep, b"{}".to_vec()))
+            .await
+            .unwrap();
+        let lease = Duration::from_millis(5);
+
+        let first = store.claim(&mut conn, 0, 10, lease, 3).await.unwrap();
+        assert_eq!(first.jobs.len(), 1);
+        let old = &first.jobs[0];
+        assert_eq!((old.id.as_str(), old.attempts), (job.job_id.as_str(), 1));
+        redis_time_passes(&store, first.now_ms + 5).await;
+
+        // Another worker takes the job back: the expired lease was a failed attempt.
+        let second = store.claim(&mut conn, 0, 10, lease, 3).await.unwrap();
+        assert_eq!(second.expired, 1);
+        let new = &second.jobs[0];
+        assert_eq!(new.attempts, 2);
+        assert_ne!(new.token, old.token);
+        let info = store.job(&job.job_id).await.unwrap().unwrap();
+        assert!(info.last_error.unwrap().starts_with("lease_expired"));
+
+        // The first worker's answer comes late: refused, nothing changes.
+        let stale = store
+            .settle(
+                &mut conn,
+                0,
+                &[settlement(&old.id, old.token, Settle::Ack)],
+                5,
+            )
+            .await
+            .unwrap();
+        assert_eq!(stale.applied, [false]);
+        assert!(store.job(&job.job_id).await.unwrap().is_some());
+
+        let fresh = store
+            .settle(
+                &mut conn,
+                0,
+                &[settlement(&new.id, new.token, Settle::Ack)],
+                5,
+            )
+            .await
+            .unwrap();
+        assert_eq!(fresh.applied, [true]);
+        assert!(store.job(&job.job_id).await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_job_whose_leases_keep_expiring_ends_in_the_dead_letter_store() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        let job = store
+            .enqueue(&NewJob::new(ep, b"{}".to_vec()))
+            .await
+            .unwrap();
+        let lease = Duration::from_millis(5);
+        for attempt in 1..=2 {
+            let claim = store.claim(&mut conn, 0, 10, lease, 2).await.unwrap();
+            assert_eq!(claim.jobs[0].attempts, attempt);
+            redis_time_passes(&store, claim.now_ms + 5).await;
+        }
+        let claim = store.claim(&mut conn, 0, 10, lease, 2).await.unwrap();
+        assert_eq!((claim.jobs.len(), claim.discarded), (0, 1));
+        let dead = store.dead_list(10).await.unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].id, job.job_id);
+        assert!(dead[0]
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("retries exhausted"));
+    });
+}
+
+#[test]
+fn idempotency_keys_duplicate_ids_and_unknown_endpoints() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let keyed = NewJob {
+            idempotency_key: Some("incident-42".into()),
+            ..NewJob::new(ep.clone(), b"{\"a\":1}".to_vec())
+        };
+        let first = store.enqueue(&keyed).await.unwrap();
+        assert_eq!(first.status, EnqueueStatus::Queued);
+        let again = NewJob {
+            id: JobId::generate(),
+            ..keyed.clone()
+        };
+        let second = store.enqueue(&again).await.unwrap();
+        assert_eq!(second.status, EnqueueStatus::Duplicate);
+        assert_eq!(second.job_id, first.job_id);
+        assert_eq!(store.stats().await.unwrap().total.due, 1);
+
+        let plain = NewJob::new(ep, b"{}".to_vec());
+        store.enqueue(&plain).await.unwrap();
+        assert!(matches!(
+            store.enqueue(&plain).await,
+            Err(StoreError::DuplicateJobId(_))
+        ));
+        let nobody = NewJob::new(EndpointId::new("nobody").unwrap(), b"{}".to_vec());
+        assert!(matches!(
+            store.enqueue(&nobody).await,
+            Err(StoreError::UnknownEndpoint(_))
+        ));
+    });
+}
+
+#[test]
+fn a_released_lease_is_due_at_once_without_spending_an_attempt() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        let job = store
+            .enqueue(&NewJob::new(ep, b"{}".to_vec()))
+            .await
+            .unwrap();
+        let claim = store
+            .claim(&mut conn, 0, 10, Duration::from_secs(60), 3)
+            .await
+            .unwrap();
+        let leased = &claim.jobs[0];
+        let report = store
+            .settle(
+                &mut conn,
+                0,
+                &[settlement(&leased.id, leased.token, Settle::Release)],
+                5,
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.applied, [true]);
+        let info = store.job(&job.job_id).await.unwrap().unwrap();
+        assert_eq!(info.attempts, Some(0));
+        let again = store
+            .claim(&mut conn, 0, 10, Duration::from_secs(60), 3)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.jobs[0].attempts, 1,
+            "the released attempt was not counted"
+        );
+    });
+}
