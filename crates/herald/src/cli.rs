@@ -174,6 +174,10 @@ pub enum EndpointCommand {
         /// Without it, the endpoint keeps its secrets (a new endpoint gets none: unsigned).
         #[arg(long, env = "HERALD_ENDPOINT_SECRET", hide_env_values = true)]
         secret: Option<String>,
+        /// CIDRs the SSRF guard lets through; a URL with a literal address in a blocked range
+        /// (loopback, private, link-local, metadata...) is refused unless listed here.
+        #[arg(long, env = "HERALD_ALLOW_TARGETS", default_value = "")]
+        allow_targets: String,
     },
     /// Show one endpoint: state, strikes, disabled reason, parked jobs, latest attempts.
     Get { id: String },

@@ -97,16 +97,19 @@ pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
         shards: global.shards,
         json: global.json,
     };
-    let _redis = if std::env::var_os("HERALD_REDIS_URL").is_some() {
+    let given = std::env::var_os("HERALD_REDIS_URL").is_some()
+        || std::env::args().any(|a| a == "--redis-url" || a.starts_with("--redis-url="));
+    let _redis = if given {
         say(&format!(
-            "using the Redis of HERALD_REDIS_URL, namespace {:?}",
+            "using the given Redis, namespace {:?}",
             global.namespace
         ));
         None
     } else {
         let (redis, url) = start_redis().await?;
         say(&format!(
-            "started redis-server at {url} (no persistence; removed on exit)"
+            "started redis-server at {url} (no persistence; stopped and removed on exit); \
+             in another terminal: export HERALD_REDIS_URL={url}"
         ));
         global.redis_url = url;
         Some(redis)
@@ -231,10 +234,11 @@ async fn demo(store: &Store, receiver_url: &str, stop: &CancellationToken) -> an
             .context("broken-dashboard vanished")?;
         if let Some(d) = state.disabled {
             say(&format!("broken-dashboard disabled: {}", d.reason));
-            say(&format!(
-                "its job is parked ({} parked); fix it with `herald endpoint set broken-dashboard --url <working url>` and it is delivered at once",
-                state.parked
-            ));
+            say(
+                "its jobs are parked as they come due, spending no attempts; fix it with \
+                 `herald endpoint set broken-dashboard --url <working url>` and they are \
+                 delivered at once",
+            );
             return Ok(());
         }
         if state.strikes != last {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use herald_core::{validate_webhook_url, EndpointId, Secret};
 use herald_store::{EndpointSecret, Store};
+use herald_worker::guard::{AllowList, Guard};
 
 use crate::cli::{EndpointCommand, Global};
 use crate::commands::{open_store, print_json, store_error, time, Refused};
@@ -15,9 +16,21 @@ fn endpoint_id(id: String) -> Result<EndpointId, Refused> {
 
 pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
     match cmd {
-        EndpointCommand::Set { id, url, secret } => {
+        EndpointCommand::Set {
+            id,
+            url,
+            secret,
+            allow_targets,
+        } => {
             let id = endpoint_id(id)?;
             let url = validate_webhook_url(&url)
+                .map_err(|e| Refused(format!("invalid webhook URL: {e}")))?;
+            // A literal address is judged now; names are judged by the worker at each attempt.
+            let allow = AllowList::parse(&allow_targets).map_err(|e| {
+                Refused(format!("setting allow_targets (HERALD_ALLOW_TARGETS): {e}"))
+            })?;
+            Guard::new(allow)
+                .check_url(&url)
                 .map_err(|e| Refused(format!("invalid webhook URL: {e}")))?;
             let secret = secret
                 .map(|s| {
