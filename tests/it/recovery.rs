@@ -1,5 +1,5 @@
 //! Nothing is lost when things go wrong: a worker killed mid-delivery, a worker asked to stop
-//! while receivers are slow, and job records that cannot be read.
+//! while receivers are slow, job records that cannot be read, and Redis going away mid-delivery.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use nix::sys::signal::Signal;
 use serde_json::json;
 
 use crate::support::receiver::{self, Receiver};
-use crate::support::{redis_and_herald, SAFETY_NET};
+use crate::support::{redis_and_herald, RedisServer, SAFETY_NET};
 
 #[test]
 fn jobs_held_by_a_killed_worker_are_delivered_by_another_after_the_lease() {
@@ -178,4 +178,41 @@ fn malformed_job_records_go_to_the_dead_letter_store_and_the_worker_goes_on() {
             "dead job without a reason: {job}"
         );
     }
+}
+
+#[test]
+fn a_redis_outage_is_ridden_out_and_outcomes_reach_redis_when_it_returns() {
+    // A Redis that keeps its data across the restart, as production Redis does.
+    let mut redis = RedisServer::start_with(
+        &[
+            "--appendonly".into(),
+            "yes".into(),
+            "--appendfsync".into(),
+            "always".into(),
+        ],
+        false,
+    );
+    let herald = crate::support::Herald::new(&redis.url(), "it-outage");
+    let rx = Receiver::start(receiver::slow(Duration::from_millis(300)));
+    herald.set_endpoint("dash-1", &rx.url());
+    let during = herald.enqueue("dash-1", &json!({"n": "during"}));
+    let worker = herald.spawn_worker(&[]);
+
+    // The delivery is on the wire when Redis goes away: its outcome cannot be written yet.
+    rx.wait_for(1, SAFETY_NET);
+    redis.kill();
+    redis.restart();
+
+    // Back again: the held acknowledgement lands, and new work flows.
+    let after = herald.enqueue("dash-1", &json!({"n": "after"}));
+    let got = rx.wait_for(2, SAFETY_NET);
+    herald.wait_until_drained(SAFETY_NET);
+    assert!(worker.is_running(), "the worker gave up during the outage");
+    worker.stop(SAFETY_NET);
+    let ids: Vec<String> = rx.requests().iter().map(|r| r.webhook_id()).collect();
+    assert_eq!(
+        ids,
+        [format!("msg_{during}"), format!("msg_{after}")],
+        "each job exactly once: {got:?}"
+    );
 }
