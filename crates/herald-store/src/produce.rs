@@ -135,8 +135,9 @@ impl Store {
         results.pop().expect("one result per job")
     }
 
-    /// Enqueues many jobs in one pipelined round trip (plus one for the wake-up hints). Each
-    /// job succeeds or fails on its own; the outer error is for Redis failing as a whole.
+    /// Enqueues many jobs in one pipelined round trip (plus one for the wake-up hints of delayed
+    /// jobs). Each job succeeds or fails on its own; the outer error is for Redis failing as a
+    /// whole.
     pub async fn enqueue_batch(&self, jobs: &[NewJob]) -> Result<Vec<Result<Enqueued>>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
@@ -145,6 +146,23 @@ impl Store {
         let mut pipe = redis::pipe();
         for job in jobs {
             pipe.add_command(self.enqueue_cmd(job));
+        }
+        // Jobs due at once get their wake-up hint in the same round trip, after them (a
+        // pipeline runs in order, so a worker woken by the hint finds the job). Score 0 reads
+        // "due already" whatever the clocks say. Delayed jobs get theirs below, with their
+        // due time from the Redis clock.
+        let immediate: std::collections::BTreeSet<u16> = jobs
+            .iter()
+            .filter(|j| j.delay.is_zero())
+            .map(|j| self.shard_of(&j.endpoint))
+            .collect();
+        for shard in &immediate {
+            pipe.cmd("ZADD")
+                .arg(self.inner.namespace.wake_key())
+                .arg("LT")
+                .arg(0)
+                .arg(shard)
+                .ignore();
         }
         let (replies, rerun): (Vec<Value>, bool) = match pipe.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
@@ -170,7 +188,7 @@ impl Store {
             })
             .inspect(|r| {
                 if let Ok(e) = r {
-                    if e.status == EnqueueStatus::Queued {
+                    if e.status == EnqueueStatus::Queued && !immediate.contains(&e.shard) {
                         let slot = earliest.entry(e.shard).or_insert(e.due_ms);
                         *slot = (*slot).min(e.due_ms);
                     }
