@@ -12,6 +12,7 @@
 //!   warnings, failure logs, and the dashboards, alerts and manifests in `deploy/`.
 //! - [`hardening`]: signatures and rotation, the SSRF guard, HTTP semantics (redirects,
 //!   timeouts, capped bodies, `Retry-After`), Redis passwords, ACL users and TLS.
+//! - [`wire`]: a producer in shell, through the documented Lua script.
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
 
 mod cli_errors;
@@ -24,3 +25,4 @@ mod recovery;
 mod scale;
 mod store;
 mod support;
+mod wire;
