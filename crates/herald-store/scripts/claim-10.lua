@@ -66,6 +66,14 @@ end
 
 local out = {now, -1, -1, #expired, 0}
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, max_jobs)
+-- One INCRBY reserves a token for every job of the batch; tokens of jobs that are not leased
+-- are simply never used.
+local next_token = 0
+if #ids > 0 then
+  next_token = redis.call('INCRBY', KEYS[8], #ids) - #ids
+end
+-- Endpoint id -> {endpoint JSON or false, disabled}: each endpoint is read once per batch.
+local endpoints = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local rec = redis.call('HGET', KEYS[4], id)
@@ -79,7 +87,13 @@ for _, id in ipairs(ids) do
     if version ~= '1' then
       bury(id, 'malformed: the job record header is unreadable')
     else
-      local ep = redis.call('HGET', KEYS[6], endpoint)
+      local cached = endpoints[endpoint]
+      if not cached then
+        local json = redis.call('HGET', KEYS[6], endpoint)
+        cached = {json, json and redis.call('HEXISTS', KEYS[9], endpoint) == 1}
+        endpoints[endpoint] = cached
+      end
+      local ep = cached[1]
       if not ep then
         if redis.call('HEXISTS', KEYS[10], endpoint) == 1 then
           bury(id, 'endpoint deleted: ' .. endpoint)
@@ -89,14 +103,15 @@ for _, id in ipairs(ids) do
       else
         local state = 'active'
         attempts = tonumber(attempts)
-        if redis.call('HEXISTS', KEYS[9], endpoint) == 1 then
+        if cached[2] then
           state = 'disabled'
         else
           attempts = attempts + 1
           redis.call('HSET', KEYS[4], id,
             '1 ' .. attempts .. ' ' .. enqueued .. ' ' .. endpoint .. string.sub(rec, nl))
         end
-        local token = redis.call('INCR', KEYS[8])
+        next_token = next_token + 1
+        local token = next_token
         redis.call('ZADD', KEYS[2], now + lease, id)
         redis.call('HSET', KEYS[3], id, token)
         local n = #out

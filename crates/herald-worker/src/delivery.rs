@@ -10,11 +10,10 @@ use herald_store::{ClaimedJob, EndpointRecord, Settle, Settlement, Strike};
 use serde::de::IgnoredAny;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn, Instrument};
+use tracing::{debug, warn};
 
 use crate::config::StrikeOn;
 use crate::http;
-use crate::metrics as m;
 use crate::Ctx;
 
 /// Response-body bytes kept in the attempt log.
@@ -76,17 +75,9 @@ pub(crate) async fn run(
     done: mpsc::Sender<Done>,
     hard_stop: CancellationToken,
 ) {
-    let span = tracing::info_span!(
-        "delivery",
-        job_id = %job.id,
-        endpoint_id = %job.endpoint,
-        attempt = job.attempts
-    );
-    metrics::gauge!(m::IN_FLIGHT).increment(1.0);
-    let decision = attempt(&ctx, claimed_at_ms, &job, &hard_stop)
-        .instrument(span)
-        .await;
-    metrics::gauge!(m::IN_FLIGHT).decrement(1.0);
+    ctx.hot.in_flight.increment(1.0);
+    let decision = attempt(&ctx, claimed_at_ms, &job, &hard_stop).await;
+    ctx.hot.in_flight.decrement(1.0);
     drop(permit);
     let settlement = Settlement {
         id: job.id,
@@ -141,19 +132,19 @@ async fn attempt(
     hard_stop: &CancellationToken,
 ) -> Decision {
     if job.endpoint_disabled {
-        debug!("endpoint disabled; job parked");
+        debug!(job_id = %job.id, endpoint_id = %job.endpoint, "endpoint disabled; job parked");
         return Decision::plain(Settle::Park, None);
     }
     let endpoint = match check(job) {
         Checked::Ready(endpoint) => endpoint,
         Checked::Malformed(reason) => {
-            warn!(%reason, "job discarded");
+            warn!(job_id = %job.id, endpoint_id = %job.endpoint, %reason, "job discarded");
             return Decision::plain(Settle::Discard { reason }, Some("malformed"));
         }
     };
     if job.attempts == 1 {
         let lag = (claimed_at_ms - job.enqueued_ms).max(0) as f64 / 1000.0;
-        metrics::histogram!(m::FIRST_ATTEMPT_LAG).record(lag);
+        ctx.hot.first_attempt_lag.record(lag);
     }
     // Signed with the claim's Redis time: the attempt starts now.
     let headers = http::webhook_headers(
@@ -166,13 +157,13 @@ async fn attempt(
     let attempt = tokio::select! {
         a = http::post(&ctx.client, &endpoint.url, headers, job.payload.clone()) => a,
         _ = hard_stop.cancelled() => {
-            debug!("shutdown grace over; lease handed back");
+            debug!(job_id = %job.id, "shutdown grace over; lease handed back");
             return Decision::plain(Settle::Release, None);
         }
     };
     let latency = started.elapsed();
-    metrics::histogram!(m::DELIVERY_DURATION).record(latency.as_secs_f64());
-    metrics::counter!(m::DELIVERIES, "outcome" => attempt.outcome.label()).increment(1);
+    ctx.hot.duration.record(latency.as_secs_f64());
+    ctx.hot.deliveries(attempt.outcome.label()).increment(1);
     let status = match attempt.outcome {
         Outcome::Delivered { status } => Some(status),
         Outcome::Failed { status, .. } => status,
@@ -199,7 +190,14 @@ async fn attempt(
     };
     let (class, retry_after) = match attempt.outcome {
         Outcome::Delivered { status } => {
-            debug!(status, latency_ms = latency.as_millis() as u64, "delivered");
+            debug!(
+                job_id = %job.id,
+                endpoint_id = %job.endpoint,
+                attempt = job.attempts,
+                status,
+                latency_ms = latency.as_millis() as u64,
+                "delivered"
+            );
             return decide(Settle::Ack, None);
         }
         Outcome::Failed {
@@ -211,6 +209,9 @@ async fn attempt(
         Some(delay) => {
             let delay = honour_retry_after(delay, retry_after, ctx.cfg.retry.longest());
             warn!(
+                job_id = %job.id,
+                endpoint_id = %job.endpoint,
+                attempt = job.attempts,
                 outcome = class.as_str(),
                 status,
                 latency_ms = latency.as_millis() as u64,
@@ -218,11 +219,14 @@ async fn attempt(
                 error = %error,
                 "attempt failed; retry scheduled"
             );
-            metrics::counter!(m::RETRIES).increment(1);
+            ctx.hot.retries.increment(1);
             decide(Settle::Retry { delay, error }, None)
         }
         None => {
             warn!(
+                job_id = %job.id,
+                endpoint_id = %job.endpoint,
+                attempt = job.attempts,
                 outcome = class.as_str(),
                 status,
                 latency_ms = latency.as_millis() as u64,

@@ -41,6 +41,7 @@ pub(crate) struct Ctx {
     pub cfg: WorkerConfig,
     pub client: http::Client,
     pub health: Arc<metrics::Health>,
+    pub hot: metrics::Hot,
 }
 
 impl Ctx {
@@ -125,6 +126,7 @@ pub async fn run(
         cfg,
         client,
         health: health.clone(),
+        hot: metrics::Hot::new(),
     });
 
     let sampler = tokio::spawn(sampler::run(ctx.clone(), shutdown.clone()));

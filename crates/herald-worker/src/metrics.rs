@@ -180,6 +180,43 @@ pub const CATALOG: &[MetricDef] = &[
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// Handles of the metrics touched by every delivery, registered once so that the hot path
+/// does not look them up by name and labels each time.
+pub(crate) struct Hot {
+    pub in_flight: metrics::Gauge,
+    pub duration: metrics::Histogram,
+    pub first_attempt_lag: metrics::Histogram,
+    pub retries: metrics::Counter,
+    /// `herald_deliveries_total` by outcome label.
+    deliveries: Vec<(&'static str, metrics::Counter)>,
+}
+
+impl Hot {
+    /// Registers the handles; call after [`install`].
+    pub fn new() -> Self {
+        let labels = std::iter::once("delivered")
+            .chain(herald_core::FailureClass::ALL.iter().map(|c| c.as_str()));
+        Self {
+            in_flight: metrics::gauge!(IN_FLIGHT),
+            duration: metrics::histogram!(DELIVERY_DURATION),
+            first_attempt_lag: metrics::histogram!(FIRST_ATTEMPT_LAG),
+            retries: metrics::counter!(RETRIES),
+            deliveries: labels
+                .map(|l| (l, metrics::counter!(DELIVERIES, "outcome" => l)))
+                .collect(),
+        }
+    }
+
+    /// The deliveries counter of one outcome label.
+    pub fn deliveries(&self, label: &'static str) -> &metrics::Counter {
+        self.deliveries
+            .iter()
+            .find(|(l, _)| *l == label)
+            .map(|(_, c)| c)
+            .expect("every outcome label is registered")
+    }
+}
+
 /// Installs the process-wide Prometheus recorder (once) and returns its handle.
 pub fn install() -> PrometheusHandle {
     HANDLE

@@ -34,9 +34,11 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
     let mut conn: Option<MultiplexedConnection> = None;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     while rx.recv_many(&mut buf, BATCH).await > 0 {
-        let mut pending: BTreeMap<u16, Vec<Done>> = BTreeMap::new();
+        let mut pending: BTreeMap<u16, Batch> = BTreeMap::new();
         for done in buf.drain(..) {
-            pending.entry(done.shard).or_default().push(done);
+            let batch = pending.entry(done.shard).or_default();
+            batch.settlements.push(done.settlement);
+            batch.discard_reasons.push(done.discard_reason);
         }
         while !pending.is_empty() {
             let c = match &conn {
@@ -54,20 +56,15 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                     }
                 },
             };
-            let rounds = pending.iter().map(|(shard, items)| {
+            let disable_after = ctx.cfg.disable_after;
+            let rounds = pending.iter().map(|(shard, batch)| {
                 let mut c = c.clone();
-                let settlements: Vec<Settlement> =
-                    items.iter().map(|d| d.settlement.clone()).collect();
-                let store = ctx.store.clone();
-                let shard = *shard;
-                let disable_after = ctx.cfg.disable_after;
+                let store = &ctx.store;
                 async move {
-                    (
-                        shard,
-                        store
-                            .settle(&mut c, shard, &settlements, disable_after)
-                            .await,
-                    )
+                    let result = store
+                        .settle(&mut c, *shard, &batch.settlements, disable_after)
+                        .await;
+                    (*shard, result)
                 }
             });
             let results = futures::future::join_all(rounds).await;
@@ -75,8 +72,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
             for (shard, result) in results {
                 match result {
                     Ok(report) => {
-                        let items = pending.remove(&shard).expect("shard was pending");
-                        record(&ctx, shard, &items, &report.applied);
+                        let batch = pending.remove(&shard).expect("shard was pending");
+                        record(shard, &batch, &report.applied);
                         for endpoint in &report.disabled {
                             metrics::counter!(m::ENDPOINTS_DISABLED).increment(1);
                             warn!(endpoint_id = %endpoint, "endpoint disabled; its jobs are parked until it is enabled");
@@ -105,25 +102,33 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
     }
 }
 
-fn record(ctx: &Ctx, shard: u16, items: &[Done], applied: &[bool]) {
-    let _ = ctx;
-    for (done, ok) in items.iter().zip(applied) {
-        let kind = kind(&done.settlement.action);
+/// The outcomes of one shard waiting to be written.
+#[derive(Debug, Default)]
+struct Batch {
+    settlements: Vec<Settlement>,
+    /// Bounded label for the discard metric, per settlement.
+    discard_reasons: Vec<Option<&'static str>>,
+}
+
+fn record(shard: u16, batch: &Batch, applied: &[bool]) {
+    let items = batch.settlements.iter().zip(&batch.discard_reasons);
+    for ((settlement, discard_reason), ok) in items.zip(applied) {
+        let kind = kind(&settlement.action);
         if !ok {
             metrics::counter!(m::STALE, "kind" => kind).increment(1);
             warn!(
-                job_id = %done.settlement.id,
+                job_id = %settlement.id,
                 shard,
                 kind,
                 "settlement refused: the lease expired and the job was taken back"
             );
             continue;
         }
-        match &done.settlement.action {
+        match &settlement.action {
             Settle::Discard { reason } => {
-                metrics::counter!(m::DISCARDED, "reason" => done.discard_reason.unwrap_or("other"))
+                metrics::counter!(m::DISCARDED, "reason" => discard_reason.unwrap_or("other"))
                     .increment(1);
-                info!(job_id = %done.settlement.id, %reason, "job moved to the dead-letter store");
+                info!(job_id = %settlement.id, %reason, "job moved to the dead-letter store");
             }
             Settle::Release => metrics::counter!(m::RELEASED).increment(1),
             Settle::Park => metrics::counter!(m::PARKED).increment(1),
