@@ -24,10 +24,17 @@ use crate::commands::{open_store, store_error, Refused};
 /// A retry schedule short enough to watch strikes add up in seconds.
 const DEV_SCHEDULE: &str = "1s,1s,2s,3s,5s,10s,30s,1m";
 
-/// A `redis-server` started for the session; killed when dropped.
+/// A `redis-server` started for the session; killed, and its directory removed, when dropped.
 struct LocalRedis {
-    _child: tokio::process::Child,
-    _dir: std::path::PathBuf,
+    child: tokio::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 async fn start_redis() -> anyhow::Result<(LocalRedis, String)> {
@@ -60,10 +67,7 @@ async fn start_redis() -> anyhow::Result<(LocalRedis, String)> {
     }
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((
-        LocalRedis {
-            _child: child,
-            _dir: dir,
-        },
+        LocalRedis { child, dir },
         format!("redis://127.0.0.1:{port}"),
     ))
 }
