@@ -1,19 +1,15 @@
-//! The benchmark's environment: its own `redis-server`, a receiver that answers 200 and measures
-//! latency from a timestamp in the payload, and `herald worker` processes.
+//! The benchmark's environment: its own `redis-server` (never on 6379), `herald worker`
+//! processes, and what is read from both: Redis `INFO`, the jobs left in the store, the commands
+//! clients send (`MONITOR`), a process's peak memory.
 
+use std::collections::BTreeMap;
 use std::net::TcpListener as StdListener;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::routing::post;
-use hdrhistogram::Histogram;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::sync::Notify;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -26,15 +22,25 @@ pub fn now_us() -> u64 {
         .unwrap_or_default()
 }
 
-/// A `redis-server` without persistence on a free port; killed on drop.
+/// A `redis-server` on a free port (never 6379), without persistence unless asked for; killed on
+/// drop, its directory removed.
+#[derive(Debug)]
 pub struct Redis {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
+    dir: PathBuf,
+    pub port: u16,
     pub url: String,
 }
 
 impl Redis {
-    pub async fn start() -> anyhow::Result<Self> {
-        let port = free_port()?;
+    /// Starts it; `appendonly` turns on the append-only file with `appendfsync everysec`.
+    pub async fn start(appendonly: bool) -> anyhow::Result<Self> {
+        let port = loop {
+            let p = free_port()?;
+            if p != 6379 {
+                break p;
+            }
+        };
         let dir = std::env::temp_dir().join(format!("herald-bench-{port}"));
         std::fs::create_dir_all(&dir)?;
         let mut child = tokio::process::Command::new("redis-server")
@@ -46,7 +52,11 @@ impl Redis {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if appendonly { "yes" } else { "no" },
+                "--appendfsync",
+                "everysec",
+                "--maxmemory-policy",
+                "noeviction",
             ])
             .arg("--dir")
             .arg(&dir)
@@ -66,97 +76,293 @@ impl Redis {
         }
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Ok(Self {
-            _child: child,
+            child,
+            dir,
+            port,
             url: format!("redis://127.0.0.1:{port}"),
         })
     }
 
-    pub fn client(&self) -> anyhow::Result<redis::Client> {
-        Ok(redis::Client::open(self.url.as_str())?)
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub async fn conn(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(self.url.as_str())?
+            .get_multiplexed_async_connection()
+            .await?)
     }
 }
 
-/// What the receiver saw.
-pub struct Received {
-    pub count: Mutex<u64>,
-    pub latency_us: Mutex<Histogram<u64>>,
-    pub notify: Notify,
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
-/// Starts the receiver on 127.0.0.1:0; the payload's `"t"` field (µs since the epoch, written
-/// by the producer just before enqueueing) gives the enqueue-to-receipt latency.
-pub async fn receiver() -> anyhow::Result<(String, Arc<Received>)> {
-    let received = Arc::new(Received {
-        count: Mutex::new(0),
-        latency_us: Mutex::new(Histogram::new(3)?),
-        notify: Notify::new(),
-    });
-    let app = axum::Router::new()
-        .route(
-            "/hook",
-            post(|State(r): State<Arc<Received>>, body: Bytes| async move {
-                let now = now_us();
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
-                    if let Some(t) = v.get("t").and_then(|t| t.as_u64()) {
-                        let _ = r
-                            .latency_us
-                            .lock()
-                            .expect("lock")
-                            .record(now.saturating_sub(t));
-                    }
-                }
-                *r.count.lock().expect("lock") += 1;
-                r.notify.notify_waiters();
-                "ok"
-            }),
-        )
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Ok((url, received))
+/// One section of Redis `INFO`, as field → value.
+pub async fn info(
+    conn: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+) -> anyhow::Result<BTreeMap<String, String>> {
+    let text: String = redis::cmd("INFO").arg(section).query_async(conn).await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+        .collect())
+}
+
+/// One numeric field of an `INFO` section.
+pub async fn info_u64(
+    conn: &mut redis::aio::MultiplexedConnection,
+    section: &str,
+    field: &str,
+) -> anyhow::Result<u64> {
+    info(conn, section)
+        .await?
+        .get(field)
+        .with_context(|| format!("INFO {section} without {field}"))?
+        .parse()
+        .with_context(|| format!("INFO {section} {field} is not a number"))
+}
+
+/// `INFO commandstats` as command → (calls, usec).
+pub async fn commandstats(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+    Ok(info(conn, "commandstats")
+        .await?
+        .into_iter()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("cmdstat_")?.to_owned();
+            let field = |f: &str| {
+                v.split(',')
+                    .find_map(|x| x.strip_prefix(f))
+                    .and_then(|x| x.parse::<u64>().ok())
+            };
+            Some((name, (field("calls=")?, field("usec=")?)))
+        })
+        .collect())
+}
+
+/// Jobs still in the store (every record in every shard's `jobs` hash: due, scheduled, in
+/// flight, parked or dead), and the dead ones.
+pub async fn jobs_in_store(
+    conn: &mut redis::aio::MultiplexedConnection,
+    namespace: &str,
+    shards: u16,
+) -> anyhow::Result<(u64, u64)> {
+    let mut pipe = redis::pipe();
+    for s in 0..shards {
+        pipe.cmd("HLEN")
+            .arg(format!("{namespace}:v1:{{{namespace}.{s}}}:jobs"));
+        pipe.cmd("ZCARD")
+            .arg(format!("{namespace}:v1:{{{namespace}.{s}}}:dead"));
+    }
+    let counts: Vec<u64> = pipe.query_async(conn).await?;
+    let jobs = counts.iter().step_by(2).sum();
+    let dead = counts.iter().skip(1).step_by(2).sum();
+    Ok((jobs, dead))
+}
+
+/// Counts the commands clients send to Redis for `duration`, by name, through `MONITOR`;
+/// commands that scripts run (shown by `MONITOR` as coming from `lua`) are counted apart.
+/// Returns (top-level counts, in-script counts).
+pub async fn monitor(
+    port: u16,
+    duration: Duration,
+) -> anyhow::Result<(BTreeMap<String, u64>, BTreeMap<String, u64>)> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let (read, mut write) = stream.into_split();
+    write.write_all(b"MONITOR\r\n").await?;
+    let mut lines = BufReader::new(read).lines();
+    let ok = lines.next_line().await?.context("MONITOR: no answer")?;
+    anyhow::ensure!(ok == "+OK", "MONITOR answered {ok:?}");
+    let (mut top, mut lua) = (BTreeMap::new(), BTreeMap::new());
+    let end = Instant::now() + duration;
+    loop {
+        let line = match tokio::time::timeout_at(end.into(), lines.next_line()).await {
+            Err(_) => break,
+            Ok(line) => line?.context("MONITOR connection closed")?,
+        };
+        // +1712345678.123456 [0 127.0.0.1:52345] "BZPOPMIN" "herald:v1:wake" "29.5"
+        let Some((origin, rest)) = line.split_once("] ") else {
+            continue;
+        };
+        let name = rest
+            .split('"')
+            .nth(1)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        let map = if origin.ends_with(" lua") {
+            &mut lua
+        } else {
+            &mut top
+        };
+        *map.entry(name).or_insert(0) += 1;
+    }
+    Ok((top, lua))
+}
+
+/// `VmHWM` (peak resident set) and `VmRSS` of a process, in KiB.
+pub fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("/proc/{pid}/status without {name}"))
+    };
+    Ok((field("VmHWM:")?, field("VmRSS:")?))
+}
+
+/// CPU time (user + system) a process has used so far, in seconds; 0 when unknown.
+pub fn cpu_seconds(pid: Option<u32>) -> f64 {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_owned(),
+    };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return 0.0;
+    };
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks: u64 = fields
+        .get(11..13)
+        .into_iter()
+        .flatten()
+        .filter_map(|f| f.parse::<u64>().ok())
+        .sum();
+    ticks as f64 / 100.0
+}
+
+/// The machine's CPU time so far, from `/proc/stat`, in ticks (1/100 s).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineTicks {
+    /// user, nice, system, irq, softirq: time some process or the kernel ran.
+    pub busy: u64,
+    /// Time the hypervisor gave this machine's CPUs to someone else.
+    pub steal: u64,
+    pub all: u64,
+}
+
+pub fn machine_ticks() -> MachineTicks {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return MachineTicks::default();
+    };
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    MachineTicks {
+        busy: at(0) + at(1) + at(2) + at(5) + at(6),
+        steal: at(7),
+        all: (0..8).map(at).sum(),
+    }
+}
+
+/// How much of the machine was not ours during a measurement: the share of CPU time the
+/// hypervisor stole, and the share other processes used (the machine's busy time minus
+/// `ours`, the CPU seconds of the benchmark's own processes over the same span).
+pub fn noise_since(before: MachineTicks, ours: f64) -> serde_json::Value {
+    let now = machine_ticks();
+    let all = now.all.saturating_sub(before.all).max(1) as f64;
+    let steal = now.steal.saturating_sub(before.steal) as f64 / all;
+    let busy = now.busy.saturating_sub(before.busy) as f64 / 100.0;
+    let other = ((busy - ours) / (all / 100.0)).max(0.0);
+    serde_json::json!({
+        "cpu_steal_share": (steal * 1000.0).round() / 1000.0,
+        "other_processes_cpu_share": (other * 1000.0).round() / 1000.0,
+    })
 }
 
 /// `herald worker` processes; killed on drop.
+#[derive(Debug)]
 pub struct Fleet {
     children: Vec<tokio::process::Child>,
 }
 
 impl Fleet {
-    /// Starts `n` workers and waits until each says it is ready.
+    /// Starts `n` workers at once, each with `HERALD_ALLOW_TARGETS=127.0.0.0/8` (the receiver
+    /// is on loopback), no metrics server, and `env` on top; then waits until each says it is
+    /// ready.
     pub async fn start(
         herald: &Path,
         redis_url: &str,
         n: usize,
-        env: &[(&str, &str)],
+        env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
         let mut children = Vec::new();
+        let mut outputs = Vec::new();
         for _ in 0..n {
             let mut cmd = tokio::process::Command::new(herald);
             cmd.arg("worker")
                 .env("HERALD_REDIS_URL", redis_url)
                 .env("HERALD_METRICS_ADDR", "")
+                .env("HERALD_ALLOW_TARGETS", "127.0.0.0/8")
                 .env("RUST_LOG", "info")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
                 .stderr(Stdio::piped())
                 .kill_on_drop(true);
             for (k, v) in env {
                 cmd.env(k, v);
             }
-            let mut child = cmd.spawn().context("starting herald worker")?;
-            let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+            let mut child = cmd
+                .spawn()
+                .with_context(|| format!("starting {} worker", herald.display()))?;
+            outputs.push(BufReader::new(child.stderr.take().expect("piped")).lines());
+            children.push(child);
+        }
+        for mut lines in outputs {
+            let mut seen = Vec::new();
             loop {
                 let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
                     .await
-                    .context("worker did not become ready")??
-                    .context("worker exited before it was ready")?;
+                    .context("a worker did not become ready within 30 s")??
+                    .with_context(|| {
+                        format!("a worker exited before it was ready: {}", seen.join("\n"))
+                    })?;
                 if line.contains("herald worker ready") {
                     break;
                 }
+                seen.push(line);
             }
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            children.push(child);
+            // Keep reading, so that the worker never blocks on a full pipe; show problems.
+            tokio::spawn(async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    // The bench's Redis keeps nothing on purpose; every other warning shows.
+                    let expected = line.contains("Redis has no persistence");
+                    if (line.contains("WARN") || line.contains("ERROR")) && !expected {
+                        eprintln!("worker: {line}");
+                    }
+                }
+            });
         }
         Ok(Self { children })
+    }
+
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().filter_map(|c| c.id()).collect()
+    }
+
+    /// Peak resident set of each worker so far, in KiB.
+    pub fn peak_rss_kib(&self) -> Vec<u64> {
+        self.pids()
+            .into_iter()
+            .filter_map(|pid| memory_kib(pid).ok().map(|(hwm, _)| hwm))
+            .collect()
     }
 
     pub async fn stop(mut self) {
@@ -164,17 +370,4 @@ impl Fleet {
             let _ = c.kill().await;
         }
     }
-}
-
-/// Redis's count of commands processed so far (the INFO call itself included).
-pub async fn commands_processed(
-    conn: &mut redis::aio::MultiplexedConnection,
-) -> anyhow::Result<u64> {
-    let info: String = redis::cmd("INFO").arg("stats").query_async(conn).await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("total_commands_processed:"))
-        .context("INFO stats without total_commands_processed")?
-        .trim()
-        .parse()
-        .context("total_commands_processed is not a number")
 }

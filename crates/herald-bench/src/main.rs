@@ -1,15 +1,33 @@
-//! `herald-bench`: measures herald against a real `redis-server` and a real HTTP receiver, with
-//! real `herald worker` processes, and prints the figures as a table and as JSON.
+//! `herald-bench`: measures herald against its own `redis-server` and a fast local receiver,
+//! with real `herald worker` processes, and prints the figures as a table and as JSON.
 //!
-//! - `latency`: enqueue-to-receipt latency at a fixed offered rate, with an idle fleet.
-//! - `idle`: Redis commands per second spent by an idle fleet.
+//! - `all`: every scenario below, in turn (about ten minutes on two cores with the defaults).
+//! - `throughput`: (a) the ceiling, a bare reqwest POST loop against the receiver without
+//!   Redis; (b) end-to-end deliveries per second of 1 and then 2 workers.
+//! - `enqueue`: (e) `enqueue_batch` throughput, and Redis memory per queued job (f).
+//! - `latency`: (c) enqueue-to-receipt latency at a fixed offered rate.
+//! - `backlog`: (d) end-to-end throughput with a million jobs scheduled for later.
+//! - `memory`: (f) a worker's peak RSS with 1,000 deliveries in flight.
+//! - `idle`: Redis commands per second of an idle fleet, and pickup latency (issue 2).
+//! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
+//! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
-//! Modules: `env` (Redis, receiver and worker processes), `scenarios` (what is measured).
+//! Modules: `env` (Redis, worker processes, what is read from them), `receiver` (the HTTP
+//! receiver and its counters), `scenarios` (what is measured), `report` (the table).
 
 mod env;
+mod receiver;
+mod report;
 mod scenarios;
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use crate::receiver::{Receiver, Tracker};
+use crate::scenarios::{Bench, Common};
 
 /// Benchmarks of herald. Build first: `cargo build --release -p herald -p herald-bench`.
 #[derive(Debug, Parser)]
@@ -17,47 +35,143 @@ use clap::{Parser, Subcommand};
 struct Cli {
     /// Path of the `herald` binary [default: next to this one].
     #[arg(long, global = true)]
-    herald: Option<std::path::PathBuf>,
+    herald: Option<PathBuf>,
     /// Print only the JSON result.
     #[arg(long, global = true)]
     json: bool,
+    /// Also write the JSON result to this file.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
 #[derive(Debug, Subcommand)]
 enum Scenario {
+    /// Every scenario in turn.
+    All(Box<scenarios::AllArgs>),
+    /// The ceiling, then end-to-end throughput of 1 and 2 workers.
+    Throughput(scenarios::ThroughputArgs),
+    /// The ceiling alone: a bare reqwest POST loop against the receiver.
+    Ceiling(scenarios::CeilingArgs),
+    /// enqueue_batch throughput and Redis memory per queued job.
+    Enqueue(scenarios::EnqueueArgs),
     /// Enqueue-to-receipt latency at a fixed offered rate.
     Latency(scenarios::LatencyArgs),
-    /// Redis commands per second spent by an idle fleet.
+    /// End-to-end throughput with jobs scheduled for later sitting in the sets.
+    Backlog(scenarios::BacklogArgs),
+    /// A worker's peak RSS with many deliveries in flight.
+    Memory(scenarios::MemoryArgs),
+    /// Redis commands per second of an idle fleet, then pickup latency.
     Idle(scenarios::IdleArgs),
+    /// Redis time per job of the hot scripts (enqueue, claim, ack), measured alone.
+    Scripts(scenarios::ScriptsArgs),
+    /// Runs the receiver alone until interrupted; prints its base URL first.
+    Receive(ReceiveArgs),
+    /// The bare POST loop of the ceiling (run by `ceiling` as a separate process).
+    #[command(hide = true)]
+    PostLoop(scenarios::PostLoopArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ReceiveArgs {
+    /// Port to listen on (0: a free one).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Count jobs 0..expect by the index in their payload (0: count requests only).
+    #[arg(long, default_value_t = 0)]
+    expect: u64,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.scenario {
+        Scenario::PostLoop(args) => {
+            let v = rt.block_on(scenarios::post_loop(args))?;
+            println!("{v}");
+            return Ok(());
+        }
+        Scenario::Receive(args) => {
+            return rt.block_on(async {
+                let r = Receiver::start(args.port).await?;
+                r.arm(Tracker::new(args.expect, false, Duration::ZERO)?);
+                println!("{}", r.base_url);
+                tokio::signal::ctrl_c().await?;
+                Ok(())
+            })
+        }
+        _ => {}
+    }
     let herald = match cli.herald {
         Some(p) => p,
         None => std::env::current_exe()?.with_file_name("herald"),
     };
     anyhow::ensure!(
         herald.exists(),
-        "{} not found; build it with `cargo build --release -p herald`",
+        "{} not found; build it with `cargo build --release -p herald` or pass --herald",
         herald.display()
     );
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let report = rt.block_on(async {
-        match cli.scenario {
-            Scenario::Latency(args) => scenarios::latency(&herald, args).await,
-            Scenario::Idle(args) => scenarios::idle(&herald, args).await,
-        }
+    let (name, results, machine) = rt.block_on(async {
+        let bench = Bench {
+            herald: herald.clone(),
+            receiver: Receiver::start(0).await?,
+            common: cli.common.clone(),
+        };
+        let machine = scenarios::machine(&herald).await;
+        let (name, results) = match &cli.scenario {
+            Scenario::All(a) => ("all", scenarios::all(&bench, a).await?),
+            Scenario::Throughput(a) => (
+                "throughput",
+                json!({ "throughput": scenarios::throughput(&bench, a).await? }),
+            ),
+            Scenario::Ceiling(a) => (
+                "ceiling",
+                json!({ "ceiling": scenarios::ceiling(&bench, a).await? }),
+            ),
+            Scenario::Enqueue(a) => (
+                "enqueue",
+                json!({ "enqueue": scenarios::enqueue_rate(&bench, a).await? }),
+            ),
+            Scenario::Latency(a) => (
+                "latency",
+                json!({ "latency": scenarios::latency(&bench, a).await? }),
+            ),
+            Scenario::Backlog(a) => (
+                "backlog",
+                json!({ "backlog": scenarios::backlog(&bench, a).await? }),
+            ),
+            Scenario::Memory(a) => (
+                "memory",
+                json!({ "memory": scenarios::memory(&bench, a).await? }),
+            ),
+            Scenario::Idle(a) => ("idle", json!({ "idle": scenarios::idle(&bench, a).await? })),
+            Scenario::Scripts(a) => (
+                "scripts",
+                json!({ "scripts": scenarios::scripts(&bench, a).await? }),
+            ),
+            Scenario::Receive(_) | Scenario::PostLoop(_) => unreachable!("handled above"),
+        };
+        anyhow::Ok((name, results, machine))
     })?;
+    let rows = report::summary(&results);
+    let doc = json!({
+        "scenario": name,
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "machine": machine,
+        "summary": rows,
+        "results": results,
+    });
     if !cli.json {
-        for (k, v) in report.as_object().into_iter().flatten() {
-            println!("{k:<28} {v}");
-        }
+        print!("{}", report::table(&rows));
     }
-    println!("{}", serde_json::to_string(&report)?);
+    println!("{doc}");
+    if let Some(path) = cli.out {
+        std::fs::write(&path, serde_json::to_string_pretty(&doc)? + "\n")?;
+    }
     Ok(())
 }

@@ -1,0 +1,281 @@
+//! The readable side of a result: one row per figure, next to the target of issue 6 (or the
+//! aim of issue 2) and whether it was met.
+
+use serde_json::Value;
+
+/// One line of the summary.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Row {
+    pub figure: String,
+    pub measured: String,
+    pub target: String,
+    /// `Some(true)` met, `Some(false)` missed, `None` no target.
+    pub met: Option<bool>,
+    /// Share of the machine's CPU time others had during the measurement (stolen by the
+    /// hypervisor, or used by other processes): the figure's noise.
+    pub others_cpu_share: Option<f64>,
+}
+
+fn row(figure: impl Into<String>, measured: String, target: &str, met: Option<bool>) -> Row {
+    Row {
+        figure: figure.into(),
+        measured,
+        target: target.into(),
+        met,
+        others_cpu_share: None,
+    }
+}
+
+/// The noise of a result with a `noise` object: steal plus other processes' share.
+fn noise(v: &Value) -> Option<f64> {
+    let n = v.get("noise")?;
+    Some(n["cpu_steal_share"].as_f64()? + n["other_processes_cpu_share"].as_f64()?)
+}
+
+fn with_noise(mut r: Row, n: Option<f64>) -> Row {
+    r.others_cpu_share = n;
+    r
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or(f64::NAN)
+}
+
+/// Thousands separated by commas, no decimals.
+fn n(x: f64) -> String {
+    if !x.is_finite() {
+        return "?".into();
+    }
+    let s = format!("{:.0}", x.abs());
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if x < 0.0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+/// The rows for whatever scenarios `results` holds (keyed by scenario name).
+pub fn summary(results: &Value) -> Vec<Row> {
+    let mut rows = Vec::new();
+    if let Some(t) = results.get("throughput") {
+        let c = &t["ceiling"];
+        rows.push(with_noise(
+            row(
+                format!("ceiling: bare reqwest loop, {} in flight", c["concurrency"]),
+                format!("{} req/s", n(f(&c["requests_per_s"]))),
+                "",
+                None,
+            ),
+            noise(c),
+        ));
+        for r in t["runs"].as_array().into_iter().flatten() {
+            let rate = f(&r["deliveries_per_s"]);
+            let ratio = f(&r["ratio_to_ceiling"]);
+            rows.push(with_noise(
+                row(
+                    format!(
+                        "end-to-end, {} worker(s), {} jobs",
+                        r["workers"],
+                        n(f(&r["jobs"]))
+                    ),
+                    format!("{} /s ({ratio:.2} of ceiling)", n(rate)),
+                    ">= 20,000 /s and >= 0.75",
+                    Some(rate >= 20_000.0 && ratio >= 0.75),
+                ),
+                noise(r),
+            ));
+        }
+    }
+    if let Some(l) = results.get("latency") {
+        let (p50, p99) = (f(&l["p50_ms"]), f(&l["p99_ms"]));
+        rows.push(with_noise(
+            row(
+                format!(
+                    "latency at {} /s offered, {} workers (p50 / p99 / max)",
+                    l["offered_rate_per_s"], l["workers"]
+                ),
+                format!("{p50:.2} / {p99:.2} / {:.2} ms", f(&l["max_ms"])),
+                "p50 < 2 ms, p99 < 10 ms",
+                Some(p50 < 2.0 && p99 < 10.0),
+            ),
+            noise(l),
+        ));
+    }
+    if let Some(b) = results.get("backlog") {
+        let ratio = f(&b["ratio"]);
+        let worst = match (noise(&b["empty"]), noise(&b["with_backlog"])) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, y) => x.or(y),
+        };
+        rows.push(with_noise(
+            row(
+                format!(
+                    "backlog: {} jobs scheduled later, {} workers",
+                    n(f(&b["backlog"])),
+                    b["empty"]["workers"]
+                ),
+                format!(
+                    "{} /s vs {} /s empty ({ratio:.2})",
+                    n(f(&b["with_backlog"]["deliveries_per_s"])),
+                    n(f(&b["empty"]["deliveries_per_s"]))
+                ),
+                "within 10 % (>= 0.90)",
+                Some(ratio >= 0.90),
+            ),
+            worst,
+        ));
+    }
+    if let Some(e) = results.get("enqueue") {
+        let mut first_bytes = None;
+        for r in e["runs"].as_array().into_iter().flatten() {
+            let rate = f(&r["jobs_per_s"]);
+            rows.push(with_noise(
+                row(
+                    format!(
+                        "enqueue_batch ({} per call), {} caller(s)",
+                        r["batch"], r["callers"]
+                    ),
+                    format!("{} jobs/s", n(rate)),
+                    ">= 100,000 jobs/s",
+                    Some(rate >= 100_000.0),
+                ),
+                noise(r),
+            ));
+            first_bytes.get_or_insert(f(&r["redis_bytes_per_job_over_payload"]));
+        }
+        if let Some(over) = first_bytes {
+            rows.push(row(
+                format!(
+                    "Redis memory per queued job, {} B payload",
+                    e["payload_bytes"]
+                ),
+                format!("payload + {} B", n(over)),
+                "< payload + 300 B",
+                Some(over < 300.0),
+            ));
+        }
+    }
+    if let Some(m) = results.get("memory") {
+        let peak = f(&m["worker_peak_rss_mib"]);
+        rows.push(row(
+            format!(
+                "worker peak RSS, {} in flight (seen {})",
+                m["in_flight_target"], m["max_in_flight_seen"]
+            ),
+            format!("{peak:.1} MiB"),
+            "< 64 MiB",
+            Some(peak < 64.0),
+        ));
+    }
+    if let Some(i) = results.get("idle") {
+        rows.push(row(
+            format!("idle fleet of {}: top-level commands", i["workers"]),
+            format!(
+                "{:.2} /s ({:.3} per worker)",
+                f(&i["top_level_commands_per_s"]),
+                f(&i["top_level_commands_per_s_per_worker"])
+            ),
+            "a handful /s (issue 2)",
+            None,
+        ));
+        rows.push(row(
+            format!("idle fleet of {}: total_commands_processed", i["workers"]),
+            format!("{:.2} /s", f(&i["total_commands_processed_per_s"])),
+            "",
+            None,
+        ));
+        let p = &i["pickup"];
+        rows.push(row(
+            "pickup latency, idle fleet (p50 / p99 / max)",
+            format!(
+                "{:.2} / {:.2} / {:.2} ms",
+                f(&p["p50_ms"]),
+                f(&p["p99_ms"]),
+                f(&p["max_ms"])
+            ),
+            "a few ms (issue 2)",
+            None,
+        ));
+    }
+    rows
+}
+
+/// The rows as an aligned text table.
+pub fn table(rows: &[Row]) -> String {
+    let verdict = |r: &Row| match r.met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "",
+    };
+    let w0 = rows
+        .iter()
+        .map(|r| r.figure.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let w1 = rows
+        .iter()
+        .map(|r| r.measured.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    let w2 = rows
+        .iter()
+        .map(|r| r.target.len())
+        .max()
+        .unwrap_or(0)
+        .max(6);
+    let mut out = format!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  {:<6}  others' CPU\n",
+        "figure", "measured", "target", ""
+    );
+    out.push_str(&format!("{}\n", "-".repeat(w0 + w1 + w2 + 25)));
+    for r in rows {
+        let others = r
+            .others_cpu_share
+            .map(|x| format!("{:.0} %", x * 100.0))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<6}  {others}\n",
+            r.figure,
+            r.measured,
+            r.target,
+            verdict(r)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_get_thousands_separators() {
+        assert_eq!(n(0.0), "0");
+        assert_eq!(n(999.4), "999");
+        assert_eq!(n(1000.0), "1,000");
+        assert_eq!(n(1234567.0), "1,234,567");
+        assert_eq!(n(-20000.0), "-20,000");
+    }
+
+    #[test]
+    fn rows_follow_the_results_present() {
+        let v = serde_json::json!({
+            "latency": {"offered_rate_per_s": 2000, "workers": 2, "p50_ms": 1.0, "p99_ms": 12.0, "max_ms": 20.0},
+            "memory": {"in_flight_target": 1000, "max_in_flight_seen": 1000, "worker_peak_rss_mib": 40.0},
+        });
+        let rows = summary(&v);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].met, Some(false));
+        assert_eq!(rows[1].met, Some(true));
+        assert!(table(&rows).contains("MISSED"));
+    }
+}

@@ -1,0 +1,115 @@
+//! A small run of every benchmark scenario, so that the benchmark keeps working: the real
+//! `herald-bench` and `herald` binaries, a real `redis-server`, tiny numbers. It checks that the
+//! run completes and that every job arrived exactly once; it makes no claim about speed (SPEC
+//! §4: throughput is measured by the benchmark, never by a timed test).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// The `herald` binary of the same build: this test runs from `target/<profile>/deps/`, and
+/// `cargo test --workspace` builds `herald` next to it (its package has integration tests).
+fn herald_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test binary in target/<profile>/deps");
+    let herald = profile_dir.join(format!("herald{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        herald.exists(),
+        "{} not found: run `cargo test --workspace`, or `cargo build -p herald` first",
+        herald.display()
+    );
+    herald
+}
+
+/// Every job of a delivery run arrived, none twice, none was discarded.
+fn assert_delivered_once(what: &str, run: &Value) {
+    let jobs = run["jobs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{what}: no jobs in {run}"));
+    assert!(jobs > 0, "{what}: no jobs");
+    assert_eq!(run["delivered"].as_u64(), Some(jobs), "{what}: {run}");
+    assert_eq!(run["missing"].as_u64(), Some(0), "{what}: {run}");
+    assert_eq!(run["duplicates"].as_u64(), Some(0), "{what}: {run}");
+    if let Some(dead) = run.get("dead") {
+        assert_eq!(dead.as_u64(), Some(0), "{what}: {run}");
+    }
+}
+
+#[test]
+fn every_scenario_runs_and_delivers_each_job_once() {
+    let out = tempfile_path("herald-bench-smoke.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
+        .arg("--herald")
+        .arg(herald_binary())
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .args(["all", "--jobs", "2000", "--backlog", "10000"])
+        .args([
+            "--endpoints",
+            "50",
+            "--concurrency",
+            "50",
+            "--callers",
+            "1,2",
+        ])
+        .args(["--ceiling-duration", "1s", "--ceiling-warmup", "200ms"])
+        .args(["--latency-rate", "500", "--latency-duration", "1s"])
+        .args([
+            "--memory-jobs",
+            "200",
+            "--in-flight",
+            "50",
+            "--hold",
+            "200ms",
+        ])
+        .args([
+            "--idle-workers",
+            "2",
+            "--idle-duration",
+            "2s",
+            "--settle",
+            "500ms",
+        ])
+        .args(["--pickups", "5", "--pickup-gap", "10ms"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("running herald-bench");
+    assert!(status.success(), "herald-bench all failed: {status}");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON");
+    let _ = std::fs::remove_file(&out);
+    let r = &doc["results"];
+
+    let ceiling = &r["throughput"]["ceiling"];
+    assert!(ceiling["requests"].as_u64() > Some(0), "{ceiling}");
+    assert_eq!(ceiling["errors"].as_u64(), Some(0), "{ceiling}");
+    let runs = r["throughput"]["runs"].as_array().expect("throughput runs");
+    assert_eq!(runs.len(), 2, "1 and 2 workers");
+    for run in runs {
+        assert_delivered_once("throughput", run);
+    }
+    for run in r["enqueue"]["runs"].as_array().expect("enqueue runs") {
+        assert_eq!(run["jobs"].as_u64(), Some(2000), "{run}");
+    }
+    assert_delivered_once("latency", &r["latency"]);
+    assert_delivered_once("backlog, empty", &r["backlog"]["empty"]);
+    assert_delivered_once("backlog, with backlog", &r["backlog"]["with_backlog"]);
+    assert_eq!(
+        r["backlog"]["with_backlog"]["backlog"].as_u64(),
+        Some(10_000)
+    );
+    assert_delivered_once("memory", &r["memory"]);
+    let pickup = &r["idle"]["pickup"];
+    assert_eq!(pickup["delivered"].as_u64(), Some(5), "{pickup}");
+    assert_eq!(pickup["duplicates"].as_u64(), Some(0), "{pickup}");
+    assert!(doc["summary"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+fn tempfile_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("{}-{name}", std::process::id()))
+}
