@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use herald_core::{EndpointId, JobId};
 use herald_store::{
-    EnqueueStatus, Namespace, NewJob, Settle, Settlement, Store, StoreConfig, StoreError, Strike,
+    ClaimedJob, EnqueueStatus, Namespace, NewJob, Settle, Settlement, Store, StoreConfig,
+    StoreError, Strike,
 };
 
 use crate::support::RedisServer;
@@ -29,10 +30,11 @@ async fn store(redis: &RedisServer) -> (Store, EndpointId) {
     (store, ep)
 }
 
-fn settlement(id: &str, token: u64, action: Settle) -> Settlement {
+fn settlement(job: &ClaimedJob, action: Settle) -> Settlement {
     Settlement {
-        id: id.to_owned(),
-        token,
+        id: job.id.clone(),
+        token: job.token,
+        attempt: job.attempts,
         endpoint: "dash-1".into(),
         action,
         strike: Strike::None,
@@ -77,24 +79,14 @@ fn a_stale_token_cannot_settle_and_an_expired_lease_counts_as_an_attempt() {
 
         // The first worker's answer comes late: refused, nothing changes.
         let stale = store
-            .settle(
-                &mut conn,
-                0,
-                &[settlement(&old.id, old.token, Settle::Ack)],
-                5,
-            )
+            .settle(&mut conn, 0, &[settlement(old, Settle::Ack)], 5)
             .await
             .unwrap();
         assert_eq!(stale.applied, [false]);
         assert!(store.job(&job.job_id).await.unwrap().is_some());
 
         let fresh = store
-            .settle(
-                &mut conn,
-                0,
-                &[settlement(&new.id, new.token, Settle::Ack)],
-                5,
-            )
+            .settle(&mut conn, 0, &[settlement(new, Settle::Ack)], 5)
             .await
             .unwrap();
         assert_eq!(fresh.applied, [true]);
@@ -181,12 +173,7 @@ fn a_released_lease_is_due_at_once_without_spending_an_attempt() {
             .unwrap();
         let leased = &claim.jobs[0];
         let report = store
-            .settle(
-                &mut conn,
-                0,
-                &[settlement(&leased.id, leased.token, Settle::Release)],
-                5,
-            )
+            .settle(&mut conn, 0, &[settlement(leased, Settle::Release)], 5)
             .await
             .unwrap();
         assert_eq!(report.applied, [true]);
@@ -200,5 +187,94 @@ fn a_released_lease_is_due_at_once_without_spending_an_attempt() {
             again.jobs[0].attempts, 1,
             "the released attempt was not counted"
         );
+    });
+}
+
+#[test]
+fn the_attempt_count_moves_from_the_lease_to_the_record_when_an_attempt_fails() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        let job = store
+            .enqueue(&NewJob::new(ep, b"{\"n\":1}".to_vec()))
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(60);
+        let attempts = |info: Option<herald_store::JobInfo>| {
+            let info = info.expect("the job exists");
+            (info.state, info.attempts)
+        };
+        use herald_store::JobState::*;
+
+        let first = store.claim(&mut conn, 0, 10, lease, 5).await.unwrap();
+        assert_eq!(first.jobs[0].attempts, 1);
+        assert_eq!(first.jobs[0].payload, b"{\"n\":1}");
+        assert_eq!(
+            attempts(store.job(&job.job_id).await.unwrap()),
+            (InFlight, Some(1))
+        );
+        let retry = Settle::Retry {
+            delay: Duration::ZERO,
+            error: "HTTP 500".into(),
+        };
+        let report = store
+            .settle(&mut conn, 0, &[settlement(&first.jobs[0], retry)], 5)
+            .await
+            .unwrap();
+        assert_eq!(report.applied, [true]);
+        assert_eq!(
+            attempts(store.job(&job.job_id).await.unwrap()),
+            (Due, Some(1))
+        );
+
+        let second = store.claim(&mut conn, 0, 10, lease, 5).await.unwrap();
+        assert_eq!(second.jobs[0].attempts, 2);
+        // The first lease is stale now, even though its token was never reused.
+        let stale = store
+            .settle(&mut conn, 0, &[settlement(&first.jobs[0], Settle::Ack)], 5)
+            .await
+            .unwrap();
+        assert_eq!(stale.applied, [false]);
+        let discard = Settle::Discard {
+            reason: "gave up".into(),
+        };
+        store
+            .settle(&mut conn, 0, &[settlement(&second.jobs[0], discard)], 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            attempts(store.job(&job.job_id).await.unwrap()),
+            (Dead, Some(2))
+        );
+    });
+}
+
+#[test]
+fn a_claim_sends_each_endpoints_json_once_and_every_job_gets_it() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        for i in 0..5 {
+            store
+                .enqueue(&NewJob::new(
+                    ep.clone(),
+                    format!("{{\"i\":{i}}}").into_bytes(),
+                ))
+                .await
+                .unwrap();
+        }
+        let claim = store
+            .claim(&mut conn, 0, 10, Duration::from_secs(60), 5)
+            .await
+            .unwrap();
+        assert_eq!(claim.jobs.len(), 5);
+        for job in &claim.jobs {
+            let record: herald_store::EndpointRecord =
+                serde_json::from_slice(&job.endpoint_json).unwrap();
+            assert_eq!(record.url, "https://hooks.example.com/");
+            assert_eq!(job.endpoint, ep.as_str());
+        }
     });
 }

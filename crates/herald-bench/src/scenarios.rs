@@ -1046,6 +1046,7 @@ pub async fn scripts(b: &Bench, args: &ScriptsArgs) -> anyhow::Result<Value> {
                     .push(herald_store::Settlement {
                         id: job.id.clone(),
                         token: job.token,
+                        attempt: job.attempts,
                         endpoint: job.endpoint.clone(),
                         action: herald_store::Settle::Ack,
                         strike: herald_store::Strike::None,

@@ -3,7 +3,7 @@
   count goes back to zero, and the attempt is added to the endpoint's attempt log.
 
   KEYS[1]    inflight  ZSET  job id -> lease deadline (ms)
-  KEYS[2]    leases    HASH  job id -> fencing token of the current lease
+  KEYS[2]    leases    HASH  job id -> the current lease: "<fencing token> <attempt>"
   KEYS[3]    jobs      HASH  job id -> job record
   KEYS[4]    errors    HASH  job id -> last error
   KEYS[5]    strikes   HASH  endpoint id -> consecutive strikes
@@ -11,13 +11,14 @@
                              log, newest first
 
   ARGV[1]  attempt log length to keep per endpoint
-  ARGV     then groups of four: job id, fencing token, endpoint id, attempt log entry (JSON
-           text, "" to log nothing)
+  ARGV     then groups of four: job id, lease ("<token> <attempt>", as the claim issued it),
+           endpoint id, attempt log entry (JSON text, "" to log nothing)
 
-  A group is applied only while the token is the job's current lease; otherwise (the lease
-  expired and the job was put back or claimed again) it is refused and nothing changes.
+  A group is applied only while its lease is the job's current lease; otherwise (the lease
+  expired and the job was put back or claimed again) it is refused and nothing changes. The
+  lease carries a fencing token from one counter (seq), so no two leases are ever equal.
 
-  Returns one integer per group: 1 applied, 0 refused (stale token).
+  Returns one integer per group: 1 applied, 0 refused (stale lease).
 ]]
 
 local keep = tonumber(ARGV[1])

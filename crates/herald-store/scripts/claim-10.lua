@@ -4,7 +4,7 @@
 
   KEYS[1]  queue      ZSET  job id -> next attempt time (ms)
   KEYS[2]  inflight   ZSET  job id -> lease deadline (ms)
-  KEYS[3]  leases     HASH  job id -> fencing token of the current lease
+  KEYS[3]  leases     HASH  job id -> the current lease: "<fencing token> <attempt>"
   KEYS[4]  jobs       HASH  job id -> job record "1 <attempts> <enqueued_ms> <endpoint>\n<payload>"
   KEYS[5]  errors     HASH  job id -> last error
   KEYS[6]  endpoints  HASH  endpoint id -> endpoint JSON
@@ -19,19 +19,25 @@
            sends the job to the dead-letter store
   ARGV[4]  most expired leases to put back in this call
 
-  An expired lease counts as a failed attempt ("lease_expired"): the attempt was counted when
-  the job was claimed, so a job that crashes every worker that takes it ends in the dead-letter
-  store instead of looping. A job whose record is unreadable, or whose endpoint no longer
-  exists, goes to the dead-letter store with that reason instead of being leased.
+  The record counts the attempts made before the current lease; the lease carries the number
+  of the attempt it was issued for (the record's count + 1), so a claim writes nothing into the
+  record. fail-8.lua, and an expired lease here, write the attempt into the record.
 
-  A job of a disabled endpoint is leased without counting an attempt and marked "disabled":
-  the worker parks it (park-3.lua) instead of delivering it.
+  An expired lease counts as a failed attempt ("lease_expired"), so a job that crashes every
+  worker that takes it ends in the dead-letter store instead of looping. A job whose record is
+  unreadable, or whose endpoint no longer exists, goes to the dead-letter store with that
+  reason instead of being leased.
+
+  A job of a disabled endpoint is leased without counting an attempt (its lease carries the
+  record's count) and marked "disabled": the worker parks it (park-3.lua) instead of
+  delivering it.
 
   Returns {now_ms, next_due_ms, next_lease_deadline_ms, expired, discarded, job...} where
   next_* are -1 when the set is empty, expired counts the leases put back or discarded,
   discarded counts jobs sent to the dead-letter store by this call, and each leased job adds
-  eight entries: id, token, attempts (this one included), enqueued_ms, endpoint id,
-  endpoint JSON, payload, and "active" or "disabled".
+  five entries: id, lease ("<token> <attempt>"; settling scripts take it back as is), the job
+  record as stored, the endpoint JSON ("" when an earlier job of the same reply carried it),
+  and "active" or "disabled".
 ]]
 
 local t = redis.call('TIME')
@@ -50,10 +56,17 @@ end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
 for _, id in ipairs(expired) do
   redis.call('ZREM', KEYS[2], id)
+  local held = redis.call('HGET', KEYS[3], id)
   redis.call('HDEL', KEYS[3], id)
   local rec = redis.call('HGET', KEYS[4], id)
   if rec then
-    local attempts = tonumber(string.match(rec, '^%d+ (%d+) ')) or max_attempts
+    local version, counted, rest = string.match(rec, '^(%d+) (%d+)( .*)$')
+    -- The lease's attempt number is the one that just failed; it becomes the record's count.
+    -- A lease without one (written by an older claim script) left the count in the record.
+    local attempts = tonumber(string.match(held or '', '^%d+ (%d+)$') or counted) or max_attempts
+    if version and tonumber(counted) ~= attempts then
+      redis.call('HSET', KEYS[4], id, version .. ' ' .. attempts .. rest)
+    end
     local why = 'lease_expired: the worker did not settle attempt ' .. attempts .. ' before its lease ran out'
     if attempts >= max_attempts then
       bury(id, why .. '; retries exhausted')
@@ -72,29 +85,25 @@ local next_token = 0
 if #ids > 0 then
   next_token = redis.call('INCRBY', KEYS[8], #ids) - #ids
 end
--- Endpoint id -> {endpoint JSON or false, disabled}: each endpoint is read once per batch.
+-- Endpoint id -> {endpoint JSON or false, disabled, JSON already in the reply}: each endpoint
+-- is read once per batch, and its JSON sent once.
 local endpoints = {}
+local deadline = now + lease
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local rec = redis.call('HGET', KEYS[4], id)
   if rec then
-    local nl = string.find(rec, '\n', 1, true)
-    local version, attempts, enqueued, endpoint
-    if nl then
-      version, attempts, enqueued, endpoint =
-        string.match(string.sub(rec, 1, nl - 1), '^(%d+) (%d+) (%d+) (%S+)$')
-    end
+    local version, attempts, endpoint = string.match(rec, '^(%d+) (%d+) %d+ (%S+)\n')
     if version ~= '1' then
       bury(id, 'malformed: the job record header is unreadable')
     else
       local cached = endpoints[endpoint]
       if not cached then
         local json = redis.call('HGET', KEYS[6], endpoint)
-        cached = {json, json and redis.call('HEXISTS', KEYS[9], endpoint) == 1}
+        cached = {json, json and redis.call('HEXISTS', KEYS[9], endpoint) == 1, false}
         endpoints[endpoint] = cached
       end
-      local ep = cached[1]
-      if not ep then
+      if not cached[1] then
         if redis.call('HEXISTS', KEYS[10], endpoint) == 1 then
           bury(id, 'endpoint deleted: ' .. endpoint)
         else
@@ -107,22 +116,22 @@ for _, id in ipairs(ids) do
           state = 'disabled'
         else
           attempts = attempts + 1
-          redis.call('HSET', KEYS[4], id,
-            '1 ' .. attempts .. ' ' .. enqueued .. ' ' .. endpoint .. string.sub(rec, nl))
         end
         next_token = next_token + 1
-        local token = next_token
-        redis.call('ZADD', KEYS[2], now + lease, id)
-        redis.call('HSET', KEYS[3], id, token)
+        local held = next_token .. ' ' .. attempts
+        redis.call('ZADD', KEYS[2], deadline, id)
+        redis.call('HSET', KEYS[3], id, held)
+        local ep = ''
+        if not cached[3] then
+          ep = cached[1]
+          cached[3] = true
+        end
         local n = #out
         out[n + 1] = id
-        out[n + 2] = token
-        out[n + 3] = attempts
-        out[n + 4] = tonumber(enqueued)
-        out[n + 5] = endpoint
-        out[n + 6] = ep
-        out[n + 7] = string.sub(rec, nl + 1)
-        out[n + 8] = state
+        out[n + 2] = held
+        out[n + 3] = rec
+        out[n + 4] = ep
+        out[n + 5] = state
       end
     end
   end

@@ -4,16 +4,16 @@
   it is older than the retry window (sweep-parked-3.lua).
 
   KEYS[1]    inflight  ZSET  job id -> lease deadline (ms)
-  KEYS[2]    leases    HASH  job id -> fencing token of the current lease
+  KEYS[2]    leases    HASH  job id -> the current lease: "<fencing token> <attempt>"
   KEYS[3]    jobs      HASH  job id -> job record "1 <attempts> <enqueued_ms> <endpoint>\n<payload>"
   KEYS[3+i]  parked    ZSET  "<shard prefix>:parked:<endpoint id>" of the i-th job:
                              job id -> enqueued time (ms)
 
-  ARGV     pairs: job id, fencing token
+  ARGV     pairs: job id, lease ("<token> <attempt>", as the claim issued it)
 
-  A pair is applied only while the token is the job's current lease (see ack-5.lua).
+  A pair is applied only while the lease is the job's current lease (see ack-5.lua).
 
-  Returns one integer per pair: 1 parked, 0 refused (stale token).
+  Returns one integer per pair: 1 parked, 0 refused (stale lease).
 ]]
 
 local out = {}

@@ -50,6 +50,7 @@ pub struct JobInfo {
     pub id: String,
     pub shard: u16,
     pub state: JobState,
+    /// Attempts started so far; for a job in flight, the attempt under way included.
     pub attempts: Option<u32>,
     pub endpoint: Option<String>,
     pub enqueued_at_ms: Option<i64>,
@@ -155,11 +156,12 @@ impl Store {
         for shard in 0..self.inner.shards {
             let k = self.keys(shard);
             #[allow(clippy::type_complexity)]
-            let (raw, queued, inflight, dead, last_error): (
+            let (raw, queued, inflight, dead, last_error, lease): (
                 Option<Vec<u8>>,
                 Option<f64>,
                 Option<f64>,
                 Option<f64>,
+                Option<String>,
                 Option<String>,
             ) = redis::pipe()
                 .hget(&k.jobs, id)
@@ -167,6 +169,7 @@ impl Store {
                 .zscore(&k.inflight, id)
                 .zscore(&k.dead, id)
                 .hget(&k.errors, id)
+                .hget(&k.leases, id)
                 .query_async(&mut conn)
                 .await?;
             let Some(raw) = raw else { continue };
@@ -195,7 +198,16 @@ impl Store {
                 dead,
                 last_error,
             };
-            return Ok(Some(job_info(id, shard, state, &raw, found)));
+            let mut info = job_info(id, shard, state, &raw, found);
+            // In flight, the attempt under way is counted in its lease ("<token> <attempt>").
+            if let Some(attempt) = lease
+                .as_deref()
+                .and_then(|l| l.split_once(' '))
+                .and_then(|(_, a)| a.parse().ok())
+            {
+                info.attempts = Some(attempt);
+            }
+            return Ok(Some(info));
         }
         Ok(None)
     }

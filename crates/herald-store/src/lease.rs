@@ -2,11 +2,14 @@
 //! retry, discard, park, hand back) with their fencing token, waiting for wake-up hints, and the
 //! periodic housekeeping (dead-letter bounds, parked jobs past the retry window).
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use redis::{FromRedisValue, Value};
 
+use crate::record::JobRecord;
 use crate::store::{protocol, Result};
 use crate::Store;
 
@@ -17,15 +20,16 @@ pub const ATTEMPT_LOG_LEN: usize = 50;
 #[derive(Debug, Clone)]
 pub struct ClaimedJob {
     pub id: String,
-    /// The fencing token of this lease; settling needs it.
+    /// The fencing token of this lease; settling needs it (with `attempts`).
     pub token: u64,
-    /// Attempts started so far, this one included (1 on the first attempt); for a job of a
+    /// The attempt this lease is for, counted from 1 (1 on the first attempt); for a job of a
     /// disabled endpoint, the attempts so far (nothing is attempted).
     pub attempts: u32,
     pub enqueued_ms: i64,
     pub endpoint: String,
-    /// The endpoint's stored JSON (`EndpointRecord`), read in the same script.
-    pub endpoint_json: Vec<u8>,
+    /// The endpoint's stored JSON (`EndpointRecord`), read in the same script; shared by the
+    /// jobs of one claim that have the same endpoint.
+    pub endpoint_json: Arc<[u8]>,
     pub payload: Vec<u8>,
     /// The endpoint is disabled: park the job ([`Settle::Park`]) instead of delivering it.
     pub endpoint_disabled: bool,
@@ -79,7 +83,10 @@ pub enum Strike {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settlement {
     pub id: String,
+    /// The lease: the claim's token and attempt number ([`ClaimedJob::token`],
+    /// [`ClaimedJob::attempts`]).
     pub token: u64,
+    pub attempt: u32,
     pub endpoint: String,
     pub action: Settle,
     pub strike: Strike,
@@ -178,17 +185,15 @@ impl Store {
             .key(&k.dead)
             .key(&k.strikes)
             .key(&k.disabled)
+            .key(&k.jobs)
             .arg(disable_after)
             .arg(ATTEMPT_LOG_LEN);
         parks.key(&k.inflight).key(&k.leases).key(&k.jobs);
-        releases
-            .key(&k.inflight)
-            .key(&k.leases)
-            .key(&k.queue)
-            .key(&k.jobs);
+        releases.key(&k.inflight).key(&k.leases).key(&k.queue);
         let mut index: [Vec<usize>; 4] = Default::default();
         for (i, item) in items.iter().enumerate() {
             let log_key = k.attempts(&item.endpoint);
+            let lease = format!("{} {}", item.token, item.attempt);
             let entry = item.log_entry.as_deref().unwrap_or("");
             let strike = match item.strike {
                 Strike::None => 0,
@@ -199,7 +204,7 @@ impl Store {
                 fails
                     .key(&log_key)
                     .arg(&item.id)
-                    .arg(item.token)
+                    .arg(&lease)
                     .arg(delay)
                     .arg(error)
                     .arg(&item.endpoint)
@@ -211,7 +216,7 @@ impl Store {
                 Settle::Ack => {
                     acks.key(&log_key)
                         .arg(&item.id)
-                        .arg(item.token)
+                        .arg(&lease)
                         .arg(&item.endpoint)
                         .arg(entry);
                     index[0].push(i);
@@ -222,11 +227,11 @@ impl Store {
                     parks
                         .key(k.parked(&item.endpoint))
                         .arg(&item.id)
-                        .arg(item.token);
+                        .arg(&lease);
                     index[2].push(i);
                 }
                 Settle::Release => {
-                    releases.arg(&item.id).arg(item.token);
+                    releases.arg(&item.id).arg(&lease);
                     index[3].push(i);
                 }
             }
@@ -351,32 +356,56 @@ impl Store {
 
 fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
     const HEAD: usize = 5;
-    const PER_JOB: usize = 8;
+    const PER_JOB: usize = 5;
     if reply.len() < HEAD || (reply.len() - HEAD) % PER_JOB != 0 {
         return Err(protocol("claim", format!("{} entries", reply.len())));
     }
     let mut it = reply.into_iter();
-    let mut next = || it.next().expect("length checked");
-    let int = |v: Value| -> Result<i64> { Ok(i64::from_redis_value(v)?) };
-    let now_ms = int(next())?;
-    let next_due = int(next())?;
-    let next_lease = int(next())?;
-    let expired = int(next())? as u64;
-    let discarded = int(next())? as u64;
-    let mut jobs = Vec::new();
-    let mut rest: Vec<Value> = std::iter::from_fn(|| it.next()).collect();
-    rest.reverse();
-    while !rest.is_empty() {
-        let mut take = || rest.pop().expect("length checked");
+    let int = |v: Option<Value>| -> Result<i64> {
+        Ok(i64::from_redis_value(v.expect("length checked"))?)
+    };
+    let now_ms = int(it.next())?;
+    let next_due = int(it.next())?;
+    let next_lease = int(it.next())?;
+    let expired = int(it.next())? as u64;
+    let discarded = int(it.next())? as u64;
+    let count = it.len() / PER_JOB;
+    let mut jobs = Vec::with_capacity(count);
+    // The script sends each endpoint's JSON with the first of its jobs only.
+    let mut endpoints: HashMap<String, Arc<[u8]>> = HashMap::new();
+    let mut take = || it.next().expect("length checked");
+    for _ in 0..count {
+        let id = String::from_redis_value(take())?;
+        let lease = String::from_redis_value(take())?;
+        let record = Vec::<u8>::from_redis_value(take())?;
+        let endpoint_json = Vec::<u8>::from_redis_value(take())?;
+        let state = String::from_redis_value(take())?;
+        let (token, attempts) = lease
+            .split_once(' ')
+            .and_then(|(t, a)| Some((t.parse().ok()?, a.parse().ok()?)))
+            .ok_or_else(|| protocol("claim", format!("lease {lease:?} of job {id}")))?;
+        // The script leased it, so its header did parse there.
+        let record = JobRecord::from_vec(record)
+            .ok_or_else(|| protocol("claim", format!("record of job {id}")))?;
+        let endpoint_json = if endpoint_json.is_empty() {
+            endpoints
+                .get(&record.endpoint)
+                .cloned()
+                .ok_or_else(|| protocol("claim", format!("no endpoint JSON for job {id}")))?
+        } else {
+            let json: Arc<[u8]> = endpoint_json.into();
+            endpoints.insert(record.endpoint.clone(), json.clone());
+            json
+        };
         jobs.push(ClaimedJob {
-            id: String::from_redis_value(take())?,
-            token: int(take())? as u64,
-            attempts: int(take())? as u32,
-            enqueued_ms: int(take())?,
-            endpoint: String::from_redis_value(take())?,
-            endpoint_json: Vec::<u8>::from_redis_value(take())?,
-            payload: Vec::<u8>::from_redis_value(take())?,
-            endpoint_disabled: String::from_redis_value(take())? == "disabled",
+            id,
+            token,
+            attempts,
+            enqueued_ms: record.enqueued_ms,
+            endpoint: record.endpoint,
+            endpoint_json,
+            payload: record.payload,
+            endpoint_disabled: state == "disabled",
         });
     }
     Ok(Claim {

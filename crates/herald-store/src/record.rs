@@ -1,13 +1,14 @@
 //! The job record as stored in the shard's `jobs` hash:
 //! `1 <attempts> <enqueued_ms> <endpoint id>\n<payload>`.
 //!
-//! The scripts write and rewrite it; Rust only reads it, for `herald job get` and the dead-letter
-//! listing.
+//! The scripts write and rewrite it; Rust only reads it: the claim hands it out whole, and
+//! `herald job get` and the dead-letter listing show it.
 
 /// A parsed job record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
-    /// Attempts started so far.
+    /// Attempts made before the current lease, if any (a lease carries the number of the attempt
+    /// it was issued for: this count + 1, or this count for a job of a disabled endpoint).
     pub attempts: u32,
     /// When the job was first enqueued (ms since the Unix epoch, Redis clock).
     pub enqueued_ms: i64,
@@ -18,6 +19,27 @@ pub struct JobRecord {
 impl JobRecord {
     /// Parses a stored record; `None` when it is not a format-1 record.
     pub fn parse(raw: &[u8]) -> Option<Self> {
+        let (header, nl) = Header::parse(raw)?;
+        Some(header.with_payload(raw[nl + 1..].to_vec()))
+    }
+
+    /// Like [`JobRecord::parse`], keeping the record's buffer as the payload (no copy of it).
+    pub fn from_vec(mut raw: Vec<u8>) -> Option<Self> {
+        let (header, nl) = Header::parse(&raw)?;
+        raw.drain(..=nl);
+        Some(header.with_payload(raw))
+    }
+}
+
+struct Header {
+    attempts: u32,
+    enqueued_ms: i64,
+    endpoint: String,
+}
+
+impl Header {
+    /// The header and the position of the newline that ends it.
+    fn parse(raw: &[u8]) -> Option<(Self, usize)> {
         let nl = raw.iter().position(|b| *b == b'\n')?;
         let header = std::str::from_utf8(&raw[..nl]).ok()?;
         let mut parts = header.split(' ');
@@ -30,12 +52,23 @@ impl JobRecord {
         if endpoint.is_empty() || parts.next().is_some() {
             return None;
         }
-        Some(Self {
-            attempts,
-            enqueued_ms,
-            endpoint,
-            payload: raw[nl + 1..].to_vec(),
-        })
+        Some((
+            Self {
+                attempts,
+                enqueued_ms,
+                endpoint,
+            },
+            nl,
+        ))
+    }
+
+    fn with_payload(self, payload: Vec<u8>) -> JobRecord {
+        JobRecord {
+            attempts: self.attempts,
+            enqueued_ms: self.enqueued_ms,
+            endpoint: self.endpoint,
+            payload,
+        }
     }
 }
 
@@ -53,5 +86,9 @@ mod tests {
         assert_eq!(JobRecord::parse(b"garbage"), None);
         assert_eq!(JobRecord::parse(b"2 0 1 e\n{}"), None);
         assert_eq!(JobRecord::parse(b"1 x 1 e\n{}"), None);
+        assert_eq!(JobRecord::parse(b"1 0 1 e extra\n{}"), None);
+        let raw = b"1 3 1700000000000 dash-1\n{\"a\":1}".to_vec();
+        assert_eq!(JobRecord::from_vec(raw), Some(r));
+        assert_eq!(JobRecord::from_vec(b"1 0 1 e".to_vec()), None);
     }
 }

@@ -110,6 +110,7 @@ pub(crate) async fn run(
     let sem = Arc::new(Semaphore::new(cfg.concurrency));
     let mut tasks = JoinSet::new();
     let mut queue = ShardQueue::new(shards);
+    let mut targets = delivery::Targets::default();
     let mut conn: Option<MultiplexedConnection> = None;
     let mut blocking: Option<MultiplexedConnection> = None;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
@@ -234,11 +235,13 @@ pub(crate) async fn run(
         metrics::counter!(m::CLAIMED).increment(got as u64);
         for job in claim.jobs {
             let p = permit.split(1).expect("one permit per claimed job");
+            let target = targets.get(&job);
             tasks.spawn(delivery::run(
                 ctx.clone(),
                 shard,
                 claim.now_ms,
                 job,
+                target,
                 p,
                 done.clone(),
                 hard_stop.clone(),

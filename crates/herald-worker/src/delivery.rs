@@ -3,10 +3,12 @@
 //! disabled) or hand back (shutdown), with its effect on the endpoint's strikes and the entry
 //! for the endpoint's attempt log.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use herald_core::Outcome;
-use herald_store::{ClaimedJob, EndpointRecord, Settle, Settlement, Strike};
+use herald_core::{FailureClass, Outcome};
+use herald_store::{ClaimedJob, EndpointRecord, EndpointSecret, Settle, Settlement, Strike};
 use serde::de::IgnoredAny;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
@@ -28,21 +30,59 @@ pub(crate) struct Done {
     pub discard_reason: Option<&'static str>,
 }
 
-/// Where a claimed job goes before it is attempted.
-enum Checked {
-    Ready(EndpointRecord),
-    Malformed(String),
+/// An endpoint as its deliveries need it: read from the JSON that came with the claim, parsed
+/// once for all of its jobs (see [`Targets`]).
+#[derive(Debug)]
+pub(crate) struct Target {
+    /// The endpoint URL, or why it does not parse (each attempt then fails to connect, as a
+    /// request to an unusable URL would).
+    url: Result<reqwest::Url, String>,
+    secrets: Vec<EndpointSecret>,
 }
 
-fn check(job: &ClaimedJob) -> Checked {
-    let endpoint: EndpointRecord = match serde_json::from_slice(&job.endpoint_json) {
-        Ok(e) => e,
-        Err(e) => return Checked::Malformed(format!("malformed: endpoint record unreadable: {e}")),
-    };
-    if let Err(e) = serde_json::from_slice::<IgnoredAny>(&job.payload) {
-        return Checked::Malformed(format!("malformed: payload is not valid JSON: {e}"));
+impl Target {
+    /// Parses an endpoint record; `Err` carries the dead-letter reason for its jobs.
+    fn parse(json: &[u8]) -> Result<Self, String> {
+        let record: EndpointRecord = serde_json::from_slice(json)
+            .map_err(|e| format!("malformed: endpoint record unreadable: {e}"))?;
+        Ok(Self {
+            url: reqwest::Url::parse(&record.url)
+                .map_err(|e| format!("the endpoint URL does not parse: {e}")),
+            secrets: record.secrets,
+        })
     }
-    Checked::Ready(endpoint)
+}
+
+/// A parsed endpoint, or the reason its jobs are discarded.
+pub(crate) type Prepared = Arc<Result<Target, String>>;
+
+/// Parsed endpoints, kept by the claim loop across claims: a stored record is parsed again
+/// only when its JSON changes (URL set again, secret rotated).
+#[derive(Debug, Default)]
+pub(crate) struct Targets {
+    parsed: HashMap<String, (Arc<[u8]>, Prepared)>,
+}
+
+impl Targets {
+    /// Endpoints kept at most; past that the cache starts over.
+    const MAX: usize = 10_000;
+
+    pub fn get(&mut self, job: &ClaimedJob) -> Prepared {
+        if let Some((json, target)) = self.parsed.get(&job.endpoint) {
+            if Arc::ptr_eq(json, &job.endpoint_json) || **json == *job.endpoint_json {
+                return target.clone();
+            }
+        }
+        if self.parsed.len() >= Self::MAX {
+            self.parsed.clear();
+        }
+        let target = Arc::new(Target::parse(&job.endpoint_json));
+        self.parsed.insert(
+            job.endpoint.clone(),
+            (job.endpoint_json.clone(), target.clone()),
+        );
+        target
+    }
 }
 
 /// What the settler needs to know of one finished delivery.
@@ -66,22 +106,25 @@ impl Decision {
 
 /// Runs one delivery and hands its settlement to the settler. `claimed_at_ms` is the Redis
 /// time of the claim, for the enqueue-to-first-attempt lag.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
-    ctx: std::sync::Arc<Ctx>,
+    ctx: Arc<Ctx>,
     shard: u16,
     claimed_at_ms: i64,
     job: ClaimedJob,
+    target: Prepared,
     permit: OwnedSemaphorePermit,
     done: mpsc::Sender<Done>,
     hard_stop: CancellationToken,
 ) {
     ctx.hot.in_flight.increment(1.0);
-    let decision = attempt(&ctx, claimed_at_ms, &job, &hard_stop).await;
+    let decision = attempt(&ctx, claimed_at_ms, &job, &target, &hard_stop).await;
     ctx.hot.in_flight.decrement(1.0);
     drop(permit);
     let settlement = Settlement {
         id: job.id,
         token: job.token,
+        attempt: job.attempts,
         endpoint: job.endpoint,
         action: decision.action,
         strike: decision.strike,
@@ -129,15 +172,22 @@ async fn attempt(
     ctx: &Ctx,
     claimed_at_ms: i64,
     job: &ClaimedJob,
+    target: &Result<Target, String>,
     hard_stop: &CancellationToken,
 ) -> Decision {
     if job.endpoint_disabled {
         debug!(job_id = %job.id, endpoint_id = %job.endpoint, "endpoint disabled; job parked");
         return Decision::plain(Settle::Park, None);
     }
-    let endpoint = match check(job) {
-        Checked::Ready(endpoint) => endpoint,
-        Checked::Malformed(reason) => {
+    let malformed = match (target, serde_json::from_slice::<IgnoredAny>(&job.payload)) {
+        (Err(reason), _) => Some(reason.clone()),
+        (Ok(_), Err(e)) => Some(format!("malformed: payload is not valid JSON: {e}")),
+        (Ok(_), Ok(_)) => None,
+    };
+    let endpoint = match (target, malformed) {
+        (Ok(endpoint), None) => endpoint,
+        (_, reason) => {
+            let reason = reason.unwrap_or_default();
             warn!(job_id = %job.id, endpoint_id = %job.endpoint, %reason, "job discarded");
             return Decision::plain(Settle::Discard { reason }, Some("malformed"));
         }
@@ -154,8 +204,22 @@ async fn attempt(
         &job.payload,
     );
     let started = Instant::now();
+    let post = async {
+        match &endpoint.url {
+            Ok(url) => http::post(&ctx.client, url, headers, job.payload.clone()).await,
+            Err(detail) => http::Attempt {
+                outcome: Outcome::Failed {
+                    class: FailureClass::Connect,
+                    status: None,
+                    detail: detail.clone(),
+                    retry_after: None,
+                },
+                body: Vec::new(),
+            },
+        }
+    };
     let attempt = tokio::select! {
-        a = http::post(&ctx.client, &endpoint.url, headers, job.payload.clone()) => a,
+        a = post => a,
         _ = hard_stop.cancelled() => {
             debug!(job_id = %job.id, "shutdown grace over; lease handed back");
             return Decision::plain(Settle::Release, None);

@@ -197,18 +197,21 @@ pub struct Attempt {
 ///
 /// A URL whose host is a literal address in a blocked range fails as
 /// [`FailureClass::Blocked`] before any connection is attempted.
-pub async fn post(client: &Client, url: &str, headers: HeaderMap, payload: Vec<u8>) -> Attempt {
-    if let Ok(parsed) = reqwest::Url::parse(url) {
-        if let Err(blocked) = client.guard.check_url(&parsed) {
-            return Attempt {
-                outcome: blocked_outcome(&blocked),
-                body: Vec::new(),
-            };
-        }
+pub async fn post(
+    client: &Client,
+    url: &reqwest::Url,
+    headers: HeaderMap,
+    payload: Vec<u8>,
+) -> Attempt {
+    if let Err(blocked) = client.guard.check_url(url) {
+        return Attempt {
+            outcome: blocked_outcome(&blocked),
+            body: Vec::new(),
+        };
     }
     let request = client
         .inner
-        .post(url)
+        .post(url.clone())
         .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .headers(headers)
         .body(payload);
@@ -386,6 +389,12 @@ fn chain(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`super::post`] with the URL as text, parsed as the claim loop parses endpoint URLs.
+    async fn post(client: &Client, url: &str, headers: HeaderMap, payload: Vec<u8>) -> Attempt {
+        let url = reqwest::Url::parse(url).expect("test URLs parse");
+        super::post(client, &url, headers, payload).await
+    }
 
     #[test]
     fn retry_after_is_read_on_429_and_503_only() {

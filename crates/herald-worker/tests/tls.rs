@@ -81,8 +81,8 @@ impl TlsReceiver {
         }
     }
 
-    fn url(&self) -> String {
-        format!("https://localhost:{}/hook", self.port)
+    fn url(&self) -> reqwest::Url {
+        reqwest::Url::parse(&format!("https://localhost:{}/hook", self.port)).unwrap()
     }
 
     fn versions(&self) -> Vec<Version> {
