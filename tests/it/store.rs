@@ -278,3 +278,25 @@ fn a_claim_sends_each_endpoints_json_once_and_every_job_gets_it() {
         }
     });
 }
+
+#[test]
+fn a_wake_up_takes_every_pending_hint_earliest_first() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let ns = Namespace::new("it-wake").unwrap();
+        let store = Store::open(StoreConfig::new(redis.url(), ns, 4)).unwrap();
+        store.check().await.unwrap();
+        let mut conn = store.dedicated(None).await.unwrap();
+        let timeout = Duration::from_millis(50);
+        assert_eq!(store.wait_wake(&mut conn, timeout).await.unwrap(), []);
+
+        store.wake(&mut conn, 2, 300).await.unwrap();
+        store.wake(&mut conn, 0, 100).await.unwrap();
+        store.wake(&mut conn, 3, 200).await.unwrap();
+        // A hint for a shard beyond the count (a fleet started with more shards) is dropped.
+        store.wake(&mut conn, 9, 50).await.unwrap();
+        let hints = store.wait_wake(&mut conn, timeout).await.unwrap();
+        assert_eq!(hints, [(0, 100), (3, 200), (2, 300)]);
+        assert_eq!(store.wait_wake(&mut conn, timeout).await.unwrap(), []);
+    });
+}

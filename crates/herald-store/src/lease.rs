@@ -275,21 +275,34 @@ impl Store {
         Ok(report)
     }
 
-    /// Blocks up to `timeout` for a wake-up hint; returns `(shard, at_ms)` when one came.
-    /// Use a [`Store::dedicated`] connection: the command blocks the connection.
+    /// Blocks up to `timeout` for a wake-up hint, then takes the other pending hints too (at
+    /// most one per shard exists); returns `(shard, at_ms)` of each, the earliest first, or
+    /// nothing when the time ran out. Use a [`Store::dedicated`] connection: the command
+    /// blocks the connection.
     pub async fn wait_wake<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         timeout: Duration,
-    ) -> Result<Option<(u16, i64)>> {
-        let reply: Option<(String, u16, f64)> = redis::cmd("BZPOPMIN")
-            .arg(self.inner.namespace.wake_key())
+    ) -> Result<Vec<(u16, i64)>> {
+        let wake = self.inner.namespace.wake_key();
+        let first: Option<(String, u16, f64)> = redis::cmd("BZPOPMIN")
+            .arg(&wake)
             .arg(timeout.as_secs_f64().max(0.001))
             .query_async(conn)
             .await?;
-        Ok(reply
-            .filter(|(_, shard, _)| *shard < self.inner.shards)
-            .map(|(_, shard, at)| (shard, at as i64)))
+        let Some((_, shard, at)) = first else {
+            return Ok(Vec::new());
+        };
+        let rest: Vec<(u16, f64)> = redis::cmd("ZPOPMIN")
+            .arg(&wake)
+            .arg(self.inner.shards)
+            .query_async(conn)
+            .await?;
+        Ok(std::iter::once((shard, at))
+            .chain(rest)
+            .filter(|(shard, _)| *shard < self.inner.shards)
+            .map(|(shard, at)| (shard, at as i64))
+            .collect())
     }
 
     /// Removes dead-letter entries of one shard beyond `keep` or older than `max_age`; at most

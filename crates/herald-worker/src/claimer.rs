@@ -94,6 +94,24 @@ impl ShardQueue {
     }
 }
 
+/// Most shards claimed from in one round trip.
+const MAX_PARALLEL_CLAIMS: usize = 16;
+
+/// Fewest jobs a claim asks for when capacity is shared between shards: below that, the
+/// per-call cost of the claim script outweighs serving one more shard at once.
+const MIN_SHARE: usize = 50;
+
+/// How many jobs to ask of each of up to `shards` hot shards, given `permits` free delivery
+/// slots and at most `batch` jobs per claim: one entry per shard to claim from now (at least
+/// one), each at least [`MIN_SHARE`] (or everything when fewer permits are free), together
+/// `permits` or less.
+fn share(permits: usize, batch: usize, shards: usize) -> Vec<usize> {
+    let n = (permits / MIN_SHARE).clamp(1, shards.max(1));
+    (0..n)
+        .map(|i| (permits / n + usize::from(i < permits % n)).min(batch))
+        .collect()
+}
+
 fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
@@ -134,7 +152,7 @@ pub(crate) async fn run(
         }
         queue.promote(local_ms() + offset_ms);
 
-        let Some(shard) = queue.next() else {
+        let Some(first) = queue.next() else {
             // Idle: wait for a hint, a timer or the next scan.
             let until_scan = next_scan.saturating_duration_since(Instant::now());
             let until_timer = queue
@@ -157,16 +175,18 @@ pub(crate) async fn run(
                 },
             };
             tokio::select! {
-                hint = ctx.store.wait_wake(c, wait) => match hint {
-                    Ok(Some((shard, at))) => {
+                hints = ctx.store.wait_wake(c, wait) => match hints {
+                    Ok(hints) => {
                         ctx.health.set_redis_ok(true);
-                        if at <= local_ms() + offset_ms {
-                            queue.mark_hot(shard);
-                        } else {
-                            queue.at(shard, at);
+                        let now = local_ms() + offset_ms;
+                        for (shard, at) in hints {
+                            if at <= now {
+                                queue.mark_hot(shard);
+                            } else {
+                                queue.at(shard, at);
+                            }
                         }
                     }
-                    Ok(None) => ctx.health.set_redis_ok(true),
                     Err(e) => {
                         ctx.redis_failed("wait", &e);
                         blocking = None;
@@ -178,20 +198,33 @@ pub(crate) async fn run(
             continue;
         };
 
-        // Capacity: at least one free delivery slot, and up to a batch.
+        // Capacity: at least one free delivery slot, and up to a batch for each hot shard.
+        let mut picked = vec![first];
+        while picked.len() < MAX_PARALLEL_CLAIMS {
+            match queue.next() {
+                Some(shard) => picked.push(shard),
+                None => break,
+            }
+        }
         let mut permit = tokio::select! {
             p = sem.clone().acquire_many_owned(1) => p.expect("the semaphore is never closed"),
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => {
+                picked.into_iter().for_each(|s| queue.mark_hot(s));
+                break;
+            }
         };
         let extra = sem
             .available_permits()
-            .min(cfg.claim_batch.saturating_sub(1)) as u32;
+            .min((cfg.claim_batch * picked.len()).saturating_sub(1)) as u32;
         if extra > 0 {
             if let Ok(more) = sem.clone().try_acquire_many_owned(extra) {
                 permit.merge(more);
             }
         }
-        let want = permit.num_permits();
+        let wants = share(permit.num_permits(), cfg.claim_batch, picked.len());
+        for shard in picked.drain(wants.len()..) {
+            queue.mark_hot(shard);
+        }
 
         let c = match conn.as_mut() {
             Some(c) => c,
@@ -199,70 +232,83 @@ pub(crate) async fn run(
                 Ok(c) => conn.insert(deadpool_redis::Connection::take(c)),
                 Err(e) => {
                     ctx.redis_failed("claim", &e);
-                    queue.mark_hot(shard);
+                    picked.into_iter().for_each(|s| queue.mark_hot(s));
                     drop(permit);
                     pause(&shutdown, backoff.next()).await;
                     continue;
                 }
             },
         };
-        let claim = match ctx
-            .store
-            .claim(c, shard, want, cfg.lease, cfg.retry.max_attempts())
-            .await
-        {
-            Ok(claim) => claim,
-            Err(e) => {
-                ctx.redis_failed("claim", &e);
-                conn = None;
-                queue.mark_hot(shard);
-                drop(permit);
-                pause(&shutdown, backoff.next()).await;
-                continue;
+        // The claims of every picked shard go out together on the multiplexed connection.
+        let claims = picked.iter().zip(&wants).map(|(&shard, &want)| {
+            let mut c = c.clone();
+            let store = &ctx.store;
+            async move {
+                let claim = store
+                    .claim(&mut c, shard, want, cfg.lease, cfg.retry.max_attempts())
+                    .await;
+                (shard, want, claim)
             }
-        };
-        ctx.health.set_redis_ok(true);
-        backoff.reset();
-        offset_ms = claim.now_ms - local_ms();
-        if claim.expired > 0 {
-            metrics::counter!(m::LEASES_EXPIRED).increment(claim.expired);
-            debug!(shard, expired = claim.expired, "expired leases taken back");
-        }
-        if claim.discarded > 0 {
-            metrics::counter!(m::DISCARDED, "reason" => "claim").increment(claim.discarded);
-        }
-        let got = claim.jobs.len();
-        metrics::counter!(m::CLAIMED).increment(got as u64);
-        for job in claim.jobs {
-            let p = permit.split(1).expect("one permit per claimed job");
-            let target = targets.get(&job);
-            tasks.spawn(delivery::run(
-                ctx.clone(),
-                shard,
-                claim.now_ms,
-                job,
-                target,
-                p,
-                done.clone(),
-                hard_stop.clone(),
-            ));
-        }
-        drop(permit);
-        match claim.next_due_ms {
-            Some(at) if at <= claim.now_ms => {
-                queue.mark_hot(shard);
-                if got == want {
-                    // More is due than this worker can take: wake another one.
-                    if let Err(e) = ctx.store.wake(c, shard, claim.now_ms).await {
-                        ctx.redis_failed("wake", &e);
+        });
+        let mut failed = false;
+        for (shard, want, claim) in futures::future::join_all(claims).await {
+            let claim = match claim {
+                Ok(claim) => claim,
+                Err(e) => {
+                    ctx.redis_failed("claim", &e);
+                    failed = true;
+                    queue.mark_hot(shard);
+                    continue;
+                }
+            };
+            offset_ms = claim.now_ms - local_ms();
+            if claim.expired > 0 {
+                metrics::counter!(m::LEASES_EXPIRED).increment(claim.expired);
+                debug!(shard, expired = claim.expired, "expired leases taken back");
+            }
+            if claim.discarded > 0 {
+                metrics::counter!(m::DISCARDED, "reason" => "claim").increment(claim.discarded);
+            }
+            let got = claim.jobs.len();
+            metrics::counter!(m::CLAIMED).increment(got as u64);
+            for job in claim.jobs {
+                let p = permit.split(1).expect("one permit per claimed job");
+                let target = targets.get(&job);
+                tasks.spawn(delivery::run(
+                    ctx.clone(),
+                    shard,
+                    claim.now_ms,
+                    job,
+                    target,
+                    p,
+                    done.clone(),
+                    hard_stop.clone(),
+                ));
+            }
+            match claim.next_due_ms {
+                Some(at) if at <= claim.now_ms => {
+                    queue.mark_hot(shard);
+                    if got == want {
+                        // More is due than this worker can take: wake another one.
+                        if let Err(e) = ctx.store.wake(c, shard, claim.now_ms).await {
+                            ctx.redis_failed("wake", &e);
+                        }
                     }
                 }
+                Some(at) => queue.at(shard, at),
+                None => {}
             }
-            Some(at) => queue.at(shard, at),
-            None => {}
+            if let Some(deadline) = claim.next_lease_deadline_ms {
+                queue.at(shard, deadline + 1);
+            }
         }
-        if let Some(deadline) = claim.next_lease_deadline_ms {
-            queue.at(shard, deadline + 1);
+        drop(permit);
+        if failed {
+            conn = None;
+            pause(&shutdown, backoff.next()).await;
+        } else {
+            ctx.health.set_redis_ok(true);
+            backoff.reset();
         }
     }
     hand_back_hints(&ctx, &mut conn, &mut queue, local_ms() + offset_ms).await;
@@ -356,6 +402,23 @@ async fn housekeeping(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capacity_is_shared_between_hot_shards_in_useful_batches() {
+        assert_eq!(share(200, 100, 1), [100]);
+        assert_eq!(share(200, 100, 3), [67, 67, 66]);
+        assert_eq!(share(200, 100, 16), [50, 50, 50, 50]);
+        assert_eq!(share(1, 100, 5), [1]);
+        assert_eq!(share(120, 100, 16), [60, 60]);
+        assert_eq!(share(49, 100, 16), [49]);
+        assert_eq!(share(1000, 100, 4), [100, 100, 100, 100]);
+        for (permits, shards) in [(1, 1), (17, 3), (199, 16), (5000, 16)] {
+            let wants = share(permits, 100, shards);
+            assert!(!wants.is_empty() && wants.len() <= shards);
+            assert!(wants.iter().sum::<usize>() <= permits);
+            assert!(wants.iter().all(|w| *w >= 1 && *w <= 100));
+        }
+    }
 
     #[test]
     fn shard_queue_dedupes_and_promotes_timers_in_order() {
