@@ -15,6 +15,11 @@
 //! Modules: `env` (Redis, worker processes, what is read from them), `receiver` (the HTTP
 //! receiver and its counters), `scenarios` (what is measured), `report` (the table).
 
+/// The same allocator as the `herald` binary, so that the ceiling's bare loop and the
+/// receiver run on what the workers run on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod env;
 mod receiver;
 mod report;

@@ -22,6 +22,12 @@ mod settings;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: a delivery allocates and frees many small
+/// buffers (request, headers, Redis replies), and glibc's malloc was a sixth of a busy
+/// worker's CPU.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 
 fn main() -> ExitCode {
