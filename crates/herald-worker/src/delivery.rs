@@ -2,6 +2,10 @@
 //! turned into a settlement for the settler: acknowledge, retry later, discard, park (endpoint
 //! disabled) or hand back (shutdown), with its effect on the endpoint's strikes and the entry
 //! for the endpoint's attempt log.
+//!
+//! Every failed attempt goes into its endpoint's attempt log; successes go in at most once per
+//! [`SUCCESS_LOG_EVERY`] per endpoint and worker, so that an endpoint receiving thousands of
+//! deliveries a second does not cost a log write (and its JSON) for each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,6 +86,37 @@ impl Targets {
             (job.endpoint_json.clone(), target.clone()),
         );
         target
+    }
+}
+
+/// A worker logs at most one success per endpoint in this time.
+const SUCCESS_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// When each endpoint last had a success logged by this worker.
+#[derive(Debug, Default)]
+pub(crate) struct SuccessLog {
+    last: HashMap<String, Instant>,
+}
+
+impl SuccessLog {
+    /// Endpoints remembered before the stale ones are forgotten.
+    const MAX: usize = 10_000;
+
+    /// Whether a success of `endpoint` at `now` goes into its attempt log.
+    pub fn admit(&mut self, endpoint: &str, now: Instant) -> bool {
+        if let Some(at) = self.last.get_mut(endpoint) {
+            if now.duration_since(*at) < SUCCESS_LOG_EVERY {
+                return false;
+            }
+            *at = now;
+            return true;
+        }
+        if self.last.len() >= Self::MAX {
+            self.last
+                .retain(|_, at| now.duration_since(*at) < SUCCESS_LOG_EVERY);
+        }
+        self.last.insert(endpoint.to_owned(), now);
+        true
     }
 }
 
@@ -234,22 +269,32 @@ async fn attempt(
     };
     let error = attempt.outcome.error_line();
     let body = &attempt.body[..attempt.body.len().min(LOGGED_BODY)];
-    let log_entry = serde_json::json!({
-        "at_ms": claimed_at_ms,
-        "job_id": job.id,
-        "attempt": job.attempts,
-        "outcome": attempt.outcome.label(),
-        "status": status,
-        "latency_ms": latency.as_millis() as u64,
-        "error": error,
-        "response_body": String::from_utf8_lossy(body),
-    })
-    .to_string();
+    let logged = match attempt.outcome {
+        Outcome::Delivered { .. } => ctx
+            .successes
+            .lock()
+            .expect("the success log is never poisoned")
+            .admit(&job.endpoint, Instant::now()),
+        Outcome::Failed { .. } => true,
+    };
+    let log_entry = logged.then(|| {
+        serde_json::json!({
+            "at_ms": claimed_at_ms,
+            "job_id": job.id,
+            "attempt": job.attempts,
+            "outcome": attempt.outcome.label(),
+            "status": status,
+            "latency_ms": latency.as_millis() as u64,
+            "error": error,
+            "response_body": String::from_utf8_lossy(body),
+        })
+        .to_string()
+    });
     let strike = strike(&attempt.outcome, ctx.cfg.strike_on);
     let decide = |action, discard_reason| Decision {
         action,
         strike,
-        log_entry: Some(log_entry),
+        log_entry,
         discard_reason,
     };
     let (class, retry_after) = match attempt.outcome {
@@ -351,5 +396,27 @@ mod tests {
             strike(&Outcome::Delivered { status: 200 }, StrikeOn::All),
             Strike::None
         );
+    }
+
+    #[test]
+    fn one_success_per_endpoint_and_interval_is_logged() {
+        let mut log = SuccessLog::default();
+        let t0 = Instant::now();
+        assert!(log.admit("a", t0));
+        assert!(!log.admit("a", t0 + Duration::from_millis(999)));
+        assert!(log.admit("b", t0 + Duration::from_millis(999)));
+        assert!(log.admit("a", t0 + SUCCESS_LOG_EVERY));
+        assert!(!log.admit("a", t0 + SUCCESS_LOG_EVERY));
+    }
+
+    #[test]
+    fn the_memory_of_endpoints_is_bounded() {
+        let mut log = SuccessLog::default();
+        let t0 = Instant::now();
+        for i in 0..SuccessLog::MAX {
+            log.admit(&i.to_string(), t0);
+        }
+        assert!(log.admit("late", t0 + SUCCESS_LOG_EVERY));
+        assert_eq!(log.last.len(), 1);
     }
 }

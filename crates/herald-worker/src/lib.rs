@@ -42,6 +42,8 @@ pub(crate) struct Ctx {
     pub client: http::Client,
     pub health: Arc<metrics::Health>,
     pub hot: metrics::Hot,
+    /// When each endpoint last had a success written to its attempt log.
+    pub successes: std::sync::Mutex<delivery::SuccessLog>,
 }
 
 impl Ctx {
@@ -127,6 +129,7 @@ pub async fn run(
         client,
         health: health.clone(),
         hot: metrics::Hot::new(),
+        successes: Default::default(),
     });
 
     let sampler = tokio::spawn(sampler::run(ctx.clone(), shutdown.clone()));

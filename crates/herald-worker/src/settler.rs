@@ -1,14 +1,10 @@
 //! The settler: writes the outcomes of finished deliveries back to Redis, batched per shard,
 //! and keeps trying through Redis outages (a settlement that arrives after its lease expired
 //! is refused by the store and counted; the job then goes round again: at-least-once).
-//!
-//! Every failed attempt goes into its endpoint's attempt log; successes go in at most once per
-//! [`SUCCESS_LOG_EVERY`] per endpoint and worker, so that an endpoint receiving thousands of
-//! deliveries a second does not cost a log write for each.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use herald_store::{Settle, Settlement};
 use redis::aio::MultiplexedConnection;
@@ -21,37 +17,6 @@ use crate::{Backoff, Ctx};
 
 /// Most outcomes written in one round.
 const BATCH: usize = 1024;
-
-/// A worker logs at most one success per endpoint in this time.
-const SUCCESS_LOG_EVERY: Duration = Duration::from_secs(1);
-
-/// When each endpoint last had a success logged by this worker.
-#[derive(Debug, Default)]
-struct SuccessLog {
-    last: HashMap<String, Instant>,
-}
-
-impl SuccessLog {
-    /// Endpoints remembered before the stale ones are forgotten.
-    const MAX: usize = 10_000;
-
-    /// Whether a success of `endpoint` at `now` goes into its attempt log.
-    fn admit(&mut self, endpoint: &str, now: Instant) -> bool {
-        if let Some(at) = self.last.get_mut(endpoint) {
-            if now.duration_since(*at) < SUCCESS_LOG_EVERY {
-                return false;
-            }
-            *at = now;
-            return true;
-        }
-        if self.last.len() >= Self::MAX {
-            self.last
-                .retain(|_, at| now.duration_since(*at) < SUCCESS_LOG_EVERY);
-        }
-        self.last.insert(endpoint.to_owned(), now);
-        true
-    }
-}
 
 fn kind(action: &Settle) -> &'static str {
     match action {
@@ -68,15 +33,9 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
     let mut buf = Vec::with_capacity(BATCH);
     let mut conn: Option<MultiplexedConnection> = None;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
-    let mut successes = SuccessLog::default();
     while rx.recv_many(&mut buf, BATCH).await > 0 {
         let mut pending: BTreeMap<u16, Batch> = BTreeMap::new();
-        let now = Instant::now();
-        for mut done in buf.drain(..) {
-            let s = &mut done.settlement;
-            if s.action == Settle::Ack && !successes.admit(&s.endpoint, now) {
-                s.log_entry = None;
-            }
+        for done in buf.drain(..) {
             let batch = pending.entry(done.shard).or_default();
             batch.settlements.push(done.settlement);
             batch.discard_reasons.push(done.discard_reason);
@@ -175,32 +134,5 @@ fn record(shard: u16, batch: &Batch, applied: &[bool]) {
             Settle::Park => metrics::counter!(m::PARKED).increment(1),
             Settle::Ack | Settle::Retry { .. } => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn one_success_per_endpoint_and_interval_is_logged() {
-        let mut log = SuccessLog::default();
-        let t0 = Instant::now();
-        assert!(log.admit("a", t0));
-        assert!(!log.admit("a", t0 + Duration::from_millis(999)));
-        assert!(log.admit("b", t0 + Duration::from_millis(999)));
-        assert!(log.admit("a", t0 + SUCCESS_LOG_EVERY));
-        assert!(!log.admit("a", t0 + SUCCESS_LOG_EVERY));
-    }
-
-    #[test]
-    fn the_memory_of_endpoints_is_bounded() {
-        let mut log = SuccessLog::default();
-        let t0 = Instant::now();
-        for i in 0..SuccessLog::MAX {
-            log.admit(&i.to_string(), t0);
-        }
-        assert!(log.admit("late", t0 + SUCCESS_LOG_EVERY));
-        assert_eq!(log.last.len(), 1);
     }
 }
