@@ -1,8 +1,8 @@
 //! The producer library: how a service pushes webhook delivery jobs into herald.
 //!
-//! It runs the same `enqueue-6.lua` script that producers in other languages run (see
-//! `docs/wire-format.md`), after checking what only the producer can check cheaply: that the
-//! payload is JSON.
+//! It runs the same scripts that producers in other languages run (`enqueue-6.lua`, and
+//! `enqueue-batch-4.lua` for a batch's jobs of one shard; see `docs/wire-format.md`), after
+//! checking what only the producer can check cheaply: that the payload is JSON.
 //!
 //! - [`publish`]: fans a status-change event out to the subscribed endpoints.
 //! - [`verify`]: checks the Standard Webhooks signature of a delivery, for receivers in Rust.

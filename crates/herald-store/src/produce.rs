@@ -1,6 +1,7 @@
 //! Producing: enqueueing delivery jobs, one or a pipelined batch, with wake-up hints.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use herald_core::{EndpointId, JobId};
@@ -69,6 +70,67 @@ impl Enqueued {
     }
 }
 
+/// One script call of a batch.
+enum Call {
+    /// One job through `enqueue-6.lua`: a job with an idempotency key, or a shard's only job.
+    One(usize),
+    /// Jobs of one shard, none with an idempotency key, through `enqueue-batch-4.lua`.
+    Many(u16, Vec<usize>),
+}
+
+/// Most jobs in one `enqueue-batch-4.lua` call: a script holds Redis for the whole call (about
+/// 8 µs per 1 KiB job), longer runs are split.
+const MOST_PER_CALL: usize = 500;
+
+/// Splits a batch into script calls: shard by shard, and within a shard, runs of jobs without
+/// an idempotency key between the jobs that have one, so that each shard sees its jobs in the
+/// order given (which decides which of two jobs with the same id is written).
+fn plan(jobs: &[NewJob], shards: &[u16]) -> Vec<Call> {
+    let mut by_shard: BTreeMap<u16, Vec<usize>> = BTreeMap::new();
+    for (i, shard) in shards.iter().enumerate() {
+        by_shard.entry(*shard).or_default().push(i);
+    }
+    let mut calls = Vec::new();
+    for (shard, indices) in by_shard {
+        let mut run = Vec::new();
+        let flush = |calls: &mut Vec<Call>, run: &mut Vec<usize>| {
+            for part in std::mem::take(run).chunks(MOST_PER_CALL) {
+                match part {
+                    [one] => calls.push(Call::One(*one)),
+                    _ => calls.push(Call::Many(shard, part.to_vec())),
+                }
+            }
+        };
+        for i in indices {
+            if jobs[i].idempotency_key.is_some() {
+                flush(&mut calls, &mut run);
+                calls.push(Call::One(i));
+            } else {
+                run.push(i);
+            }
+        }
+        flush(&mut calls, &mut run);
+    }
+    calls
+}
+
+/// What a script's code means for one job; `script` names the script in errors.
+fn status_of(job: &NewJob, code: i64, script: &'static str) -> Result<EnqueueStatus> {
+    match EnqueueCode::from_code(code) {
+        Some(EnqueueCode::Queued) => Ok(EnqueueStatus::Queued),
+        Some(EnqueueCode::Parked) => Ok(EnqueueStatus::Parked),
+        Some(EnqueueCode::Duplicate) => Ok(EnqueueStatus::Duplicate),
+        Some(EnqueueCode::UnknownEndpoint) => {
+            Err(StoreError::UnknownEndpoint(job.endpoint.to_string()))
+        }
+        Some(EnqueueCode::DuplicateJobId) => Err(StoreError::DuplicateJobId(job.id.to_string())),
+        Some(EnqueueCode::InvalidArgument) => Err(StoreError::InvalidArgument(format!(
+            "job id, endpoint id, delay or payload refused by {script}"
+        ))),
+        None => Err(protocol(script, format!("code {code}"))),
+    }
+}
+
 impl Store {
     fn enqueue_cmd(&self, job: &NewJob) -> redis::Cmd {
         let keys = self.keys_of(&job.endpoint);
@@ -101,23 +163,7 @@ impl Store {
             other => return Err(protocol("enqueue", format!("{other:?}"))),
         };
         let code = i64::from_redis_value(items.next().expect("not empty"))?;
-        let status = match EnqueueCode::from_code(code) {
-            Some(EnqueueCode::Queued) => EnqueueStatus::Queued,
-            Some(EnqueueCode::Parked) => EnqueueStatus::Parked,
-            Some(EnqueueCode::Duplicate) => EnqueueStatus::Duplicate,
-            Some(EnqueueCode::UnknownEndpoint) => {
-                return Err(StoreError::UnknownEndpoint(job.endpoint.to_string()))
-            }
-            Some(EnqueueCode::DuplicateJobId) => {
-                return Err(StoreError::DuplicateJobId(job.id.to_string()))
-            }
-            Some(EnqueueCode::InvalidArgument) => {
-                return Err(StoreError::InvalidArgument(
-                    "job id, endpoint id, delay or payload refused by enqueue-6.lua".into(),
-                ))
-            }
-            None => return Err(protocol("enqueue", format!("code {code}"))),
-        };
+        let status = status_of(job, code, "enqueue-6.lua")?;
         let (Some(id), Some(due)) = (items.next(), items.next()) else {
             return Err(protocol("enqueue", "short reply"));
         };
@@ -129,6 +175,94 @@ impl Store {
         })
     }
 
+    /// `enqueue-batch-4.lua` for jobs `run` of one shard: each endpoint once (its parked key and
+    /// its id), then id, endpoint number, payload and delay of each job.
+    fn enqueue_batch_cmd(&self, shard: u16, jobs: &[NewJob], run: &[usize]) -> redis::Cmd {
+        let keys = self.keys(shard);
+        let mut endpoints: Vec<&str> = Vec::new();
+        let mut numbers: HashMap<&str, usize> = HashMap::new();
+        let job_numbers: Vec<usize> = run
+            .iter()
+            .map(|&i| {
+                let endpoint = jobs[i].endpoint.as_str();
+                *numbers.entry(endpoint).or_insert_with(|| {
+                    endpoints.push(endpoint);
+                    endpoints.len()
+                })
+            })
+            .collect();
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.inner.scripts.enqueue_batch.get_hash())
+            .arg(4 + endpoints.len())
+            .arg(&keys.queue)
+            .arg(&keys.jobs)
+            .arg(&keys.endpoints)
+            .arg(&keys.disabled);
+        for endpoint in &endpoints {
+            cmd.arg(keys.parked(endpoint));
+        }
+        for endpoint in &endpoints {
+            cmd.arg(*endpoint);
+        }
+        let mut id = String::with_capacity(26);
+        for (&i, number) in run.iter().zip(job_numbers) {
+            let job = &jobs[i];
+            id.clear();
+            write!(id, "{}", job.id).expect("writing to a String");
+            cmd.arg(id.as_str())
+                .arg(number)
+                .arg(&job.payload)
+                .arg(job.delay.as_millis() as u64);
+        }
+        cmd
+    }
+
+    /// Reads `{now_ms, code per job}` of `enqueue-batch-4.lua` into the results of `run`.
+    fn enqueue_batch_reply(
+        &self,
+        shard: u16,
+        jobs: &[NewJob],
+        run: &[usize],
+        reply: Value,
+        results: &mut [Option<Result<Enqueued>>],
+    ) {
+        const SCRIPT: &str = "enqueue-batch-4.lua";
+        let parsed = match reply {
+            Value::Array(items) if items.len() == run.len() + 1 => items
+                .into_iter()
+                .map(|v| i64::from_redis_value(v).map_err(StoreError::from))
+                .collect::<Result<Vec<i64>>>(),
+            other => Err(protocol(SCRIPT, format!("{other:?}"))),
+        };
+        let codes = match parsed {
+            Ok(codes) => codes,
+            Err(e) => {
+                let detail = e.to_string();
+                for &i in run {
+                    results[i] = Some(Err(protocol(SCRIPT, detail.clone())));
+                }
+                return;
+            }
+        };
+        let now = codes[0];
+        for (&i, &code) in run.iter().zip(&codes[1..]) {
+            let job = &jobs[i];
+            results[i] = Some(match status_of(job, code, SCRIPT) {
+                Ok(EnqueueStatus::Duplicate) => Err(protocol(SCRIPT, "code 0")),
+                Ok(status) => Ok(Enqueued {
+                    job_id: job.id.to_string(),
+                    status,
+                    due_ms: match status {
+                        EnqueueStatus::Queued => now + job.delay.as_millis() as i64,
+                        _ => 0,
+                    },
+                    shard,
+                }),
+                Err(e) => Err(e),
+            });
+        }
+    }
+
     /// Enqueues one job, then leaves a wake-up hint for idle workers.
     pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued> {
         let mut results = self.enqueue_batch(std::slice::from_ref(job)).await?;
@@ -137,24 +271,34 @@ impl Store {
 
     /// Enqueues many jobs in one pipelined round trip (plus one for the wake-up hints of delayed
     /// jobs). Each job succeeds or fails on its own; the outer error is for Redis failing as a
-    /// whole.
+    /// whole. The results are in the order of `jobs`.
+    ///
+    /// The jobs of one shard that have no idempotency key go through `enqueue-batch-4.lua`, one
+    /// call per shard; a job with an idempotency key, or a shard's only job, goes through
+    /// `enqueue-6.lua`. Each shard sees its jobs in the order given.
     pub async fn enqueue_batch(&self, jobs: &[NewJob]) -> Result<Vec<Result<Enqueued>>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        let shards: Vec<u16> = jobs.iter().map(|j| self.shard_of(&j.endpoint)).collect();
+        let calls = plan(jobs, &shards);
         let mut conn = self.conn().await?;
         let mut pipe = redis::pipe();
-        for job in jobs {
-            pipe.add_command(self.enqueue_cmd(job));
+        for call in &calls {
+            pipe.add_command(match call {
+                Call::One(i) => self.enqueue_cmd(&jobs[*i]),
+                Call::Many(shard, run) => self.enqueue_batch_cmd(*shard, jobs, run),
+            });
         }
         // Jobs due at once get their wake-up hint in the same round trip, after them (a
         // pipeline runs in order, so a worker woken by the hint finds the job). Score 0 reads
         // "due already" whatever the clocks say. Delayed jobs get theirs below, with their
         // due time from the Redis clock.
-        let immediate: std::collections::BTreeSet<u16> = jobs
+        let immediate: BTreeSet<u16> = jobs
             .iter()
-            .filter(|j| j.delay.is_zero())
-            .map(|j| self.shard_of(&j.endpoint))
+            .zip(&shards)
+            .filter(|(j, _)| j.delay.is_zero())
+            .map(|(_, shard)| *shard)
             .collect();
         for shard in &immediate {
             pipe.cmd("ZADD")
@@ -168,21 +312,38 @@ impl Store {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
                 // Redis lost its script cache (restart, SCRIPT FLUSH): load and run again. A
                 // job of the first run that did land answers "duplicate id" now.
-                self.inner.scripts.enqueue.load_async(&mut conn).await?;
+                let scripts = &self.inner.scripts;
+                scripts.enqueue.load_async(&mut conn).await?;
+                scripts.enqueue_batch.load_async(&mut conn).await?;
                 (pipe.query_async(&mut conn).await?, true)
             }
             other => (other?, false),
         };
+        if replies.len() != calls.len() {
+            return Err(protocol(
+                "enqueue",
+                format!("{} replies to {} calls", replies.len(), calls.len()),
+            ));
+        }
+        let mut slots: Vec<Option<Result<Enqueued>>> = (0..jobs.len()).map(|_| None).collect();
+        for (call, reply) in calls.iter().zip(replies) {
+            match call {
+                Call::One(i) => slots[*i] = Some(self.enqueue_reply(&jobs[*i], reply)),
+                Call::Many(shard, run) => {
+                    self.enqueue_batch_reply(*shard, jobs, run, reply, &mut slots)
+                }
+            }
+        }
         let mut earliest: BTreeMap<u16, i64> = BTreeMap::new();
-        let results: Vec<Result<Enqueued>> = jobs
+        let results: Vec<Result<Enqueued>> = shards
             .iter()
-            .zip(replies)
-            .map(|(job, reply)| match self.enqueue_reply(job, reply) {
+            .zip(slots)
+            .map(|(shard, slot)| match slot.expect("every job has a call") {
                 Err(StoreError::DuplicateJobId(id)) if rerun => Ok(Enqueued {
                     job_id: id,
                     status: EnqueueStatus::Queued,
                     due_ms: 0,
-                    shard: self.shard_of(&job.endpoint),
+                    shard: *shard,
                 }),
                 other => other,
             })

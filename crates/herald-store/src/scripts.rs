@@ -3,7 +3,8 @@
 
 use redis::Script;
 
-/// Codes of `enqueue-6.lua`, mirrored from its header.
+/// Codes of `enqueue-6.lua` and, per job, of `enqueue-batch-4.lua` (which never answers
+/// `Duplicate`), mirrored from their headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EnqueueCode {
     /// The idempotency key was used before; nothing written.
@@ -33,10 +34,14 @@ impl EnqueueCode {
 /// The source of the enqueue script, for producers that ship it to another language.
 pub const ENQUEUE_SOURCE: &str = include_str!("../scripts/enqueue-6.lua");
 
+/// The source of the batch enqueue script: many jobs of one shard, none with an idempotency key.
+pub const ENQUEUE_BATCH_SOURCE: &str = include_str!("../scripts/enqueue-batch-4.lua");
+
 /// Every script, loaded once per store; `redis::Script` runs EVALSHA and reloads on NOSCRIPT.
 #[derive(Debug)]
 pub struct Scripts {
     pub enqueue: Script,
+    pub enqueue_batch: Script,
     pub claim: Script,
     pub ack: Script,
     pub fail: Script,
@@ -56,6 +61,7 @@ impl Default for Scripts {
     fn default() -> Self {
         Self {
             enqueue: Script::new(ENQUEUE_SOURCE),
+            enqueue_batch: Script::new(ENQUEUE_BATCH_SOURCE),
             claim: Script::new(include_str!("../scripts/claim-10.lua")),
             ack: Script::new(include_str!("../scripts/ack-5.lua")),
             fail: Script::new(include_str!("../scripts/fail-8.lua")),
@@ -75,9 +81,10 @@ impl Default for Scripts {
 
 impl Scripts {
     /// Every script, for loading them all at once.
-    pub fn all(&self) -> [&Script; 14] {
+    pub fn all(&self) -> [&Script; 15] {
         [
             &self.enqueue,
+            &self.enqueue_batch,
             &self.claim,
             &self.ack,
             &self.fail,
