@@ -7,6 +7,8 @@
 //! - [`recovery`]: crashes, graceful shutdown and malformed job data.
 //! - [`scale`]: two workers sharing ten thousand jobs.
 //! - [`endpoints`]: endpoints, subscriptions, levels, strikes, parking and resuming.
+//! - [`enqueue_batch`]: batches through `enqueue-batch-4.lua`: per-job results, refusals, wake-up
+//!   hints, delivery.
 //! - [`store`]: the store's contract through its Rust API (tokens, leases, idempotency).
 //! - [`observability`]: `/metrics` counts, `/readyz`, the queue-depth sampler, start-up
 //!   warnings, failure logs, and the dashboards, alerts and manifests in `deploy/`.
@@ -18,6 +20,7 @@
 mod cli_errors;
 mod delivery;
 mod endpoints;
+mod enqueue_batch;
 mod hardening;
 mod harness;
 mod observability;
