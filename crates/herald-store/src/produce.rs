@@ -191,8 +191,16 @@ impl Store {
                 })
             })
             .collect();
-        let mut cmd = redis::cmd("EVALSHA");
-        cmd.arg(self.inner.scripts.enqueue_batch.get_hash())
+        // Sized up front: growing a buffer of a few hundred KiB would copy it again and again.
+        let data: usize = run
+            .iter()
+            .map(|&i| jobs[i].payload.len() + 48)
+            .sum::<usize>()
+            + endpoints.iter().map(|e| 2 * e.len() + 64).sum::<usize>()
+            + 256;
+        let mut cmd = redis::Cmd::with_capacity(7 + 2 * endpoints.len() + 4 * run.len(), data);
+        cmd.arg("EVALSHA")
+            .arg(self.inner.scripts.enqueue_batch.get_hash())
             .arg(4 + endpoints.len())
             .arg(&keys.queue)
             .arg(&keys.jobs)
