@@ -804,8 +804,11 @@ pub async fn enqueue_rate(b: &Bench, args: &EnqueueArgs) -> anyhow::Result<Value
                 "redis": round(cpu_redis * 1e6 / args.jobs as f64, 1),
                 "producer": round(cpu_bench * 1e6 / args.jobs as f64, 1),
             },
-            // Time Redis spent inside enqueue-6.lua (INFO commandstats), per call.
+            // Time Redis spent inside the enqueue scripts (INFO commandstats of EVALSHA: one
+            // enqueue-batch-4.lua call per shard of each batch), per call and per job.
+            "script_calls": calls,
             "script_usec_per_call": round(usec as f64 / calls.max(1) as f64, 2),
+            "script_usec_per_job": round(usec as f64 / args.jobs as f64, 2),
             "loadavg_before": load,
             "noise": env::noise_since(ticks, cpu_redis + cpu_bench),
         }));
@@ -979,9 +982,10 @@ pub struct ScriptsArgs {
 }
 
 /// Redis time per job of each hot-path script, measured alone through the store API (no
-/// workers, no HTTP): `enqueue-6.lua` (pipelined batches), `claim-10.lua` (batches of
-/// `claim_batch` per shard) and `ack-5.lua` (one call per shard per batch, as the settler
-/// does), the last with and without the attempt-log entry a worker writes for each delivery.
+/// workers, no HTTP): `enqueue-batch-4.lua` (one call per shard of each batch),
+/// `claim-10.lua` (batches of `claim_batch` per shard) and `ack-5.lua` (one call per shard per
+/// batch, as the settler does), the last with and without the attempt-log entry a worker
+/// writes for each delivery.
 pub async fn scripts(b: &Bench, args: &ScriptsArgs) -> anyhow::Result<Value> {
     let c = &b.common;
     let d = b.deploy().await?;
