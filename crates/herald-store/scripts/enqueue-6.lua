@@ -21,7 +21,7 @@
   ARGV[6]  idempotency key lifetime in ms, at least 1 (used when ARGV[5] is not empty)
 
   Job record: "1 <attempts> <enqueued_ms> <endpoint id>\n<payload>", where 1 is the record
-  format version and attempts counts the attempts started so far (0 here).
+  format version and attempts counts the attempts made so far (0 here).
 
   A job for a disabled endpoint is parked (KEYS[6]) instead of queued: it waits, spending no
   attempt, until the endpoint is enabled again or its URL is set again.

@@ -25,7 +25,7 @@
              delay in ms before the first attempt (0: due at once; at most 1e13)
 
   Job record: "1 <attempts> <enqueued_ms> <endpoint id>\n<payload>", where 1 is the record
-  format version and attempts counts the attempts started so far (0 here).
+  format version and attempts counts the attempts made so far (0 here).
 
   A job for a disabled endpoint is parked (its KEYS[4+k]) instead of queued: it waits, spending
   no attempt, until the endpoint is enabled again or its URL is set again.
