@@ -1,7 +1,7 @@
 //! `herald-bench`: measures herald against its own `redis-server` and a fast local receiver,
 //! with real `herald worker` processes, and prints the figures as a table and as JSON.
 //!
-//! - `all`: every scenario below, in turn (about ten minutes on two cores with the defaults).
+//! - `all`: every scenario below, in turn (three to ten minutes on two cores with the defaults).
 //! - `throughput`: (a) the ceiling, a bare reqwest POST loop against the receiver without
 //!   Redis; (b) end-to-end deliveries per second of 1 and then 2 workers.
 //! - `enqueue`: (e) `enqueue_batch` throughput, and Redis memory per queued job (f).

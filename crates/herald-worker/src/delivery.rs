@@ -354,7 +354,53 @@ async fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use herald_core::FailureClass;
+
+    fn job(endpoint: &str, json: &str) -> ClaimedJob {
+        ClaimedJob {
+            id: "01JOB".into(),
+            token: 1,
+            attempts: 1,
+            enqueued_ms: 0,
+            endpoint: endpoint.into(),
+            endpoint_json: json.as_bytes().into(),
+            payload: b"{}".to_vec(),
+            endpoint_disabled: false,
+        }
+    }
+
+    #[test]
+    fn targets_are_parsed_once_per_stored_record_and_again_when_it_changes() {
+        let mut targets = Targets::default();
+        let v1 = r#"{"url":"https://a.example/hook","created_at_ms":1,"updated_at_ms":1}"#;
+        let v2 = r#"{"url":"https://b.example/hook","created_at_ms":1,"updated_at_ms":2}"#;
+        let first = targets.get(&job("e1", v1));
+        let url = |t: &Prepared| t.as_ref().as_ref().unwrap().url.clone().unwrap();
+        assert_eq!(url(&first).as_str(), "https://a.example/hook");
+        // The same record in a later claim (another buffer): the parsed one is reused.
+        assert!(Arc::ptr_eq(&first, &targets.get(&job("e1", v1))));
+        // Set again: parsed again.
+        let second = targets.get(&job("e1", v2));
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(url(&second).as_str(), "https://b.example/hook");
+
+        let unreadable = targets.get(&job("e2", "{not json"));
+        let reason = unreadable.as_ref().as_ref().unwrap_err();
+        assert!(reason.starts_with("malformed: endpoint record unreadable"));
+        let bad_url = r#"{"url":"not a url","created_at_ms":1,"updated_at_ms":1}"#;
+        let target = targets.get(&job("e3", bad_url));
+        let err = target.as_ref().as_ref().unwrap().url.as_ref().unwrap_err();
+        assert!(err.starts_with("the endpoint URL does not parse"));
+    }
+
+    #[test]
+    fn the_target_cache_is_bounded() {
+        let mut targets = Targets::default();
+        let json = r#"{"url":"https://a.example/","created_at_ms":1,"updated_at_ms":1}"#;
+        for i in 0..=Targets::MAX {
+            targets.get(&job(&format!("e{i}"), json));
+        }
+        assert!(targets.parsed.len() <= Targets::MAX);
+    }
 
     fn failed(class: FailureClass, status: Option<u16>) -> Outcome {
         Outcome::Failed {
