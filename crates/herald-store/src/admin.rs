@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use redis::aio::ConnectionLike;
 use serde::Serialize;
 
 use crate::record::JobRecord;
@@ -104,6 +105,11 @@ impl Store {
     /// Job counts by state, per shard and in total, at one Redis instant per shard.
     pub async fn stats(&self) -> Result<Stats> {
         let mut conn = self.conn().await?;
+        self.stats_on(&mut conn).await
+    }
+
+    /// [`Store::stats`] on a connection of the caller's.
+    pub async fn stats_on<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Stats> {
         let mut stats = Stats::default();
         for shard in 0..self.inner.shards {
             let k = self.keys(shard);
@@ -114,12 +120,12 @@ impl Store {
                 .key(&k.queue)
                 .key(&k.inflight)
                 .key(&k.dead)
-                .invoke_async(&mut conn)
+                .invoke_async(conn)
                 .await?;
             // Parked jobs belong to disabled endpoints only: resuming moves them all out.
             let disabled: Vec<String> = redis::cmd("HKEYS")
                 .arg(&k.disabled)
-                .query_async(&mut conn)
+                .query_async(conn)
                 .await?;
             let mut parked = 0;
             if !disabled.is_empty() {
@@ -127,7 +133,7 @@ impl Store {
                 for e in &disabled {
                     pipe.zcard(k.parked(e));
                 }
-                let counts: Vec<u64> = pipe.query_async(&mut conn).await?;
+                let counts: Vec<u64> = pipe.query_async(conn).await?;
                 parked = counts.iter().sum();
             }
             let s = ShardStats {

@@ -137,8 +137,9 @@ impl Store {
         Ok(self.inner.pool.get().await?)
     }
 
-    /// A connection of its own, outside the pool, for blocking commands; `None` as the
-    /// response timeout waits as long as the command blocks.
+    /// A connection of its own, outside the pool: for blocking commands, or for a task that
+    /// keeps one (a pooled connection is checked with `PING` at every checkout). `None` as
+    /// the response timeout waits as long as the command blocks.
     pub async fn dedicated(
         &self,
         response_timeout: Option<Duration>,

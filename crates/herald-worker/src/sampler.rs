@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use herald_store::{Stats, Store, StoreError};
 use rand::Rng;
+use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -40,9 +41,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     // Whether this worker held the lock at the last try (None: not known yet); changes are
     // logged, so that an operator sees which worker samples.
     let mut leading: Option<bool> = None;
+    // A connection of its own: a pooled one would be checked (`PING`, `UNWATCH`) at every
+    // checkout, doubling what an idle worker sends.
+    let mut conn: Option<MultiplexedConnection> = None;
     loop {
         let result = tokio::select! {
-            r = tick(&ctx, &id) => r,
+            r = tick(&ctx, &mut conn, &id) => r,
             _ = shutdown.cancelled() => break,
         };
         match result {
@@ -66,6 +70,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
             }
             Err(e) => {
                 ctx.redis_failed("sample", &e);
+                conn = None;
                 leading = None;
                 ctx.health.store.forget();
             }
@@ -88,6 +93,10 @@ pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     }
 }
 
+/// Longest wait for an answer on the sampler's connection before it is dropped and opened
+/// again.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How long a draining worker tries to release the sampler lock.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -103,12 +112,21 @@ async fn release_lock(store: &Store, id: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Takes or renews the lock; if this worker holds it, samples the store.
-async fn tick(ctx: &Ctx, id: &str) -> Result<Option<StoreSample>, StoreError> {
-    if !hold_lock(&ctx.store, id).await? {
+/// Takes or renews the lock; if this worker holds it, samples the store. Opens `conn` when
+/// there is none.
+async fn tick(
+    ctx: &Ctx,
+    conn: &mut Option<MultiplexedConnection>,
+    id: &str,
+) -> Result<Option<StoreSample>, StoreError> {
+    let conn = match conn {
+        Some(c) => c,
+        None => conn.insert(ctx.store.dedicated(Some(REDIS_TIMEOUT)).await?),
+    };
+    if !hold_lock(&ctx.store, conn, id).await? {
         return Ok(None);
     }
-    let stats = ctx.store.stats().await?;
+    let stats = ctx.store.stats_on(conn).await?;
     Ok(Some(sample(&stats)))
 }
 
@@ -117,10 +135,13 @@ async fn tick(ctx: &Ctx, id: &str) -> Result<Option<StoreSample>, StoreError> {
 /// Between the `GET` and the `PEXPIRE` the lock may expire and be taken by another worker; then
 /// this worker extends the other's lock and both report for one period, which the dashboard's
 /// `max by (state)` hides. A script would close that window; it is not worth one.
-async fn hold_lock(store: &Store, id: &str) -> Result<bool, StoreError> {
+async fn hold_lock(
+    store: &Store,
+    conn: &mut MultiplexedConnection,
+    id: &str,
+) -> Result<bool, StoreError> {
     let key = store.namespace().sampler_lock_key();
     let ttl_ms = LOCK_TTL.as_millis() as u64;
-    let mut conn = store.conn().await?;
     let (taken, holder): (Option<String>, Option<String>) = redis::pipe()
         .cmd("SET")
         .arg(&key)
@@ -130,7 +151,7 @@ async fn hold_lock(store: &Store, id: &str) -> Result<bool, StoreError> {
         .arg(ttl_ms)
         .cmd("GET")
         .arg(&key)
-        .query_async(&mut conn)
+        .query_async(conn)
         .await?;
     if taken.is_some() {
         return Ok(true);
@@ -141,7 +162,7 @@ async fn hold_lock(store: &Store, id: &str) -> Result<bool, StoreError> {
     let renewed: bool = redis::cmd("PEXPIRE")
         .arg(&key)
         .arg(ttl_ms)
-        .query_async(&mut conn)
+        .query_async(conn)
         .await?;
     Ok(renewed)
 }
