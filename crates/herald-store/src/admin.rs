@@ -6,6 +6,7 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use serde::Serialize;
 
+use crate::lease::parse_lease;
 use crate::record::JobRecord;
 use crate::store::Result;
 use crate::Store;
@@ -206,11 +207,7 @@ impl Store {
             };
             let mut info = job_info(id, shard, state, &raw, found);
             // In flight, the attempt under way is counted in its lease ("<token> <attempt>").
-            if let Some(attempt) = lease
-                .as_deref()
-                .and_then(|l| l.split_once(' '))
-                .and_then(|(_, a)| a.parse().ok())
-            {
+            if let Some((_, attempt)) = lease.as_deref().and_then(parse_lease) {
                 info.attempts = Some(attempt);
             }
             return Ok(Some(info));

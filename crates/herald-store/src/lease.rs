@@ -105,6 +105,17 @@ pub struct SettleReport {
     pub next_due_ms: Option<i64>,
 }
 
+/// A lease as `leases` holds it and the settling scripts compare it: `<token> <attempt>`.
+fn lease_text(token: u64, attempt: u32) -> String {
+    format!("{token} {attempt}")
+}
+
+/// The token and attempt number of a lease as `leases` holds it.
+pub(crate) fn parse_lease(text: &str) -> Option<(u64, u32)> {
+    let (token, attempt) = text.split_once(' ')?;
+    Some((token.parse().ok()?, attempt.parse().ok()?))
+}
+
 fn flags(reply: &[i64], n: usize, script: &'static str) -> Result<()> {
     if reply.len() == n {
         Ok(())
@@ -193,7 +204,7 @@ impl Store {
         let mut index: [Vec<usize>; 4] = Default::default();
         for (i, item) in items.iter().enumerate() {
             let log_key = k.attempts(&item.endpoint);
-            let lease = format!("{} {}", item.token, item.attempt);
+            let lease = lease_text(item.token, item.attempt);
             let entry = item.log_entry.as_deref().unwrap_or("");
             let strike = match item.strike {
                 Strike::None => 0,
@@ -393,9 +404,7 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
         let record = Vec::<u8>::from_redis_value(take())?;
         let endpoint_json = Vec::<u8>::from_redis_value(take())?;
         let state = String::from_redis_value(take())?;
-        let (token, attempts) = lease
-            .split_once(' ')
-            .and_then(|(t, a)| Some((t.parse().ok()?, a.parse().ok()?)))
+        let (token, attempts) = parse_lease(&lease)
             .ok_or_else(|| protocol("claim", format!("lease {lease:?} of job {id}")))?;
         // The script leased it, so its header did parse there.
         let record = JobRecord::from_vec(record)

@@ -214,15 +214,14 @@ async fn attempt(
         debug!(job_id = %job.id, endpoint_id = %job.endpoint, "endpoint disabled; job parked");
         return Decision::plain(Settle::Park, None);
     }
-    let malformed = match (target, serde_json::from_slice::<IgnoredAny>(&job.payload)) {
-        (Err(reason), _) => Some(reason.clone()),
-        (Ok(_), Err(e)) => Some(format!("malformed: payload is not valid JSON: {e}")),
-        (Ok(_), Ok(_)) => None,
-    };
-    let endpoint = match (target, malformed) {
-        (Ok(endpoint), None) => endpoint,
-        (_, reason) => {
-            let reason = reason.unwrap_or_default();
+    let checked = target.as_ref().map_err(Clone::clone).and_then(|endpoint| {
+        serde_json::from_slice::<IgnoredAny>(&job.payload)
+            .map(|_| endpoint)
+            .map_err(|e| format!("malformed: payload is not valid JSON: {e}"))
+    });
+    let endpoint = match checked {
+        Ok(endpoint) => endpoint,
+        Err(reason) => {
             warn!(job_id = %job.id, endpoint_id = %job.endpoint, %reason, "job discarded");
             return Decision::plain(Settle::Discard { reason }, Some("malformed"));
         }
@@ -314,34 +313,32 @@ async fn attempt(
         } => (class, retry_after),
     };
     let error = error.unwrap_or_default();
-    match ctx.cfg.retry.next_delay(job.attempts, &mut rand::rng()) {
+    let delay = ctx
+        .cfg
+        .retry
+        .next_delay(job.attempts, &mut rand::rng())
+        .map(|delay| honour_retry_after(delay, retry_after, ctx.cfg.retry.longest()));
+    let message = match delay {
+        Some(_) => "attempt failed; retry scheduled",
+        None => "attempt failed; retries exhausted, job discarded",
+    };
+    warn!(
+        job_id = %job.id,
+        endpoint_id = %job.endpoint,
+        attempt = job.attempts,
+        outcome = class.as_str(),
+        status,
+        latency_ms = latency.as_millis() as u64,
+        retry_in_ms = delay.map(|d| d.as_millis() as u64),
+        error = %error,
+        "{message}"
+    );
+    match delay {
         Some(delay) => {
-            let delay = honour_retry_after(delay, retry_after, ctx.cfg.retry.longest());
-            warn!(
-                job_id = %job.id,
-                endpoint_id = %job.endpoint,
-                attempt = job.attempts,
-                outcome = class.as_str(),
-                status,
-                latency_ms = latency.as_millis() as u64,
-                retry_in_ms = delay.as_millis() as u64,
-                error = %error,
-                "attempt failed; retry scheduled"
-            );
             ctx.hot.retries.increment(1);
             decide(Settle::Retry { delay, error }, None)
         }
         None => {
-            warn!(
-                job_id = %job.id,
-                endpoint_id = %job.endpoint,
-                attempt = job.attempts,
-                outcome = class.as_str(),
-                status,
-                latency_ms = latency.as_millis() as u64,
-                error = %error,
-                "attempt failed; retries exhausted, job discarded"
-            );
             let reason = format!(
                 "retries exhausted after {} attempts; last error: {error}",
                 job.attempts
