@@ -88,24 +88,30 @@ def enqueue(
     idempotency key was already used: then nothing was written and the id is the first job's."""
     source = script_source or DEFAULT_SCRIPT.read_text()
     job_id = job_id or new_job_id()
-    stored = r.hget(f"{namespace}:v1:meta", "shards")
+    fmt = r.get(f"{namespace}:format")
+    if fmt is not None and fmt != b"2":
+        raise Refused(
+            f"namespace {namespace!r} holds herald data of format {fmt.decode()};"
+            " this producer writes format 2"
+        )
+    stored = r.hget(f"{namespace}:v2:meta", "shards")
     if stored is not None and int(stored) != shards:
         raise Refused(
             f"namespace {namespace!r} was created with {int(stored)} shards, not {shards}"
             f" (set HERALD_SHARDS={int(stored)})"
         )
     shard = shard_of(endpoint_id, shards)
-    prefix = f"{namespace}:v1:{{{namespace}.{shard}}}"
+    prefix = f"{namespace}:v2:{{{namespace}.{shard}}}"
     # register_script runs EVALSHA and falls back to loading the script on NOSCRIPT.
     script = r.register_script(source)
     reply = script(
         keys=[
-            f"{prefix}:queue",
+            f"{prefix}:q:{endpoint_id}",
             f"{prefix}:jobs",
             f"{prefix}:endpoints",
             f"{prefix}:idem:{endpoint_id}:{idempotency_key}" if idempotency_key else f"{prefix}:idem:",
             f"{prefix}:disabled",
-            f"{prefix}:parked:{endpoint_id}",
+            f"{prefix}:ready",
         ],
         args=[job_id, endpoint_id, payload, delay_ms, idempotency_key, idempotency_ttl_ms],
     )
@@ -114,7 +120,7 @@ def enqueue(
         due_ms = int(reply[2])
         # The wake-up hint: without it the job is still picked up, at the workers' next poll.
         try:
-            r.zadd(f"{namespace}:v1:wake", {str(shard): due_ms}, lt=True)
+            r.zadd(f"{namespace}:v2:wake", {str(shard): due_ms}, lt=True)
         except redis.RedisError as e:
             print(f"enqueue.py: warning: wake-up hint not written: {e}", file=sys.stderr)
         return reply[1].decode(), "queued"

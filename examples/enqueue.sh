@@ -127,9 +127,19 @@ rcli() {
     redis-cli --no-auth-warning --raw -u "$url" "$@" 2>&1
 }
 
+# The namespace records its key format on first use: jobs written in another format are never
+# read by its workers.
+if ! out=$(rcli GET "$ns:format"); then
+    die 1 "cannot reach Redis at HERALD_REDIS_URL: $out"
+fi
+case $out in
+    '' | 2) ;; # not recorded yet, or format 2: this script's
+    *) die 2 "namespace '$ns' holds herald data of format $out; this script writes format 2" ;;
+esac
+
 # The deployment records its shard count on first use; a producer with another count would
 # put jobs where no endpoint and no worker looks for them.
-if ! out=$(rcli HGET "$ns:v1:meta" shards); then
+if ! out=$(rcli HGET "$ns:v2:meta" shards); then
     die 1 "cannot reach Redis at HERALD_REDIS_URL: $out"
 fi
 case $out in
@@ -174,12 +184,12 @@ if [ -z "$job_id" ]; then
     [ ${#job_id} -eq 26 ] || die 1 "could not generate a job id"
 fi
 
-prefix="$ns:v1:{$ns.$shard}"
+prefix="$ns:v2:{$ns.$shard}"
 # Idempotency keys are per endpoint; without one, the placeholder key is never touched.
 if [ -n "$idem" ]; then idem_key="$prefix:idem:$endpoint:$idem"; else idem_key="$prefix:idem:"; fi
 if ! out=$(rcli EVAL "$(cat -- "$script")" 6 \
-    "$prefix:queue" "$prefix:jobs" "$prefix:endpoints" "$idem_key" \
-    "$prefix:disabled" "$prefix:parked:$endpoint" \
+    "$prefix:q:$endpoint" "$prefix:jobs" "$prefix:endpoints" "$idem_key" \
+    "$prefix:disabled" "$prefix:ready" \
     "$job_id" "$endpoint" "$payload" "$delay_ms" "$idem" "$idem_ttl_ms"); then
     die 1 "cannot reach Redis at HERALD_REDIS_URL: $out"
 fi
@@ -195,7 +205,7 @@ case ${1:-} in
         due_ms=${3:-}
         is_uint "$due_ms" || die 1 "unexpected reply from enqueue-6.lua: $out"
         # The wake-up hint: without it the job is still picked up, at the workers' next poll.
-        hint=$(rcli ZADD "$ns:v1:wake" LT "$due_ms" "$shard")
+        hint=$(rcli ZADD "$ns:v2:wake" LT "$due_ms" "$shard")
         is_uint "$hint" || printf '%s: warning: wake-up hint not written: %s\n' "$me" "$hint" >&2
         printf '%s\n' "$2"
         ;;

@@ -187,12 +187,19 @@ fn a_batch_over_several_shards_answers_each_job_in_order() {
             .query(&mut conn)
             .unwrap();
         assert_eq!(parked_record, format!("1 0 {due0} {}\n{{\"n\":4}}", a[2]));
-        let in_parked: Option<f64> = redis::cmd("ZSCORE")
-            .arg(keys_a.parked(a[2].as_str()))
+        let in_queue: Option<f64> = redis::cmd("ZSCORE")
+            .arg(keys_a.queue(a[2].as_str()))
             .arg(jobs[4].id.to_string())
             .query(&mut conn)
             .unwrap();
-        assert!(in_parked.is_some(), "job 4 is not in the parked set");
+        assert!(in_queue.is_some(), "job 4 is not in its endpoint's queue");
+        // A disabled endpoint is kept out of the claims' way.
+        let ready: Option<f64> = redis::cmd("ZSCORE")
+            .arg(&keys_a.ready)
+            .arg(a[2].as_str())
+            .query(&mut conn)
+            .unwrap();
+        assert_eq!(ready, None, "a disabled endpoint is not ready");
         let info = store.job(&jobs[4].id.to_string()).await.unwrap().unwrap();
         assert_eq!(info.state, JobState::Parked);
         for i in [2, 5] {
@@ -254,12 +261,12 @@ fn the_batch_script_refuses_bad_arguments_job_by_job() {
         set_endpoints(&store, [&EndpointId::new("dash-1").unwrap()]).await;
         let k = store.keys(0);
         let keys = vec![
-            k.queue.clone(),
             k.jobs.clone(),
             k.endpoints.clone(),
             k.disabled.clone(),
-            k.parked("dash-1"),
-            k.parked("bad id"),
+            k.ready.clone(),
+            k.queue("dash-1"),
+            k.queue("bad id"),
         ];
         let mut conn = redis.connection();
         let reply = eval_batch(
@@ -335,7 +342,7 @@ fn the_batch_script_refuses_bad_arguments_job_by_job() {
             HashSet::from(["job-ok".to_owned(), "job-fr".to_owned()])
         );
         let due: i64 = redis::cmd("ZSCORE")
-            .arg(&k.queue)
+            .arg(k.queue("dash-1"))
             .arg("job-fr")
             .query(&mut conn)
             .unwrap();

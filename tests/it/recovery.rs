@@ -119,7 +119,7 @@ fn malformed_job_records_go_to_the_dead_letter_store_and_the_worker_goes_on() {
     let rx = Receiver::start(receiver::always(200));
     herald.set_endpoint("dash-1", &format!("{}/hooks/dash-1", rx.url()));
 
-    let key = |name: &str| format!("{ns}:v1:{{{ns}.0}}:{name}");
+    let key = |name: &str| format!("{ns}:v2:{{{ns}.0}}:{name}");
     let mut con = redis.connection();
     let exists: bool = redis::cmd("EXISTS")
         .arg(key("endpoints"))
@@ -141,12 +141,18 @@ fn malformed_job_records_go_to_the_dead_letter_store_and_the_worker_goes_on() {
             .exec(&mut con)
             .expect("HSET");
         redis::cmd("ZADD")
-            .arg(key("queue"))
+            .arg(key("q:dash-1"))
             .arg(0)
             .arg(id)
             .exec(&mut con)
             .expect("ZADD");
     }
+    redis::cmd("ZADD")
+        .arg(key("ready"))
+        .arg(0)
+        .arg("dash-1")
+        .exec(&mut con)
+        .expect("ZADD");
 
     let worker = herald.spawn_worker(&[]);
     herald.wait_for_stats("both bad records dead", SAFETY_NET, |s| {

@@ -1,11 +1,12 @@
 //! The store's contract, through its Rust API against a real Redis: fencing tokens refuse stale
-//! workers, expired leases count as failed attempts, idempotency keys, hand-back at shutdown.
+//! workers, expired leases count as failed attempts, idempotency keys, hand-back at shutdown,
+//! fair claiming across endpoints and their in-flight limits.
 
 use std::time::Duration;
 
 use herald_core::{EndpointId, JobId};
 use herald_store::{
-    ClaimedJob, EnqueueStatus, Namespace, NewJob, Settle, Settlement, Store, StoreConfig,
+    Claim, ClaimedJob, EnqueueStatus, Namespace, NewJob, Settle, Settlement, Store, StoreConfig,
     StoreError, Strike,
 };
 
@@ -38,8 +39,41 @@ fn settlement(job: &ClaimedJob, action: Settle) -> Settlement {
         endpoint: "dash-1".into(),
         action,
         strike: Strike::None,
+        congestion: None,
+        pause: None,
         log_entry: None,
     }
+}
+
+/// Claims from shard 0 as a worker does: each claim names the endpoints the previous one
+/// answered, until a claim leases jobs or no endpoint's turn has come.
+async fn claim(
+    store: &Store,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
+    max: usize,
+    lease: Duration,
+) -> Claim {
+    let mut candidates = Vec::new();
+    loop {
+        let claim = store
+            .claim(conn, 0, max, lease, &candidates, 32)
+            .await
+            .unwrap();
+        if !claim.jobs.is_empty() || claim.candidates.is_empty() {
+            return claim;
+        }
+        candidates = claim.candidates;
+    }
+}
+
+/// Takes back shard 0's expired leases.
+async fn expire(
+    store: &Store,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
+    max_attempts: u32,
+) -> herald_store::Expired {
+    let now = store.now_ms(conn).await.unwrap();
+    store.expire(conn, 0, now, max_attempts).await.unwrap()
 }
 
 /// Waits until the Redis clock has passed `deadline_ms` (the event a lease expiry waits for).
@@ -62,15 +96,15 @@ fn a_stale_token_cannot_settle_and_an_expired_lease_counts_as_an_attempt() {
             .unwrap();
         let lease = Duration::from_millis(5);
 
-        let first = store.claim(&mut conn, 0, 10, lease, 3).await.unwrap();
+        let first = claim(&store, &mut conn, 10, lease).await;
         assert_eq!(first.jobs.len(), 1);
         let old = &first.jobs[0];
         assert_eq!((old.id.as_str(), old.attempts), (job.job_id.as_str(), 1));
         redis_time_passes(&store, first.now_ms + 5).await;
 
         // Another worker takes the job back: the expired lease was a failed attempt.
-        let second = store.claim(&mut conn, 0, 10, lease, 3).await.unwrap();
-        assert_eq!(second.expired, 1);
+        assert_eq!(expire(&store, &mut conn, 3).await.expired, 1);
+        let second = claim(&store, &mut conn, 10, lease).await;
         let new = &second.jobs[0];
         assert_eq!(new.attempts, 2);
         assert_ne!(new.token, old.token);
@@ -79,14 +113,14 @@ fn a_stale_token_cannot_settle_and_an_expired_lease_counts_as_an_attempt() {
 
         // The first worker's answer comes late: refused, nothing changes.
         let stale = store
-            .settle(&mut conn, 0, &[settlement(old, Settle::Ack)], 5)
+            .settle(&mut conn, 0, &[settlement(old, Settle::Ack)], 5, 32)
             .await
             .unwrap();
         assert_eq!(stale.applied, [false]);
         assert!(store.job(&job.job_id).await.unwrap().is_some());
 
         let fresh = store
-            .settle(&mut conn, 0, &[settlement(new, Settle::Ack)], 5)
+            .settle(&mut conn, 0, &[settlement(new, Settle::Ack)], 5, 32)
             .await
             .unwrap();
         assert_eq!(fresh.applied, [true]);
@@ -106,12 +140,17 @@ fn a_job_whose_leases_keep_expiring_ends_in_the_dead_letter_store() {
             .unwrap();
         let lease = Duration::from_millis(5);
         for attempt in 1..=2 {
-            let claim = store.claim(&mut conn, 0, 10, lease, 2).await.unwrap();
-            assert_eq!(claim.jobs[0].attempts, attempt);
-            redis_time_passes(&store, claim.now_ms + 5).await;
+            let claimed = claim(&store, &mut conn, 10, lease).await;
+            assert_eq!(claimed.jobs[0].attempts, attempt);
+            redis_time_passes(&store, claimed.now_ms + 5).await;
+            let expired = expire(&store, &mut conn, 2).await;
+            assert_eq!(
+                (expired.expired, expired.discarded),
+                (1, u64::from(attempt / 2))
+            );
         }
-        let claim = store.claim(&mut conn, 0, 10, lease, 2).await.unwrap();
-        assert_eq!((claim.jobs.len(), claim.discarded), (0, 1));
+        let claimed = claim(&store, &mut conn, 10, lease).await;
+        assert!(claimed.jobs.is_empty());
         let dead = store.dead_list(10).await.unwrap();
         assert_eq!(dead.len(), 1);
         assert_eq!(dead[0].id, job.job_id);
@@ -167,22 +206,16 @@ fn a_released_lease_is_due_at_once_without_spending_an_attempt() {
             .enqueue(&NewJob::new(ep, b"{}".to_vec()))
             .await
             .unwrap();
-        let claim = store
-            .claim(&mut conn, 0, 10, Duration::from_secs(60), 3)
-            .await
-            .unwrap();
-        let leased = &claim.jobs[0];
+        let claimed = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
+        let leased = &claimed.jobs[0];
         let report = store
-            .settle(&mut conn, 0, &[settlement(leased, Settle::Release)], 5)
+            .settle(&mut conn, 0, &[settlement(leased, Settle::Release)], 5, 32)
             .await
             .unwrap();
         assert_eq!(report.applied, [true]);
         let info = store.job(&job.job_id).await.unwrap().unwrap();
         assert_eq!(info.attempts, Some(0));
-        let again = store
-            .claim(&mut conn, 0, 10, Duration::from_secs(60), 3)
-            .await
-            .unwrap();
+        let again = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
         assert_eq!(
             again.jobs[0].attempts, 1,
             "the released attempt was not counted"
@@ -207,7 +240,7 @@ fn the_attempt_count_moves_from_the_lease_to_the_record_when_an_attempt_fails() 
         };
         use herald_store::JobState::*;
 
-        let first = store.claim(&mut conn, 0, 10, lease, 5).await.unwrap();
+        let first = claim(&store, &mut conn, 10, lease).await;
         assert_eq!(first.jobs[0].attempts, 1);
         assert_eq!(first.jobs[0].payload, b"{\"n\":1}");
         assert_eq!(
@@ -219,7 +252,7 @@ fn the_attempt_count_moves_from_the_lease_to_the_record_when_an_attempt_fails() 
             error: "HTTP 500".into(),
         };
         let report = store
-            .settle(&mut conn, 0, &[settlement(&first.jobs[0], retry)], 5)
+            .settle(&mut conn, 0, &[settlement(&first.jobs[0], retry)], 5, 32)
             .await
             .unwrap();
         assert_eq!(report.applied, [true]);
@@ -228,11 +261,17 @@ fn the_attempt_count_moves_from_the_lease_to_the_record_when_an_attempt_fails() 
             (Due, Some(1))
         );
 
-        let second = store.claim(&mut conn, 0, 10, lease, 5).await.unwrap();
+        let second = claim(&store, &mut conn, 10, lease).await;
         assert_eq!(second.jobs[0].attempts, 2);
         // The first lease is stale now, even though its token was never reused.
         let stale = store
-            .settle(&mut conn, 0, &[settlement(&first.jobs[0], Settle::Ack)], 5)
+            .settle(
+                &mut conn,
+                0,
+                &[settlement(&first.jobs[0], Settle::Ack)],
+                5,
+                32,
+            )
             .await
             .unwrap();
         assert_eq!(stale.applied, [false]);
@@ -240,7 +279,7 @@ fn the_attempt_count_moves_from_the_lease_to_the_record_when_an_attempt_fails() 
             reason: "gave up".into(),
         };
         store
-            .settle(&mut conn, 0, &[settlement(&second.jobs[0], discard)], 5)
+            .settle(&mut conn, 0, &[settlement(&second.jobs[0], discard)], 5, 32)
             .await
             .unwrap();
         assert_eq!(
@@ -265,12 +304,9 @@ fn a_claim_sends_each_endpoints_json_once_and_every_job_gets_it() {
                 .await
                 .unwrap();
         }
-        let claim = store
-            .claim(&mut conn, 0, 10, Duration::from_secs(60), 5)
-            .await
-            .unwrap();
-        assert_eq!(claim.jobs.len(), 5);
-        for job in &claim.jobs {
+        let claimed = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
+        assert_eq!(claimed.jobs.len(), 5);
+        for job in &claimed.jobs {
             let record: herald_store::EndpointRecord =
                 serde_json::from_slice(&job.endpoint_json).unwrap();
             assert_eq!(record.url, "https://hooks.example.com/");

@@ -156,9 +156,9 @@ pub async fn jobs_in_store(
     let mut pipe = redis::pipe();
     for s in 0..shards {
         pipe.cmd("HLEN")
-            .arg(format!("{namespace}:v1:{{{namespace}.{s}}}:jobs"));
+            .arg(format!("{namespace}:v2:{{{namespace}.{s}}}:jobs"));
         pipe.cmd("ZCARD")
-            .arg(format!("{namespace}:v1:{{{namespace}.{s}}}:dead"));
+            .arg(format!("{namespace}:v2:{{{namespace}.{s}}}:dead"));
     }
     let counts: Vec<u64> = pipe.query_async(conn).await?;
     let jobs = counts.iter().step_by(2).sum();
@@ -186,7 +186,7 @@ pub async fn monitor(
             Err(_) => break,
             Ok(line) => line?.context("MONITOR connection closed")?,
         };
-        // +1712345678.123456 [0 127.0.0.1:52345] "BZPOPMIN" "herald:v1:wake" "29.5"
+        // +1712345678.123456 [0 127.0.0.1:52345] "BZPOPMIN" "herald:v2:wake" "29.5"
         let Some((origin, rest)) = line.split_once("] ") else {
             continue;
         };

@@ -3,6 +3,7 @@
 //! Nothing here talks to the network or to Redis; everything here is plain data and rules.
 //!
 //! - [`event`]: the status-change event (the payload) and notification levels.
+//! - [`flow`]: an endpoint's in-flight limit and rate.
 //! - [`id`]: job and endpoint identifiers, and the shard an endpoint lives in.
 //! - [`schedule`]: the retry schedule (delays between attempts, jitter, parsing).
 //! - [`outcome`]: what one delivery attempt came to, and how failures are classified.
@@ -10,6 +11,7 @@
 //! - [`webhook_url`]: the rules a dashboard's webhook URL must follow.
 
 pub mod event;
+pub mod flow;
 pub mod id;
 pub mod outcome;
 pub mod schedule;
@@ -17,6 +19,7 @@ pub mod signing;
 pub mod webhook_url;
 
 pub use event::{EventError, Level, Status, StatusEvent, Subscription};
+pub use flow::{Per, Rate, RateError, DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_CEILING};
 pub use id::{shard_of, EndpointId, InvalidId, JobId};
 pub use outcome::{FailureClass, Outcome};
 pub use schedule::{RetrySchedule, ScheduleError};

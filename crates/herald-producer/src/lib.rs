@@ -21,9 +21,12 @@
 pub mod publish;
 pub mod verify;
 
+use std::sync::Arc;
+
 pub use herald_core::{EndpointId, JobId, Secret, SecretError};
 pub use herald_store::{Enqueued, NewJob, Store, StoreConfig, StoreError};
 pub use publish::Published;
+use tokio::sync::OnceCell;
 pub use verify::{Verifier, VerifyError};
 
 use serde::de::IgnoredAny;
@@ -43,6 +46,9 @@ pub enum ProduceError {
 #[derive(Debug, Clone)]
 pub struct Producer {
     store: Store,
+    /// Set once the namespace's key format and shard count were found to be this producer's
+    /// ([`Store::check`]): writing jobs another format's workers never read would lose them.
+    checked: Arc<OnceCell<()>>,
 }
 
 /// Checks that a payload is one JSON document.
@@ -55,7 +61,16 @@ pub fn check_payload(payload: &[u8]) -> Result<(), ProduceError> {
 impl Producer {
     /// A producer over an existing store handle.
     pub fn new(store: Store) -> Self {
-        Self { store }
+        Self {
+            store,
+            checked: Arc::default(),
+        }
+    }
+
+    /// Checks the namespace once, before the first job is written.
+    async fn check(&self) -> Result<(), ProduceError> {
+        self.checked.get_or_try_init(|| self.store.check()).await?;
+        Ok(())
     }
 
     /// A producer for the deployment at `redis_url` with this namespace and shard count.
@@ -83,6 +98,7 @@ impl Producer {
     /// Enqueues a job described in full (id, delay, idempotency key).
     pub async fn enqueue_job(&self, job: NewJob) -> Result<Enqueued, ProduceError> {
         check_payload(&job.payload)?;
+        self.check().await?;
         Ok(self.store.enqueue(&job).await?)
     }
 
@@ -95,6 +111,7 @@ impl Producer {
         for job in jobs {
             check_payload(&job.payload)?;
         }
+        self.check().await?;
         Ok(self.store.enqueue_batch(jobs).await?)
     }
 }

@@ -40,6 +40,7 @@ impl Producer {
             };
             jobs.push(NewJob::new(endpoint, payload.clone()));
         }
+        self.check().await?;
         let results = self.store().enqueue_batch(&jobs).await?;
         for (job, result) in jobs.iter().zip(results) {
             match result {

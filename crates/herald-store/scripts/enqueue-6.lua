@@ -1,17 +1,20 @@
 --[[
   enqueue-6.lua: add one delivery job to an endpoint's shard.
 
-  All keys live in the endpoint's shard and share its hash tag, e.g. for namespace "herald"
-  and shard 3: "herald:v1:{herald.3}:queue". The shard is FNV-1a-32(endpoint id) mod shards.
+  All keys live in the endpoint's shard and share its hash tag, e.g. for namespace "herald",
+  shard 3 and endpoint "dash-1": "herald:v2:{herald.3}:q:dash-1". The shard is
+  FNV-1a-32(endpoint id) mod shards.
 
-  KEYS[1]  queue      ZSET  job id -> next attempt time (ms since the Unix epoch, Redis clock)
+  KEYS[1]  q          ZSET  "<shard prefix>:q:<endpoint id>": the endpoint's queue, job id ->
+                      next attempt time (ms since the Unix epoch, Redis clock)
   KEYS[2]  jobs       HASH  job id -> job record (see below)
   KEYS[3]  endpoints  HASH  endpoint id -> endpoint JSON
   KEYS[4]  idem key   STRING "<shard prefix>:idem:<endpoint id>:<idempotency key>" -> job id;
                       only read or written when ARGV[5] is not empty (pass "<shard
                       prefix>:idem:" otherwise)
   KEYS[5]  disabled   HASH  endpoint id -> why and when it was disabled (JSON)
-  KEYS[6]  parked     ZSET  "<shard prefix>:parked:<endpoint id>": job id -> enqueued time (ms)
+  KEYS[6]  ready      ZSET  endpoint id -> when a claim may next serve it (ms); 1e15: the
+                      endpoint is at its in-flight limit (leave that score alone)
 
   ARGV[1]  job id: unique, 1..64 bytes of [0-9A-Za-z_-]; a ULID is recommended
   ARGV[2]  endpoint id: 1..128 bytes of [A-Za-z0-9._:-]; must exist in KEYS[3]
@@ -23,8 +26,9 @@
   Job record: "1 <attempts> <enqueued_ms> <endpoint id>\n<payload>", where 1 is the record
   format version and attempts counts the attempts made so far (0 here).
 
-  A job for a disabled endpoint is parked (KEYS[6]) instead of queued: it waits, spending no
-  attempt, until the endpoint is enabled again or its URL is set again.
+  The job goes into its endpoint's queue, and the endpoint into `ready` no later than the job's
+  due time. A job for a disabled endpoint is parked: it waits in the queue, spending no attempt,
+  and `ready` is left alone until the endpoint is enabled again or its URL is set again.
 
   Returns {1, job id, due_ms} when queued, {2, job id, 0} when parked, {0, first job id, 0}
   when the idempotency key was already used (nothing written), or {code} with a negative code:
@@ -65,10 +69,13 @@ redis.call('HSET', KEYS[2], id, '1 0 ' .. now .. ' ' .. endpoint .. '\n' .. payl
 if ARGV[5] ~= '' then
   redis.call('SET', KEYS[4], id, 'PX', math.floor(ttl))
 end
-if redis.call('HEXISTS', KEYS[5], endpoint) == 1 then
-  redis.call('ZADD', KEYS[6], now, id)
-  return {2, id, 0}
-end
 local due = now + math.floor(delay)
 redis.call('ZADD', KEYS[1], due, id)
+if redis.call('HEXISTS', KEYS[5], endpoint) == 1 then
+  return {2, id, 0}
+end
+local score = tonumber(redis.call('ZSCORE', KEYS[6], endpoint))
+if not score or (score > due and score < 1e15) then
+  redis.call('ZADD', KEYS[6], due, endpoint)
+end
 return {1, id, due}

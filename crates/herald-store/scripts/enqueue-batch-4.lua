@@ -7,17 +7,19 @@
   same id, the first one written wins and the second one answers -2.
 
   All keys live in the shard and share its hash tag, e.g. for namespace "herald" and shard 3:
-  "herald:v1:{herald.3}:queue". Every endpoint of the call must belong to that shard.
+  "herald:v2:{herald.3}:jobs". Every endpoint of the call must belong to that shard.
 
-  KEYS[1]    queue      ZSET  job id -> next attempt time (ms since the Unix epoch, Redis clock)
-  KEYS[2]    jobs       HASH  job id -> job record (see below)
-  KEYS[3]    endpoints  HASH  endpoint id -> endpoint JSON
-  KEYS[4]    disabled   HASH  endpoint id -> why and when it was disabled (JSON)
-  KEYS[4+k]  parked     ZSET  "<shard prefix>:parked:<endpoint k>": job id -> enqueued time (ms),
-                              one key for each endpoint of the call, k = 1 .. E (E = #KEYS - 4)
+  KEYS[1]    jobs       HASH  job id -> job record (see below)
+  KEYS[2]    endpoints  HASH  endpoint id -> endpoint JSON
+  KEYS[3]    disabled   HASH  endpoint id -> why and when it was disabled (JSON)
+  KEYS[4]    ready      ZSET  endpoint id -> when a claim may next serve it (ms); 1e15: the
+                              endpoint is at its in-flight limit (leave that score alone)
+  KEYS[4+k]  q          ZSET  "<shard prefix>:q:<endpoint k>": endpoint k's queue, job id ->
+                              next attempt time (ms since the Unix epoch, Redis clock), one key
+                              for each endpoint of the call, k = 1 .. E (E = #KEYS - 4)
 
-  ARGV[k]    endpoint k's id, k = 1 .. E, in the order of the parked keys: 1..128 bytes of
-             [A-Za-z0-9._:-]; must exist in KEYS[3]
+  ARGV[k]    endpoint k's id, k = 1 .. E, in the order of the queue keys: 1..128 bytes of
+             [A-Za-z0-9._:-]; must exist in KEYS[2]
   then 4 arguments per job, in order:
              job id: unique, 1..64 bytes of [0-9A-Za-z_-]; a ULID is recommended
              endpoint number k (1 .. E) of the job's endpoint
@@ -27,8 +29,10 @@
   Job record: "1 <attempts> <enqueued_ms> <endpoint id>\n<payload>", where 1 is the record
   format version and attempts counts the attempts made so far (0 here).
 
-  A job for a disabled endpoint is parked (its KEYS[4+k]) instead of queued: it waits, spending
-  no attempt, until the endpoint is enabled again or its URL is set again.
+  Each job goes into its endpoint's queue, and each endpoint into `ready` no later than its
+  earliest new job. A job for a disabled endpoint is parked: it waits in the queue, spending no
+  attempt, and `ready` is left alone until the endpoint is enabled again or its URL is set
+  again.
 
   Returns {now_ms, code of job 1, code of job 2, ...}, where now_ms is the Redis time of the
   enqueue and a code is:
@@ -72,7 +76,7 @@ local state, head = {}, {}
 if E > 0 then
   local ids = {}
   for k = 1, E do ids[k] = ARGV[k] end
-  local known, off = hmget(KEYS[3], ids), hmget(KEYS[4], ids)
+  local known, off = hmget(KEYS[2], ids), hmget(KEYS[3], ids)
   for k = 1, E do
     local ep = ids[k]
     if not string.match(ep, '^[A-Za-z0-9._:-]+$') or #ep > 128 then
@@ -119,8 +123,9 @@ for j = 1, n do
 end
 
 -- Second pass: write what is new.
-local exists = hmget(KEYS[2], cand_ids)
-local seen, records, queued, parked = {}, {}, {}, {}
+local exists = hmget(KEYS[1], cand_ids)
+-- Per endpoint k: its new queue entries and, when it is enabled, its earliest new due time.
+local seen, records, queued, earliest = {}, {}, {}, {}
 for c = 1, #cand do
   local j, id, k = cand[c], cand_ids[c], cand_k[c]
   if exists[c] or seen[id] then
@@ -129,23 +134,30 @@ for c = 1, #cand do
     seen[id] = true
     records[#records + 1] = id
     records[#records + 1] = head[k] .. ARGV[E + 4 * j - 1]
+    local due = cand_due[c]
+    local q = queued[k]
+    if not q then q = {}; queued[k] = q end
+    q[#q + 1] = due
+    q[#q + 1] = id
     if state[k] == 'p' then
-      local p = parked[k]
-      if not p then p = {}; parked[k] = p end
-      p[#p + 1] = now_s
-      p[#p + 1] = id
       reply[j + 1] = 2
     else
-      queued[#queued + 1] = cand_due[c]
-      queued[#queued + 1] = id
+      local d = tonumber(due)
+      if not earliest[k] or d < earliest[k] then earliest[k] = d end
       reply[j + 1] = 1
     end
   end
 end
 
-write('HSET', KEYS[2], records)
-write('ZADD', KEYS[1], queued)
-for k, p in pairs(parked) do
-  write('ZADD', KEYS[4 + k], p)
+write('HSET', KEYS[1], records)
+for k = 1, E do
+  if queued[k] then write('ZADD', KEYS[4 + k], queued[k]) end
+  local due = earliest[k]
+  if due then
+    local score = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[k]))
+    if not score or (score > due and score < 1e15) then
+      redis.call('ZADD', KEYS[4], due, ARGV[k])
+    end
+  end
 end
 return reply

@@ -1,16 +1,15 @@
 --[[
-  sweep-parked-3.lua: discard an endpoint's parked jobs that are older than the retry window
-  (counted from when they were first enqueued): they would have been discarded by now had the
-  endpoint stayed up.
+  sweep-parked-3.lua: discard the jobs of a disabled endpoint that have waited past the retry
+  window: those whose next attempt was due longer ago than the window.
 
-  KEYS[1]  parked  ZSET  "<shard prefix>:parked:<endpoint id>": job id -> enqueued time (ms)
+  KEYS[1]  q       ZSET  "<shard prefix>:q:<endpoint id>" of a disabled endpoint: its queue
   KEYS[2]  dead    ZSET  job id -> time it was discarded (ms)
   KEYS[3]  errors  HASH  job id -> last error
 
-  ARGV[1]  retry window in ms
+  ARGV[1]  the retry window in ms
   ARGV[2]  most jobs to discard in this call
 
-  Returns the number of jobs discarded.
+  The caller passes only queues of disabled endpoints. Returns the number of jobs discarded.
 ]]
 
 local t = redis.call('TIME')

@@ -1,12 +1,13 @@
 //! Inspection and administration: job counts by state, one job's whereabouts, and the
 //! dead-letter store (list, replay, purge).
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
 use serde::Serialize;
 
-use crate::lease::parse_lease;
+use crate::lease::{parse_lease, BLOCKED};
 use crate::record::JobRecord;
 use crate::store::Result;
 use crate::Store;
@@ -19,6 +20,8 @@ pub struct ShardStats {
     pub in_flight: u64,
     pub parked: u64,
     pub dead: u64,
+    /// Endpoints held back now: at their in-flight or adaptive limit, or paused.
+    pub held_back_endpoints: u64,
 }
 
 /// Job counts of the whole deployment.
@@ -109,47 +112,67 @@ impl Store {
         self.stats_on(&mut conn).await
     }
 
-    /// [`Store::stats`] on a connection of the caller's.
+    /// [`Store::stats`] on a connection of the caller's. Costs a few commands per endpoint,
+    /// pipelined: every endpoint has a queue of its own.
     pub async fn stats_on<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Stats> {
         let mut stats = Stats::default();
         for shard in 0..self.inner.shards {
             let k = self.keys(shard);
-            let (now, due, scheduled, in_flight, dead): (i64, u64, u64, u64, u64) = self
-                .inner
-                .scripts
-                .stats
-                .key(&k.queue)
-                .key(&k.inflight)
-                .key(&k.dead)
-                .invoke_async(conn)
-                .await?;
-            // Parked jobs belong to disabled endpoints only: resuming moves them all out.
-            let disabled: Vec<String> = redis::cmd("HKEYS")
-                .arg(&k.disabled)
+            let now = self.now_ms(conn).await?;
+            #[allow(clippy::type_complexity)]
+            let (endpoints, disabled, in_flight, dead, blocked, flows): (
+                Vec<String>,
+                HashSet<String>,
+                u64,
+                u64,
+                u64,
+                HashMap<String, String>,
+            ) = redis::pipe()
+                .hkeys(&k.endpoints)
+                .hkeys(&k.disabled)
+                .zcard(&k.inflight)
+                .zcard(&k.dead)
+                .zcount(&k.ready, BLOCKED, "+inf")
+                .hgetall(&k.flow)
                 .query_async(conn)
                 .await?;
-            let mut parked = 0;
-            if !disabled.is_empty() {
+            let mut s = ShardStats {
+                in_flight,
+                dead,
+                held_back_endpoints: blocked,
+                ..ShardStats::default()
+            };
+            for chunk in endpoints.chunks(500) {
                 let mut pipe = redis::pipe();
-                for e in &disabled {
-                    pipe.zcard(k.parked(e));
+                for e in chunk {
+                    pipe.zcount(k.queue(e), "-inf", now).zcard(k.queue(e));
                 }
                 let counts: Vec<u64> = pipe.query_async(conn).await?;
-                parked = counts.iter().sum();
+                for (e, c) in chunk.iter().zip(counts.chunks(2)) {
+                    if disabled.contains(e) {
+                        s.parked += c[1];
+                    } else {
+                        s.due += c[0];
+                        s.scheduled += c[1] - c[0];
+                    }
+                }
             }
-            let s = ShardStats {
-                due,
-                scheduled,
-                in_flight,
-                parked,
-                dead,
-            };
+            s.held_back_endpoints += flows
+                .values()
+                .filter(|f| {
+                    f.rsplit(' ')
+                        .next()
+                        .and_then(|p| p.parse::<i64>().ok())
+                        .is_some_and(|paused| paused > now)
+                })
+                .count() as u64;
             stats.now_ms = now;
-            stats.total.due += due;
-            stats.total.scheduled += scheduled;
-            stats.total.in_flight += in_flight;
-            stats.total.parked += parked;
-            stats.total.dead += dead;
+            stats.total.due += s.due;
+            stats.total.scheduled += s.scheduled;
+            stats.total.in_flight += s.in_flight;
+            stats.total.parked += s.parked;
+            stats.total.dead += s.dead;
+            stats.total.held_back_endpoints += s.held_back_endpoints;
             stats.disabled_endpoints += disabled.len() as u64;
             stats.shards.push(s);
         }
@@ -163,16 +186,14 @@ impl Store {
         for shard in 0..self.inner.shards {
             let k = self.keys(shard);
             #[allow(clippy::type_complexity)]
-            let (raw, queued, inflight, dead, last_error, lease): (
+            let (raw, inflight, dead, last_error, lease): (
                 Option<Vec<u8>>,
-                Option<f64>,
                 Option<f64>,
                 Option<f64>,
                 Option<String>,
                 Option<String>,
             ) = redis::pipe()
                 .hget(&k.jobs, id)
-                .zscore(&k.queue, id)
                 .zscore(&k.inflight, id)
                 .zscore(&k.dead, id)
                 .hget(&k.errors, id)
@@ -180,23 +201,22 @@ impl Store {
                 .query_async(&mut conn)
                 .await?;
             let Some(raw) = raw else { continue };
-            let parked = match JobRecord::parse(&raw) {
-                Some(r) => {
-                    let score: Option<f64> = redis::cmd("ZSCORE")
-                        .arg(k.parked(&r.endpoint))
-                        .arg(id)
+            let (queued, disabled) = match JobRecord::endpoint_of(&raw) {
+                Some(endpoint) => {
+                    redis::pipe()
+                        .zscore(k.queue(&endpoint), id)
+                        .hexists(&k.disabled, &endpoint)
                         .query_async(&mut conn)
-                        .await?;
-                    score.is_some()
+                        .await?
                 }
-                None => false,
+                None => (None, false),
             };
-            let state = match (queued, inflight, dead, parked) {
+            let state = match (queued, inflight, dead) {
+                (Some(_), ..) if disabled => JobState::Parked,
                 (Some(at), ..) if at as i64 <= now => JobState::Due,
                 (Some(_), ..) => JobState::Scheduled,
-                (_, Some(_), ..) => JobState::InFlight,
-                (_, _, Some(_), _) => JobState::Dead,
-                (.., true) => JobState::Parked,
+                (_, Some(_), _) => JobState::InFlight,
+                (.., Some(_)) => JobState::Dead,
                 _ => JobState::Orphaned,
             };
             let found = Found {
@@ -284,17 +304,29 @@ impl Store {
         ids: &[String],
     ) -> Result<u64> {
         let k = self.keys(shard);
-        let flags: Vec<i64> = self
-            .inner
-            .scripts
-            .replay
-            .key(&k.dead)
-            .key(&k.queue)
+        // The script needs each job's queue key, so its endpoint is read from its record first.
+        let records: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(&k.jobs)
+            .arg(ids)
+            .query_async(conn)
+            .await?;
+        let mut call = self.inner.scripts.replay.prepare_invoke();
+        call.key(&k.dead)
             .key(&k.jobs)
             .key(&k.errors)
-            .arg(ids)
-            .invoke_async(conn)
-            .await?;
+            .key(&k.ready)
+            .key(&k.disabled);
+        let mut any = false;
+        for (id, record) in ids.iter().zip(records) {
+            if let Some(endpoint) = record.as_deref().and_then(JobRecord::endpoint_of) {
+                call.key(k.queue(&endpoint)).arg(id).arg(endpoint);
+                any = true;
+            }
+        }
+        if !any {
+            return Ok(0);
+        }
+        let flags: Vec<i64> = call.invoke_async(conn).await?;
         let replayed = flags.iter().filter(|f| **f == 1).count() as u64;
         if replayed > 0 {
             let now = self.now_ms(conn).await?;

@@ -1,17 +1,18 @@
-//! Endpoints (one webhook per dashboard) and their subscriptions: configuration, enabled and
-//! disabled state, strikes, parked jobs, the attempt log, and who subscribes to which service.
+//! Endpoints (one webhook per dashboard) and their subscriptions: configuration, flow control
+//! (in-flight limit, rate, adaptive limit, pause), enabled and disabled state, strikes, parked
+//! jobs, the attempt log, and who subscribes to which service.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use herald_core::{EndpointId, Subscription};
+use herald_core::{EndpointId, Rate, Subscription, DEFAULT_MAX_IN_FLIGHT};
 use serde::{Deserialize, Serialize};
 
 use crate::store::{protocol, Result};
 use crate::{Store, StoreError};
 
-/// Parked jobs moved per script call when an endpoint is resumed or deleted.
-const PARKED_BATCH: u64 = 1000;
+/// Queued jobs moved per script call when an endpoint is deleted.
+const DELETE_BATCH: u64 = 1000;
 
 /// A signing secret of an endpoint (`whsec_…`), with the time it stops signing (rotation).
 /// Its `Debug` output leaves the secret out.
@@ -41,6 +42,78 @@ pub struct EndpointRecord {
     pub secrets: Vec<EndpointSecret>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Most deliveries in flight at once across the fleet; [`DEFAULT_MAX_IN_FLIGHT`] if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Most deliveries per second, minute or hour across the fleet; none if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<Rate>,
+}
+
+impl EndpointRecord {
+    /// The in-flight limit in force when nothing holds the endpoint back.
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)
+    }
+
+    /// The flow settings as `resume-7.lua` takes them: `<max> <interval_ms> <burst>`.
+    fn flow_settings(&self) -> String {
+        match &self.rate {
+            Some(rate) => format!(
+                "{} {} {}",
+                self.max_in_flight(),
+                rate.interval_ms(),
+                rate.burst()
+            ),
+            None => format!("{} 0 1", self.max_in_flight()),
+        }
+    }
+}
+
+/// A change of an endpoint's flow settings; `None` keeps what is set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowChange {
+    pub max_in_flight: Option<u32>,
+    /// `Some(None)` removes the rate limit.
+    pub rate: Option<Option<Rate>>,
+}
+
+/// An endpoint's flow control as it stands.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    /// The configured in-flight limit.
+    pub max_in_flight: u32,
+    /// The adaptive limit in force (1 ..= `max_in_flight`): lower while the receiver struggles.
+    pub current_limit: u32,
+    /// Deliveries in flight now, fleet-wide.
+    pub in_flight: u64,
+    pub rate: Option<Rate>,
+    /// Until when a `Retry-After` pauses the endpoint (ms), if it does now.
+    pub paused_until_ms: Option<i64>,
+}
+
+impl Limits {
+    /// Reads a `flow` hash entry (`<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms>
+    /// <paused_ms>`, see `scripts/prelude/flow.lua`).
+    fn parse(record: &EndpointRecord, flow: Option<&str>, in_flight: u64, now_ms: i64) -> Self {
+        let fields: Vec<f64> = flow
+            .unwrap_or_default()
+            .split(' ')
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let max = record.max_in_flight();
+        let (cwnd, paused) = match fields.as_slice() {
+            [_, _, _, cwnd, _, _, paused] => (*cwnd, *paused as i64),
+            _ => (f64::from(max), 0),
+        };
+        Limits {
+            max_in_flight: max,
+            current_limit: (cwnd.floor() as u32).clamp(1, max),
+            in_flight,
+            rate: record.rate,
+            paused_until_ms: (paused > now_ms).then_some(paused),
+        }
+    }
 }
 
 /// Why and when an endpoint was disabled.
@@ -63,8 +136,11 @@ pub struct EndpointState {
     pub disabled: Option<Disabled>,
     /// Consecutive failed attempts that count as strikes.
     pub strikes: u32,
-    /// Jobs waiting while the endpoint is disabled.
+    /// Jobs in its queue (due, scheduled or parked).
+    pub queued: u64,
+    /// Jobs waiting while the endpoint is disabled (its queue then; 0 while it is enabled).
     pub parked: u64,
+    pub limits: Limits,
     /// How many signing secrets are active.
     pub active_secrets: usize,
     pub created_at_ms: i64,
@@ -90,7 +166,8 @@ pub struct EndpointSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct SetEndpoint {
     pub created: bool,
-    /// Parked jobs made due again by this re-activation.
+    /// Jobs in its queue, which claims serve again (parked ones of a disabled endpoint
+    /// included).
     pub resumed: u64,
     pub record: EndpointRecord,
 }
@@ -104,13 +181,27 @@ fn unreadable(id: &str, source: serde_json::Error) -> StoreError {
 
 impl Store {
     /// Creates or replaces an endpoint's URL (validated by the caller) and, when `secret` is
-    /// given, its signing secret; keeps the existing secrets otherwise. Re-activates a disabled
-    /// endpoint: its parked jobs are due again at once.
+    /// given, its signing secret; keeps the existing secrets and flow settings otherwise.
+    /// Re-activates a disabled endpoint: its parked jobs are served again, those already due at
+    /// once.
     pub async fn set_endpoint(
         &self,
         id: &EndpointId,
         url: &str,
         secret: Option<String>,
+    ) -> Result<SetEndpoint> {
+        self.set_endpoint_with(id, url, secret, FlowChange::default())
+            .await
+    }
+
+    /// [`Store::set_endpoint`], changing its flow settings too. Setting an endpoint starts its
+    /// adaptive limit at the configured maximum and ends a pause.
+    pub async fn set_endpoint_with(
+        &self,
+        id: &EndpointId,
+        url: &str,
+        secret: Option<String>,
+        flow: FlowChange,
     ) -> Result<SetEndpoint> {
         let mut conn = self.conn().await?;
         let now = self.now_ms(&mut conn).await?;
@@ -127,9 +218,15 @@ impl Store {
             },
             created_at_ms: existing.as_ref().map_or(now, |e| e.created_at_ms),
             updated_at_ms: now,
+            max_in_flight: flow
+                .max_in_flight
+                .or_else(|| existing.as_ref().and_then(|e| e.max_in_flight)),
+            rate: flow
+                .rate
+                .unwrap_or_else(|| existing.as_ref().and_then(|e| e.rate)),
         };
         let json = serde_json::to_string(&record).expect("endpoint record serialises");
-        let (created, resumed) = self.resume(id, &json).await?;
+        let (created, resumed) = self.resume(id, &json, &record.flow_settings()).await?;
         Ok(SetEndpoint {
             created,
             resumed,
@@ -137,46 +234,38 @@ impl Store {
         })
     }
 
-    /// Enables an endpoint; its parked jobs are due again at once, attempt counts kept.
-    /// Returns how many parked jobs were resumed.
+    /// Enables an endpoint; its parked jobs are served again (those already due at once),
+    /// attempt counts kept. Returns how many jobs its queue holds.
     pub async fn enable_endpoint(&self, id: &EndpointId) -> Result<u64> {
-        Ok(self.resume(id, "").await?.1)
+        Ok(self.resume(id, "", "").await?.1)
     }
 
-    async fn resume(&self, id: &EndpointId, json: &str) -> Result<(bool, u64)> {
+    /// Runs `resume-7.lua`: stores `json` and `flow` (unless empty), clears the disabled state,
+    /// and puts the endpoint's queue back in the claims' way.
+    async fn resume(&self, id: &EndpointId, json: &str, flow: &str) -> Result<(bool, u64)> {
         let mut conn = self.conn().await?;
         let k = self.keys_of(id);
-        let mut json = json.to_owned();
-        let (mut created, mut moved) = (false, 0);
-        loop {
-            let reply: Vec<i64> = self
-                .inner
-                .scripts
-                .resume
-                .key(&k.endpoints)
-                .key(&k.disabled)
-                .key(&k.strikes)
-                .key(&k.deleted)
-                .key(&k.queue)
-                .key(k.parked(id.as_str()))
-                .arg(id.as_str())
-                .arg(&json)
-                .arg(PARKED_BATCH)
-                .invoke_async(&mut conn)
-                .await?;
-            match reply.as_slice() {
-                [-1] => return Err(StoreError::UnknownEndpoint(id.to_string())),
-                [c, m, remaining] => {
-                    created |= *c == 1;
-                    moved += *m as u64;
-                    json.clear();
-                    if *remaining == 0 {
-                        break;
-                    }
-                }
-                other => return Err(protocol("resume", format!("{other:?}"))),
-            }
-        }
+        let reply: Vec<i64> = self
+            .inner
+            .scripts
+            .resume
+            .key(&k.endpoints)
+            .key(&k.disabled)
+            .key(&k.strikes)
+            .key(&k.deleted)
+            .key(&k.ready)
+            .key(&k.flow)
+            .key(k.queue(id.as_str()))
+            .arg(id.as_str())
+            .arg(json)
+            .arg(flow)
+            .invoke_async(&mut conn)
+            .await?;
+        let (created, moved) = match reply.as_slice() {
+            [-1] => return Err(StoreError::UnknownEndpoint(id.to_string())),
+            [c, queued] => (*c == 1, *queued as u64),
+            other => return Err(protocol("resume", format!("{other:?}"))),
+        };
         if moved > 0 {
             let now = self.now_ms(&mut conn).await?;
             self.wake(&mut conn, self.shard_of(id), now).await?;
@@ -204,8 +293,8 @@ impl Store {
         }
     }
 
-    /// Deletes an endpoint and its subscriptions. Its parked jobs go to the dead-letter store
-    /// now, its queued ones as they come due. Returns how many parked jobs were discarded.
+    /// Deletes an endpoint and its subscriptions. Its queued jobs go to the dead-letter store
+    /// now, those in flight when they settle. Returns how many queued jobs were discarded.
     pub async fn delete_endpoint(&self, id: &EndpointId) -> Result<u64> {
         let mut conn = self.conn().await?;
         let k = self.keys_of(id);
@@ -233,13 +322,16 @@ impl Store {
                 .key(&k.disabled)
                 .key(&k.strikes)
                 .key(&k.deleted)
-                .key(k.parked(id.as_str()))
+                .key(k.queue(id.as_str()))
                 .key(&k.dead)
                 .key(&k.errors)
                 .key(k.attempts(id.as_str()))
                 .key(k.subscriptions(id.as_str()))
+                .key(&k.ready)
+                .key(&k.flow)
+                .key(&k.busy)
                 .arg(id.as_str())
-                .arg(PARKED_BATCH)
+                .arg(DELETE_BATCH)
                 .invoke_async(&mut conn)
                 .await?;
             match reply.as_slice() {
@@ -290,18 +382,22 @@ impl Store {
         let k = self.keys_of(id);
         let e = id.as_str();
         #[allow(clippy::type_complexity)]
-        let (raw, disabled, strikes, parked, subs, attempts): (
+        let (raw, disabled, strikes, queued, flow, in_flight, subs, attempts): (
             Option<Vec<u8>>,
             Option<Vec<u8>>,
             Option<u32>,
             u64,
+            Option<String>,
+            Option<i64>,
             BTreeMap<String, String>,
             Vec<String>,
         ) = redis::pipe()
             .hget(&k.endpoints, e)
             .hget(&k.disabled, e)
             .hget(&k.strikes, e)
-            .zcard(k.parked(e))
+            .zcard(k.queue(e))
+            .hget(&k.flow, e)
+            .hget(&k.busy, e)
             .hgetall(k.subscriptions(e))
             .lrange(k.attempts(e), 0, -1)
             .query_async(&mut conn)
@@ -312,13 +408,21 @@ impl Store {
         let disabled: Option<Disabled> = disabled
             .map(|d| serde_json::from_slice(&d).map_err(|err| unreadable(e, err)))
             .transpose()?;
+        let limits = Limits::parse(
+            &record,
+            flow.as_deref(),
+            in_flight.unwrap_or(0).max(0) as u64,
+            now_ms,
+        );
         Ok(Some(EndpointState {
             id: e.to_owned(),
             url: record.url.clone(),
             enabled: disabled.is_none(),
+            parked: if disabled.is_some() { queued } else { 0 },
             disabled,
             strikes: strikes.unwrap_or(0),
-            parked,
+            queued,
+            limits,
             active_secrets: record
                 .secrets
                 .iter()

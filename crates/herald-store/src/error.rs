@@ -31,6 +31,13 @@ pub enum StoreError {
         stored: u16,
         configured: u16,
     },
+    /// The namespace holds data of another key format than this process's.
+    #[error("namespace {namespace:?} holds herald data of format {stored}, but this herald reads and writes format {ours}: run a herald of format {stored} against it, or use another namespace (HERALD_NAMESPACE) for this one")]
+    FormatMismatch {
+        namespace: String,
+        stored: String,
+        ours: u32,
+    },
     /// A script answered something its contract does not allow.
     #[error("unexpected reply from script {script}: {detail}")]
     Protocol {

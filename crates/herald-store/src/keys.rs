@@ -1,12 +1,16 @@
 //! The key layout. Every key starts with the namespace and the format version, and every key of
-//! a shard carries the shard's hash tag: `<ns>:v1:{<ns>.<shard>}:<name>`.
+//! a shard carries the shard's hash tag: `<ns>:v2:{<ns>.<shard>}:<name>`.
 //!
 //! Bumping [`FORMAT`] is how an incompatible change of layout or record format is made:
 //! workers of the new version read keys that old producers never write, so a migration must be
-//! run in between (none exists yet: this is format 1).
+//! run in between. The namespace's format key ([`Namespace::format_key`], outside any version)
+//! says which format a namespace holds, and every process refuses to run against another one.
 
 /// The key format version.
-pub const FORMAT: &str = "v1";
+pub const FORMAT: &str = "v2";
+
+/// [`FORMAT`] as the namespace's format key holds it.
+pub const FORMAT_NUMBER: u32 = 2;
 
 /// A key prefix that isolates one deployment (`HERALD_NAMESPACE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +50,17 @@ impl Namespace {
         format!("{}:{FORMAT}:wake", self.name)
     }
 
+    /// `STRING`: the key format this namespace holds (`2`), outside any version so that a
+    /// process of any format can read it and refuse to run against data of another.
+    pub fn format_key(&self) -> String {
+        format!("{}:format", self.name)
+    }
+
+    /// The settings hash of format 1, which format-1 processes check at start.
+    pub fn v1_meta_key(&self) -> String {
+        format!("{}:v1:meta", self.name)
+    }
+
     /// `HASH` of deployment-wide settings (`shards`), checked by every process at start.
     pub fn meta_key(&self) -> String {
         format!("{}:{FORMAT}:meta", self.name)
@@ -68,7 +83,9 @@ impl Namespace {
 pub struct ShardKeys {
     pub shard: u16,
     prefix: String,
-    pub queue: String,
+    pub ready: String,
+    pub busy: String,
+    pub flow: String,
     pub inflight: String,
     pub leases: String,
     pub jobs: String,
@@ -87,7 +104,9 @@ impl ShardKeys {
         let key = |name: &str| format!("{prefix}:{name}");
         Self {
             shard,
-            queue: key("queue"),
+            ready: key("ready"),
+            busy: key("busy"),
+            flow: key("flow"),
             inflight: key("inflight"),
             leases: key("leases"),
             jobs: key("jobs"),
@@ -111,9 +130,10 @@ impl ShardKeys {
         }
     }
 
-    /// `ZSET job id -> enqueued ms`: the jobs waiting while an endpoint is disabled.
-    pub fn parked(&self, endpoint: &str) -> String {
-        format!("{}:parked:{endpoint}", self.prefix)
+    /// `ZSET job id -> next attempt ms`: an endpoint's queue (due, scheduled, and parked while
+    /// the endpoint is disabled).
+    pub fn queue(&self, endpoint: &str) -> String {
+        format!("{}:q:{endpoint}", self.prefix)
     }
 
     /// `LIST` of an endpoint's latest attempts (JSON), newest first.
@@ -134,13 +154,15 @@ mod tests {
     #[test]
     fn shard_keys_share_one_hash_tag() {
         let keys = Namespace::new("herald").unwrap().shard(3);
-        assert_eq!(keys.queue, "herald:v1:{herald.3}:queue");
+        assert_eq!(keys.queue("dash-1"), "herald:v2:{herald.3}:q:dash-1");
         assert_eq!(
             keys.idempotency(Some(("dash-1", "k1"))),
-            "herald:v1:{herald.3}:idem:dash-1:k1"
+            "herald:v2:{herald.3}:idem:dash-1:k1"
         );
         for k in [
-            &keys.queue,
+            &keys.ready,
+            &keys.busy,
+            &keys.flow,
             &keys.inflight,
             &keys.leases,
             &keys.jobs,
@@ -151,7 +173,7 @@ mod tests {
             &keys.disabled,
             &keys.strikes,
             &keys.deleted,
-            &keys.parked("e"),
+            &keys.queue("e"),
             &keys.attempts("e"),
             &keys.subscriptions("e"),
         ] {

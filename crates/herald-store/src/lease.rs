@@ -1,6 +1,7 @@
-//! The worker's side of the store: claiming due jobs under a lease, settling them (acknowledge,
-//! retry, discard, park, hand back) with their fencing token, waiting for wake-up hints, and the
-//! periodic housekeeping (dead-letter bounds, parked jobs past the retry window).
+//! The worker's side of the store: claiming due jobs under a lease, endpoint by endpoint within
+//! their flow control, settling them (acknowledge, retry, discard, hand back) with their fencing
+//! token, taking back expired leases, waiting for wake-up hints, and the periodic housekeeping
+//! (dead-letter bounds, parked jobs past the retry window).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,8 +23,7 @@ pub struct ClaimedJob {
     pub id: String,
     /// The fencing token of this lease; settling needs it (with `attempts`).
     pub token: u64,
-    /// The attempt this lease is for, counted from 1 (1 on the first attempt); for a job of a
-    /// disabled endpoint, the attempts so far (nothing is attempted).
+    /// The attempt this lease is for, counted from 1 (1 on the first attempt).
     pub attempts: u32,
     pub enqueued_ms: i64,
     pub endpoint: String,
@@ -31,8 +31,19 @@ pub struct ClaimedJob {
     /// jobs of one claim that have the same endpoint.
     pub endpoint_json: Arc<[u8]>,
     pub payload: Vec<u8>,
-    /// The endpoint is disabled: park the job ([`Settle::Park`]) instead of delivering it.
-    pub endpoint_disabled: bool,
+}
+
+/// Endpoints a claim held back with due work, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// At their configured in-flight limit.
+    pub in_flight: u64,
+    /// At their adaptive limit, below the configured one.
+    pub adaptive: u64,
+    /// Out of rate.
+    pub rate: u64,
+    /// Paused by a `Retry-After`.
+    pub pause: u64,
 }
 
 /// The answer of one claim call.
@@ -40,16 +51,29 @@ pub struct ClaimedJob {
 pub struct Claim {
     /// Redis time of the claim (ms).
     pub now_ms: i64,
-    /// When the shard's next queued job is due (ms), if any is queued.
-    pub next_due_ms: Option<i64>,
+    /// When the shard's next endpoint may be served (ms), if any may be by time alone (an
+    /// endpoint at its in-flight limit waits for a settlement instead).
+    pub next_ready_ms: Option<i64>,
     /// The shard's earliest lease deadline (ms), if any job is in flight.
     pub next_lease_deadline_ms: Option<i64>,
-    /// Expired leases handled by this call.
-    pub expired: u64,
-    /// Jobs sent to the dead-letter store by this call (unreadable, unknown endpoint, lease
-    /// expired on the last attempt).
+    /// Jobs sent to the dead-letter store by this call (unreadable, endpoint deleted).
     pub discarded: u64,
+    pub held: Held,
+    /// The endpoints whose turn has come, oldest first: what the next claim of this shard
+    /// should name.
+    pub candidates: Vec<String>,
     pub jobs: Vec<ClaimedJob>,
+}
+
+/// What taking back expired leases did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expired {
+    /// Leases taken back.
+    pub expired: u64,
+    /// Of those, jobs sent to the dead-letter store (it was their last attempt).
+    pub discarded: u64,
+    /// Endpoints that were at their in-flight limit and may be served again.
+    pub unblocked: u64,
 }
 
 /// How a leased job is settled.
@@ -61,8 +85,6 @@ pub enum Settle {
     Retry { delay: Duration, error: String },
     /// Failed for good: into the dead-letter store.
     Discard { reason: String },
-    /// Its endpoint is disabled: set aside until the endpoint is enabled, no attempt spent.
-    Park,
     /// Not attempted after all (shutdown): due again at once, attempt not counted.
     Release,
 }
@@ -90,6 +112,12 @@ pub struct Settlement {
     pub endpoint: String,
     pub action: Settle,
     pub strike: Strike,
+    /// The attempt showed the receiver struggling (timeout, 5xx, 429): the Redis time of its
+    /// claim, so that one wave of failures cuts the endpoint's adaptive limit once.
+    pub congestion: Option<i64>,
+    /// The receiver asked for a pause (`Retry-After` on 429 or 503): the endpoint's whole queue
+    /// waits this long.
+    pub pause: Option<Duration>,
     /// The attempt log entry (JSON), if this attempt is to be logged.
     pub log_entry: Option<String>,
 }
@@ -103,6 +131,9 @@ pub struct SettleReport {
     pub disabled: Vec<String>,
     /// The earliest retry time set by this call (ms), if any.
     pub next_due_ms: Option<i64>,
+    /// Endpoints that were at their in-flight limit and may be served again: the shard is
+    /// worth a claim.
+    pub unblocked: u64,
 }
 
 /// A lease as `leases` holds it and the settling scripts compare it: `<token> <attempt>`.
@@ -116,33 +147,45 @@ pub(crate) fn parse_lease(text: &str) -> Option<(u64, u32)> {
     Some((token.parse().ok()?, attempt.parse().ok()?))
 }
 
-fn flags(reply: &[i64], n: usize, script: &'static str) -> Result<()> {
-    if reply.len() == n {
-        Ok(())
+/// The `ready` score of an endpoint at its in-flight limit (`BLOCKED` in the scripts).
+pub(crate) const BLOCKED: f64 = 1e15;
+
+/// Fewest candidates a claim asks for, whatever its batch.
+const MIN_CANDIDATES: usize = 16;
+
+/// Checks a settling script's reply: `head` leading values, then one flag per job.
+fn with_head(reply: Vec<i64>, head: usize, n: usize, script: &'static str) -> Result<Vec<i64>> {
+    if reply.len() == head + n {
+        Ok(reply)
     } else {
         Err(protocol(
             script,
-            format!("{} flags for {n} jobs", reply.len()),
+            format!(
+                "{} values for {n} jobs and {head} leading ones",
+                reply.len()
+            ),
         ))
     }
 }
 
 impl Store {
-    /// Leases up to `max` due jobs of one shard, after putting back expired leases.
+    /// Leases up to `max` due jobs of one shard, serving the `candidates` endpoints (those the
+    /// previous claim of this shard answered) endpoint by endpoint. `default_max_in_flight` is
+    /// the limit of an endpoint without flow settings.
     pub async fn claim<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         shard: u16,
         max: usize,
         lease: Duration,
-        max_attempts: u32,
+        candidates: &[String],
+        default_max_in_flight: u32,
     ) -> Result<Claim> {
         let k = self.keys(shard);
-        let reply: Vec<Value> = self
-            .inner
-            .scripts
-            .claim
-            .key(&k.queue)
+        let mut call = self.inner.scripts.claim.prepare_invoke();
+        call.key(&k.ready)
+            .key(&k.busy)
+            .key(&k.flow)
             .key(&k.inflight)
             .key(&k.leases)
             .key(&k.jobs)
@@ -154,21 +197,80 @@ impl Store {
             .key(&k.deleted)
             .arg(max)
             .arg(lease.as_millis() as u64)
-            .arg(max_attempts)
-            .arg(100)
-            .invoke_async(conn)
-            .await?;
+            .arg(default_max_in_flight)
+            .arg(max.max(MIN_CANDIDATES));
+        for endpoint in candidates {
+            call.key(k.queue(endpoint)).arg(endpoint);
+        }
+        let reply: Vec<Value> = call.invoke_async(conn).await?;
         parse_claim(reply)
     }
 
+    /// Takes back the leases of one shard that expired by `now_ms` (Redis time), at most 100
+    /// per call: each counts as a failed attempt, and its job is due again at once, or dead
+    /// when that was its last attempt.
+    pub async fn expire<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        shard: u16,
+        now_ms: i64,
+        max_attempts: u32,
+    ) -> Result<Expired> {
+        let k = self.keys(shard);
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(&k.inflight)
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(100)
+            .query_async(conn)
+            .await?;
+        if ids.is_empty() {
+            return Ok(Expired::default());
+        }
+        let records: Vec<Option<Vec<u8>>> = redis::cmd("HMGET")
+            .arg(&k.jobs)
+            .arg(&ids)
+            .query_async(conn)
+            .await?;
+        let mut call = self.inner.scripts.expire.prepare_invoke();
+        call.key(&k.inflight)
+            .key(&k.leases)
+            .key(&k.jobs)
+            .key(&k.errors)
+            .key(&k.dead)
+            .key(&k.busy)
+            .key(&k.ready)
+            .key(&k.disabled)
+            .arg(max_attempts);
+        for (id, record) in ids.iter().zip(records) {
+            // A job without a readable record only loses its lease; any queue key of the shard
+            // does for it.
+            let endpoint = record
+                .as_deref()
+                .and_then(JobRecord::endpoint_of)
+                .unwrap_or_default();
+            call.key(k.queue(&endpoint)).arg(id).arg(endpoint);
+        }
+        let (expired, discarded, unblocked): (u64, u64, u64) = call.invoke_async(conn).await?;
+        Ok(Expired {
+            expired,
+            discarded,
+            unblocked,
+        })
+    }
+
     /// Settles leased jobs of one shard: one script call per kind of settlement present.
-    /// `disable_after` is the strike count that disables an endpoint.
+    /// `disable_after` is the strike count that disables an endpoint; `default_max_in_flight`
+    /// the limit of an endpoint without flow settings.
     pub async fn settle<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         shard: u16,
         items: &[Settlement],
         disable_after: u32,
+        default_max_in_flight: u32,
     ) -> Result<SettleReport> {
         let k = self.keys(shard);
         let s = &self.inner.scripts;
@@ -176,10 +278,9 @@ impl Store {
             applied: vec![false; items.len()],
             ..SettleReport::default()
         };
-        let (mut acks, mut fails, mut parks, mut releases) = (
+        let (mut acks, mut fails, mut releases) = (
             s.ack.prepare_invoke(),
             s.fail.prepare_invoke(),
-            s.park.prepare_invoke(),
             s.release.prepare_invoke(),
         );
         acks.key(&k.inflight)
@@ -187,23 +288,32 @@ impl Store {
             .key(&k.jobs)
             .key(&k.errors)
             .key(&k.strikes)
+            .key(&k.busy)
+            .key(&k.ready)
+            .key(&k.flow)
             .arg(ATTEMPT_LOG_LEN);
         fails
             .key(&k.inflight)
             .key(&k.leases)
-            .key(&k.queue)
+            .key(&k.jobs)
             .key(&k.errors)
             .key(&k.dead)
             .key(&k.strikes)
             .key(&k.disabled)
-            .key(&k.jobs)
+            .key(&k.busy)
+            .key(&k.ready)
+            .key(&k.flow)
             .arg(disable_after)
-            .arg(ATTEMPT_LOG_LEN);
-        parks.key(&k.inflight).key(&k.leases).key(&k.jobs);
-        releases.key(&k.inflight).key(&k.leases).key(&k.queue);
-        let mut index: [Vec<usize>; 4] = Default::default();
+            .arg(ATTEMPT_LOG_LEN)
+            .arg(default_max_in_flight);
+        releases
+            .key(&k.inflight)
+            .key(&k.leases)
+            .key(&k.busy)
+            .key(&k.ready)
+            .key(&k.disabled);
+        let mut index: [Vec<usize>; 3] = Default::default();
         for (i, item) in items.iter().enumerate() {
-            let log_key = k.attempts(&item.endpoint);
             let lease = lease_text(item.token, item.attempt);
             let entry = item.log_entry.as_deref().unwrap_or("");
             let strike = match item.strike {
@@ -213,19 +323,22 @@ impl Store {
             };
             let mut fail = |delay: i64, error: &str| {
                 fails
-                    .key(&log_key)
+                    .key(k.queue(&item.endpoint))
+                    .key(k.attempts(&item.endpoint))
                     .arg(&item.id)
                     .arg(&lease)
                     .arg(delay)
                     .arg(error)
                     .arg(&item.endpoint)
                     .arg(strike)
-                    .arg(entry);
+                    .arg(entry)
+                    .arg(item.congestion.unwrap_or(0).max(0))
+                    .arg(item.pause.map_or(0, |d| d.as_millis() as u64));
                 index[1].push(i);
             };
             match &item.action {
                 Settle::Ack => {
-                    acks.key(&log_key)
+                    acks.key(k.attempts(&item.endpoint))
                         .arg(&item.id)
                         .arg(&lease)
                         .arg(&item.endpoint)
@@ -234,53 +347,42 @@ impl Store {
                 }
                 Settle::Retry { delay, error } => fail(delay.as_millis() as i64, error),
                 Settle::Discard { reason } => fail(-1, reason),
-                Settle::Park => {
-                    parks
-                        .key(k.parked(&item.endpoint))
-                        .arg(&item.id)
-                        .arg(&lease);
-                    index[2].push(i);
-                }
                 Settle::Release => {
-                    releases.arg(&item.id).arg(&lease);
-                    index[3].push(i);
+                    releases
+                        .key(k.queue(&item.endpoint))
+                        .arg(&item.id)
+                        .arg(&lease)
+                        .arg(&item.endpoint);
+                    index[2].push(i);
                 }
             }
         }
         if !index[0].is_empty() {
             let reply: Vec<i64> = acks.invoke_async(conn).await?;
-            flags(&reply, index[0].len(), "ack")?;
-            for (i, f) in index[0].iter().zip(reply) {
-                report.applied[*i] = f == 1;
+            let flags = with_head(reply, 1, index[0].len(), "ack")?;
+            report.unblocked += flags[0].max(0) as u64;
+            for (i, f) in index[0].iter().zip(&flags[1..]) {
+                report.applied[*i] = *f == 1;
             }
         }
         if !index[1].is_empty() {
-            let mut reply: Vec<i64> = fails.invoke_async(conn).await?;
-            if reply.is_empty() {
-                return Err(protocol("fail", "empty reply"));
-            }
-            let next = reply.remove(0);
-            report.next_due_ms = (next >= 0).then_some(next);
-            flags(&reply, index[1].len(), "fail")?;
-            for (i, f) in index[1].iter().zip(reply) {
-                report.applied[*i] = f >= 1;
-                if f == 2 {
+            let reply: Vec<i64> = fails.invoke_async(conn).await?;
+            let flags = with_head(reply, 2, index[1].len(), "fail")?;
+            report.next_due_ms = (flags[0] >= 0).then_some(flags[0]);
+            report.unblocked += flags[1].max(0) as u64;
+            for (i, f) in index[1].iter().zip(&flags[2..]) {
+                report.applied[*i] = *f >= 1;
+                if *f == 2 {
                     report.disabled.push(items[*i].endpoint.clone());
                 }
             }
         }
         if !index[2].is_empty() {
-            let reply: Vec<i64> = parks.invoke_async(conn).await?;
-            flags(&reply, index[2].len(), "park")?;
-            for (i, f) in index[2].iter().zip(reply) {
-                report.applied[*i] = f == 1;
-            }
-        }
-        if !index[3].is_empty() {
             let reply: Vec<i64> = releases.invoke_async(conn).await?;
-            flags(&reply, index[3].len(), "release")?;
-            for (i, f) in index[3].iter().zip(reply) {
-                report.applied[*i] = f == 1;
+            let flags = with_head(reply, 1, index[2].len(), "release")?;
+            report.unblocked += flags[0].max(0) as u64;
+            for (i, f) in index[2].iter().zip(&flags[1..]) {
+                report.applied[*i] = *f == 1;
             }
         }
         Ok(report)
@@ -361,7 +463,7 @@ impl Store {
                     .inner
                     .scripts
                     .sweep_parked
-                    .key(k.parked(&endpoint))
+                    .key(k.queue(&endpoint))
                     .key(&k.dead)
                     .key(&k.errors)
                     .arg(window.as_millis() as u64)
@@ -379,9 +481,9 @@ impl Store {
 }
 
 fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
-    const HEAD: usize = 5;
-    const PER_JOB: usize = 5;
-    if reply.len() < HEAD || (reply.len() - HEAD) % PER_JOB != 0 {
+    const HEAD: usize = 9;
+    const PER_JOB: usize = 4;
+    if reply.len() < HEAD {
         return Err(protocol("claim", format!("{} entries", reply.len())));
     }
     let mut it = reply.into_iter();
@@ -389,10 +491,27 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
         Ok(i64::from_redis_value(v.expect("length checked"))?)
     };
     let now_ms = int(it.next())?;
-    let next_due = int(it.next())?;
+    let next_ready = int(it.next())?;
     let next_lease = int(it.next())?;
-    let expired = int(it.next())? as u64;
     let discarded = int(it.next())? as u64;
+    let held = Held {
+        in_flight: int(it.next())? as u64,
+        adaptive: int(it.next())? as u64,
+        rate: int(it.next())? as u64,
+        pause: int(it.next())? as u64,
+    };
+    let count = usize::try_from(int(it.next())?).unwrap_or(usize::MAX);
+    if it.len() < count || (it.len() - count) % PER_JOB != 0 {
+        return Err(protocol(
+            "claim",
+            format!("{} entries after {count} candidates", it.len()),
+        ));
+    }
+    let candidates = it
+        .by_ref()
+        .take(count)
+        .map(String::from_redis_value)
+        .collect::<Result<Vec<_>, _>>()?;
     let count = it.len() / PER_JOB;
     let mut jobs = Vec::with_capacity(count);
     // The script sends each endpoint's JSON with the first of its jobs only.
@@ -403,7 +522,6 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
         let lease = String::from_redis_value(take())?;
         let record = Vec::<u8>::from_redis_value(take())?;
         let endpoint_json = Vec::<u8>::from_redis_value(take())?;
-        let state = String::from_redis_value(take())?;
         let (token, attempts) = parse_lease(&lease)
             .ok_or_else(|| protocol("claim", format!("lease {lease:?} of job {id}")))?;
         // The script leased it, so its header did parse there.
@@ -427,15 +545,15 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
             endpoint: record.endpoint,
             endpoint_json,
             payload: record.payload,
-            endpoint_disabled: state == "disabled",
         });
     }
     Ok(Claim {
         now_ms,
-        next_due_ms: (next_due >= 0).then_some(next_due),
+        next_ready_ms: (next_ready >= 0).then_some(next_ready),
         next_lease_deadline_ms: (next_lease >= 0).then_some(next_lease),
-        expired,
         discarded,
+        held,
+        candidates,
         jobs,
     })
 }

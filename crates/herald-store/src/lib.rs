@@ -6,7 +6,7 @@
 //! - [`record`]: the job record stored in Redis, parsed for inspection.
 //! - [`store`]: [`Store`], the handle on one deployment, and its settings.
 //! - [`produce`]: enqueueing jobs (one, or a pipelined batch).
-//! - [`lease`]: the worker's calls: claim, settle, wake-up hints, housekeeping.
+//! - [`lease`]: the worker's calls: claim, settle, expired leases, wake-up hints, housekeeping.
 //! - [`endpoints`]: endpoints, their state and subscriptions.
 //! - [`admin`]: counts by state, job lookup, the dead-letter store.
 //! - [`error`]: the store's error type, [`StoreError`].
@@ -26,11 +26,14 @@ pub mod store;
 
 pub use admin::{DeadJob, JobInfo, JobState, ShardStats, Stats};
 pub use endpoints::{
-    Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, SetEndpoint,
+    Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, FlowChange, Limits,
+    SetEndpoint,
 };
 pub use error::StoreError;
 pub use keys::{Namespace, ShardKeys};
-pub use lease::{Claim, ClaimedJob, Settle, SettleReport, Settlement, Strike, ATTEMPT_LOG_LEN};
+pub use lease::{
+    Claim, ClaimedJob, Expired, Held, Settle, SettleReport, Settlement, Strike, ATTEMPT_LOG_LEN,
+};
 pub use produce::{EnqueueStatus, Enqueued, NewJob};
 pub use record::JobRecord;
 pub use scripts::EnqueueCode;

@@ -142,12 +142,12 @@ impl Store {
         let mut cmd = redis::cmd("EVALSHA");
         cmd.arg(self.inner.scripts.enqueue.get_hash())
             .arg(6)
-            .arg(&keys.queue)
+            .arg(keys.queue(job.endpoint.as_str()))
             .arg(&keys.jobs)
             .arg(&keys.endpoints)
             .arg(idem_key)
             .arg(&keys.disabled)
-            .arg(keys.parked(job.endpoint.as_str()))
+            .arg(&keys.ready)
             .arg(job.id.to_string())
             .arg(job.endpoint.as_str())
             .arg(&job.payload)
@@ -175,7 +175,7 @@ impl Store {
         })
     }
 
-    /// `enqueue-batch-4.lua` for jobs `run` of one shard: each endpoint once (its parked key and
+    /// `enqueue-batch-4.lua` for jobs `run` of one shard: each endpoint once (its queue key and
     /// its id), then id, endpoint number, payload and delay of each job.
     fn enqueue_batch_cmd(&self, shard: u16, jobs: &[NewJob], run: &[usize]) -> redis::Cmd {
         let keys = self.keys(shard);
@@ -202,12 +202,12 @@ impl Store {
         cmd.arg("EVALSHA")
             .arg(self.inner.scripts.enqueue_batch.get_hash())
             .arg(4 + endpoints.len())
-            .arg(&keys.queue)
             .arg(&keys.jobs)
             .arg(&keys.endpoints)
-            .arg(&keys.disabled);
+            .arg(&keys.disabled)
+            .arg(&keys.ready);
         for endpoint in &endpoints {
-            cmd.arg(keys.parked(endpoint));
+            cmd.arg(keys.queue(endpoint));
         }
         for endpoint in &endpoints {
             cmd.arg(*endpoint);

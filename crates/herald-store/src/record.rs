@@ -8,7 +8,7 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobRecord {
     /// Attempts made before the current lease, if any (a lease carries the number of the attempt
-    /// it was issued for: this count + 1, or this count for a job of a disabled endpoint).
+    /// it was issued for: this count + 1).
     pub attempts: u32,
     /// When the job was first enqueued (ms since the Unix epoch, Redis clock).
     pub enqueued_ms: i64,
@@ -21,6 +21,11 @@ impl JobRecord {
     pub fn parse(raw: &[u8]) -> Option<Self> {
         let (header, nl) = Header::parse(raw)?;
         Some(header.with_payload(raw[nl + 1..].to_vec()))
+    }
+
+    /// The endpoint a stored record names, without copying its payload.
+    pub fn endpoint_of(raw: &[u8]) -> Option<String> {
+        Header::parse(raw).map(|(header, _)| header.endpoint)
     }
 
     /// Like [`JobRecord::parse`], keeping the record's buffer as the payload (no copy of it).

@@ -1,5 +1,7 @@
 //! The Lua scripts, embedded from `scripts/` (one file each, named `<name>-<number of fixed
 //! keys>.lua`, with a header documenting KEYS, ARGV and the reply), and the codes they answer.
+//! The worker-side scripts that share flow control (claim, ack, fail, release, expire) are sent
+//! with `scripts/prelude/flow.lua` prepended; the producers' scripts stand alone.
 
 use redis::Script;
 
@@ -10,7 +12,7 @@ pub enum EnqueueCode {
     /// The idempotency key was used before; nothing written.
     Duplicate = 0,
     Queued = 1,
-    /// The endpoint is disabled: the job waits in its parked set.
+    /// The endpoint is disabled: the job is parked in its queue until the endpoint is enabled.
     Parked = 2,
     UnknownEndpoint = -1,
     DuplicateJobId = -2,
@@ -45,8 +47,8 @@ pub struct Scripts {
     pub claim: Script,
     pub ack: Script,
     pub fail: Script,
-    pub park: Script,
     pub release: Script,
+    pub expire: Script,
     pub resume: Script,
     pub disable: Script,
     pub delete_endpoint: Script,
@@ -54,7 +56,16 @@ pub struct Scripts {
     pub replay: Script,
     pub purge: Script,
     pub dead_trim: Script,
-    pub stats: Script,
+}
+
+/// A worker-side script: `scripts/prelude/flow.lua`, then the script itself.
+macro_rules! with_flow {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("../scripts/prelude/flow.lua"),
+            include_str!(concat!("../scripts/", $file))
+        ))
+    };
 }
 
 impl Default for Scripts {
@@ -62,34 +73,33 @@ impl Default for Scripts {
         Self {
             enqueue: Script::new(ENQUEUE_SOURCE),
             enqueue_batch: Script::new(ENQUEUE_BATCH_SOURCE),
-            claim: Script::new(include_str!("../scripts/claim-10.lua")),
-            ack: Script::new(include_str!("../scripts/ack-5.lua")),
-            fail: Script::new(include_str!("../scripts/fail-8.lua")),
-            park: Script::new(include_str!("../scripts/park-3.lua")),
-            release: Script::new(include_str!("../scripts/release-3.lua")),
-            resume: Script::new(include_str!("../scripts/resume-6.lua")),
+            claim: with_flow!("claim-12.lua"),
+            ack: with_flow!("ack-8.lua"),
+            fail: with_flow!("fail-10.lua"),
+            release: with_flow!("release-5.lua"),
+            expire: with_flow!("expire-8.lua"),
+            resume: Script::new(include_str!("../scripts/resume-7.lua")),
             disable: Script::new(include_str!("../scripts/disable-2.lua")),
-            delete_endpoint: Script::new(include_str!("../scripts/delete-endpoint-9.lua")),
+            delete_endpoint: Script::new(include_str!("../scripts/delete-endpoint-12.lua")),
             sweep_parked: Script::new(include_str!("../scripts/sweep-parked-3.lua")),
-            replay: Script::new(include_str!("../scripts/replay-4.lua")),
+            replay: Script::new(include_str!("../scripts/replay-5.lua")),
             purge: Script::new(include_str!("../scripts/purge-3.lua")),
             dead_trim: Script::new(include_str!("../scripts/dead-trim-3.lua")),
-            stats: Script::new(include_str!("../scripts/stats-3.lua")),
         }
     }
 }
 
 impl Scripts {
     /// Every script, for loading them all at once.
-    pub fn all(&self) -> [&Script; 15] {
+    pub fn all(&self) -> [&Script; 14] {
         [
             &self.enqueue,
             &self.enqueue_batch,
             &self.claim,
             &self.ack,
             &self.fail,
-            &self.park,
             &self.release,
+            &self.expire,
             &self.resume,
             &self.disable,
             &self.delete_endpoint,
@@ -97,7 +107,6 @@ impl Scripts {
             &self.replay,
             &self.purge,
             &self.dead_trim,
-            &self.stats,
         ]
     }
 }

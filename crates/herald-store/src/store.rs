@@ -14,7 +14,7 @@ use herald_core::{shard_of, EndpointId};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::AsyncConnectionConfig;
 
-use crate::keys::{Namespace, ShardKeys};
+use crate::keys::{Namespace, ShardKeys, FORMAT_NUMBER};
 use crate::scripts::Scripts;
 use crate::StoreError;
 
@@ -154,10 +154,12 @@ impl Store {
             .await?)
     }
 
-    /// Checks that Redis answers and that the deployment's shard count matches this process's,
-    /// recording it on first use.
+    /// Checks that Redis answers, that the namespace holds data of this process's key format,
+    /// and that the deployment's shard count matches this process's, recording both on first
+    /// use.
     pub async fn check(&self) -> Result<()> {
         let mut conn = self.conn().await?;
+        self.check_format(&mut conn).await?;
         let key = self.inner.namespace.meta_key();
         let (_, stored): (i64, u16) = redis::pipe()
             .hset_nx(&key, "shards", self.inner.shards)
@@ -172,6 +174,53 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Refuses a namespace that holds data of another format; records this format in a new one.
+    ///
+    /// The format key (`<ns>:format`) is read by processes of every format from 2 on. Format 1
+    /// predates it: its data is recognised by its settings hash (`<ns>:v1:meta`), and format-1
+    /// processes are kept off a format-2 namespace by a shard count of 0 in that hash, which
+    /// they refuse to run with.
+    async fn check_format<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<()> {
+        let ns = &self.inner.namespace;
+        let refuse = |stored: String| StoreError::FormatMismatch {
+            namespace: ns.as_str().to_owned(),
+            stored,
+            ours: FORMAT_NUMBER,
+        };
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(ns.format_key())
+            .query_async(conn)
+            .await?;
+        match stored {
+            Some(f) if f == FORMAT_NUMBER.to_string() => return Ok(()),
+            Some(f) => return Err(refuse(f)),
+            None => {}
+        }
+        let v1_shards: Option<String> = redis::cmd("HGET")
+            .arg(ns.v1_meta_key())
+            .arg("shards")
+            .query_async(conn)
+            .await?;
+        if v1_shards.is_some_and(|s| s != "0") {
+            return Err(refuse("1".to_owned()));
+        }
+        let (stored,): (Option<String>,) = redis::pipe()
+            .cmd("SET")
+            .arg(ns.format_key())
+            .arg(FORMAT_NUMBER)
+            .arg("NX")
+            .ignore()
+            .get(ns.format_key())
+            .hset(ns.v1_meta_key(), "shards", 0)
+            .ignore()
+            .query_async(conn)
+            .await?;
+        match stored {
+            Some(f) if f == FORMAT_NUMBER.to_string() => Ok(()),
+            other => Err(refuse(other.unwrap_or_default())),
+        }
     }
 
     /// Loads every script into Redis's script cache (after a Redis restart, the scripts

@@ -1,5 +1,11 @@
 //! The claim loop: decides which shard to claim from, waits for capacity and for work without
-//! hammering Redis, and starts a delivery task per claimed job.
+//! hammering Redis, and starts a delivery task per claimed job. It takes only work it can
+//! start: without a free delivery slot it pops no hint and leases no job, and hands the shards
+//! it knows to be hot back to idle workers.
+//!
+//! Each claim of a shard names the endpoints the previous one answered as next (their queue
+//! keys must be declared to the script); the store serves them endpoint by endpoint within
+//! their limits.
 //!
 //! Where work is comes from three sources: wake-up hints (`BZPOPMIN` on the namespace's wake
 //! set, written by producers and by retries), what each claim answers about the shard's next
@@ -13,9 +19,11 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use herald_core::DEFAULT_MAX_IN_FLIGHT;
+use herald_store::{Claim, Held};
 use rand::Rng;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -116,6 +124,12 @@ fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
+/// How long a worker without a free delivery slot keeps its hot shards before it hands them
+/// back as wake-up hints for an idle worker: long enough that an ordinary busy spell (slots
+/// free up within milliseconds) costs nothing, short enough that work for healthy endpoints
+/// does not wait behind deliveries that hang.
+const HAND_BACK_AFTER: Duration = Duration::from_millis(20);
+
 /// Claims and starts deliveries until `shutdown`; returns the deliveries still running.
 pub(crate) async fn run(
     ctx: Arc<Ctx>,
@@ -123,219 +137,389 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
 ) -> JoinSet<()> {
-    let cfg = &ctx.cfg;
-    let shards = ctx.store.shards();
-    let sem = Arc::new(Semaphore::new(cfg.concurrency));
-    let mut tasks = JoinSet::new();
-    let mut queue = ShardQueue::new(shards);
-    let mut targets = delivery::Targets::default();
-    let mut conn: Option<MultiplexedConnection> = None;
-    let mut blocking: Option<MultiplexedConnection> = None;
-    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
-    let mut next_scan = Instant::now();
-    let mut next_housekeeping = Instant::now();
-    // Redis clock minus local clock, learned from each claim.
-    let mut offset_ms: i64 = 0;
+    let mut claimer = Claimer::new(ctx, done, shutdown, hard_stop);
+    claimer.run().await;
+    claimer.hand_back_hints().await;
+    claimer.tasks
+}
 
-    loop {
-        while tasks.try_join_next().is_some() {}
-        if shutdown.is_cancelled() {
-            break;
-        }
-        if Instant::now() >= next_scan {
-            queue.all_hot();
-            next_scan = Instant::now() + jittered(cfg.poll_interval);
-        }
-        if Instant::now() >= next_housekeeping {
-            next_housekeeping = Instant::now() + jittered(HOUSEKEEPING_EVERY);
-            housekeeping(&ctx, &mut conn).await;
-        }
-        queue.promote(local_ms() + offset_ms);
+/// The claim loop's state: where work may be, the free delivery slots, the connections, and
+/// the deliveries it started.
+struct Claimer {
+    ctx: Arc<Ctx>,
+    done: mpsc::Sender<Done>,
+    shutdown: CancellationToken,
+    hard_stop: CancellationToken,
+    /// One permit per delivery slot (`HERALD_CONCURRENCY`); a claim asks only for jobs it holds
+    /// permits for, and a delivery returns its permit when it ends.
+    sem: Arc<Semaphore>,
+    tasks: JoinSet<()>,
+    queue: ShardQueue,
+    /// Per shard, the endpoints its last claim named as next: the next claim serves them.
+    candidates: Vec<Vec<String>>,
+    targets: delivery::Targets,
+    conn: Option<MultiplexedConnection>,
+    /// The connection `BZPOPMIN` blocks on.
+    blocking: Option<MultiplexedConnection>,
+    backoff: Backoff,
+    next_scan: Instant,
+    next_housekeeping: Instant,
+    /// Redis clock minus local clock, learned from each claim.
+    offset_ms: i64,
+}
 
-        let Some(first) = queue.next() else {
-            // Idle: wait for a hint, a timer or the next scan.
-            let until_scan = next_scan.saturating_duration_since(Instant::now());
-            let until_timer = queue
-                .next_timer()
-                .map(|at| Duration::from_millis((at - local_ms() - offset_ms).max(0) as u64))
-                .unwrap_or(until_scan);
-            let wait = until_scan.min(until_timer);
-            if wait < Duration::from_millis(1) {
-                continue;
+impl Claimer {
+    fn new(
+        ctx: Arc<Ctx>,
+        done: mpsc::Sender<Done>,
+        shutdown: CancellationToken,
+        hard_stop: CancellationToken,
+    ) -> Self {
+        let shards = ctx.store.shards();
+        Self {
+            sem: Arc::new(Semaphore::new(ctx.cfg.concurrency)),
+            ctx,
+            done,
+            shutdown,
+            hard_stop,
+            tasks: JoinSet::new(),
+            queue: ShardQueue::new(shards),
+            candidates: vec![Vec::new(); usize::from(shards)],
+            targets: delivery::Targets::default(),
+            conn: None,
+            blocking: None,
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
+            next_scan: Instant::now(),
+            next_housekeeping: Instant::now(),
+            offset_ms: 0,
+        }
+    }
+
+    fn redis_now(&self) -> i64 {
+        local_ms() + self.offset_ms
+    }
+
+    async fn run(&mut self) {
+        loop {
+            while self.tasks.try_join_next().is_some() {}
+            if self.shutdown.is_cancelled() {
+                break;
             }
-            let c = match blocking.as_mut() {
-                Some(c) => c,
-                None => match ctx.store.dedicated(None).await {
-                    Ok(c) => blocking.insert(c),
-                    Err(e) => {
-                        ctx.redis_failed("wait", &e);
-                        pause(&shutdown, backoff.next()).await;
-                        continue;
-                    }
-                },
-            };
+            self.due_rounds().await;
+            // Only work this worker can start: no hint popped, no job leased, without a free
+            // delivery slot.
+            if self.sem.available_permits() == 0 && !self.wait_for_slot().await {
+                break;
+            }
+            if self.queue.hot.is_empty() {
+                self.idle_wait().await;
+            } else if !self.claim_round().await {
+                break;
+            }
+        }
+    }
+
+    /// The safety-net scan, housekeeping, and timers that came due.
+    async fn due_rounds(&mut self) {
+        if Instant::now() >= self.next_scan {
+            self.queue.all_hot();
+            self.next_scan = Instant::now() + jittered(self.ctx.cfg.poll_interval);
+        }
+        if Instant::now() >= self.next_housekeeping {
+            self.next_housekeeping = Instant::now() + jittered(HOUSEKEEPING_EVERY);
+            housekeeping(&self.ctx, &mut self.conn).await;
+        }
+        self.queue.promote(self.redis_now());
+    }
+
+    /// Waits for a free delivery slot. Hot shards that wait longer than [`HAND_BACK_AFTER`] are
+    /// handed back as wake-up hints, so that an idle worker serves them meanwhile. False on
+    /// shutdown.
+    async fn wait_for_slot(&mut self) -> bool {
+        let sem = self.sem.clone();
+        let slot = sem.acquire();
+        tokio::pin!(slot);
+        let mut handed_back = self.queue.hot.is_empty();
+        loop {
             tokio::select! {
-                hints = ctx.store.wait_wake(c, wait) => match hints {
-                    Ok(hints) => {
-                        ctx.health.set_redis_ok(true);
-                        let now = local_ms() + offset_ms;
-                        for (shard, at) in hints {
-                            if at <= now {
-                                queue.mark_hot(shard);
-                            } else {
-                                queue.at(shard, at);
-                            }
+                _ = &mut slot => return true,
+                _ = self.shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(HAND_BACK_AFTER), if !handed_back => {
+                    handed_back = true;
+                    self.hand_back_hot().await;
+                }
+            }
+        }
+    }
+
+    /// Idle: waits for a wake-up hint, a timer or the next scan.
+    async fn idle_wait(&mut self) {
+        let until_scan = self.next_scan.saturating_duration_since(Instant::now());
+        let until_timer = self
+            .queue
+            .next_timer()
+            .map(|at| Duration::from_millis((at - self.redis_now()).max(0) as u64))
+            .unwrap_or(until_scan);
+        let wait = until_scan.min(until_timer);
+        if wait < Duration::from_millis(1) {
+            return;
+        }
+        let c = match self.blocking.as_mut() {
+            Some(c) => c,
+            None => match self.ctx.store.dedicated(None).await {
+                Ok(c) => self.blocking.insert(c),
+                Err(e) => {
+                    self.ctx.redis_failed("wait", &e);
+                    pause(&self.shutdown, self.backoff.next()).await;
+                    return;
+                }
+            },
+        };
+        tokio::select! {
+            hints = self.ctx.store.wait_wake(c, wait) => match hints {
+                Ok(hints) => {
+                    self.ctx.health.set_redis_ok(true);
+                    let now = self.redis_now();
+                    for (shard, at) in hints {
+                        if at <= now {
+                            self.queue.mark_hot(shard);
+                        } else {
+                            self.queue.at(shard, at);
                         }
                     }
-                    Err(e) => {
-                        ctx.redis_failed("wait", &e);
-                        blocking = None;
-                        pause(&shutdown, backoff.next()).await;
-                    }
-                },
-                _ = shutdown.cancelled() => break,
-            }
-            continue;
-        };
+                }
+                Err(e) => {
+                    self.ctx.redis_failed("wait", &e);
+                    self.blocking = None;
+                    pause(&self.shutdown, self.backoff.next()).await;
+                }
+            },
+            _ = self.shutdown.cancelled() => {}
+        }
+    }
 
-        // Capacity: at least one free delivery slot, and up to a batch for each hot shard.
-        let mut picked = vec![first];
+    /// Claims from up to [`MAX_PARALLEL_CLAIMS`] hot shards in one round trip, as many jobs as
+    /// there are free slots, and starts their deliveries. False on shutdown.
+    async fn claim_round(&mut self) -> bool {
+        let cfg = &self.ctx.cfg;
+        let mut picked: Vec<u16> = Vec::new();
         while picked.len() < MAX_PARALLEL_CLAIMS {
-            match queue.next() {
+            match self.queue.next() {
                 Some(shard) => picked.push(shard),
                 None => break,
             }
         }
         let mut permit = tokio::select! {
-            p = sem.clone().acquire_many_owned(1) => p.expect("the semaphore is never closed"),
-            _ = shutdown.cancelled() => {
-                picked.into_iter().for_each(|s| queue.mark_hot(s));
-                break;
+            p = self.sem.clone().acquire_many_owned(1) => p.expect("the semaphore is never closed"),
+            _ = self.shutdown.cancelled() => {
+                picked.into_iter().for_each(|s| self.queue.mark_hot(s));
+                return false;
             }
         };
-        let extra = sem
+        let extra = self
+            .sem
             .available_permits()
             .min((cfg.claim_batch * picked.len()).saturating_sub(1)) as u32;
         if extra > 0 {
-            if let Ok(more) = sem.clone().try_acquire_many_owned(extra) {
+            if let Ok(more) = self.sem.clone().try_acquire_many_owned(extra) {
                 permit.merge(more);
             }
         }
         let wants = share(permit.num_permits(), cfg.claim_batch, picked.len());
         for shard in picked.drain(wants.len()..) {
-            queue.mark_hot(shard);
+            self.queue.mark_hot(shard);
         }
 
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match ctx.store.conn().await {
-                Ok(c) => conn.insert(deadpool_redis::Connection::take(c)),
+        let c = match self.conn.as_mut() {
+            Some(c) => c.clone(),
+            None => match self.ctx.store.conn().await {
+                Ok(c) => self
+                    .conn
+                    .insert(deadpool_redis::Connection::take(c))
+                    .clone(),
                 Err(e) => {
-                    ctx.redis_failed("claim", &e);
-                    picked.into_iter().for_each(|s| queue.mark_hot(s));
+                    self.ctx.redis_failed("claim", &e);
+                    picked.into_iter().for_each(|s| self.queue.mark_hot(s));
                     drop(permit);
-                    pause(&shutdown, backoff.next()).await;
-                    continue;
+                    pause(&self.shutdown, self.backoff.next()).await;
+                    return true;
                 }
             },
         };
         // The claims of every picked shard go out together on the multiplexed connection.
         let claims = picked.iter().zip(&wants).map(|(&shard, &want)| {
             let mut c = c.clone();
-            let store = &ctx.store;
+            let store = &self.ctx.store;
+            let candidates = &self.candidates[usize::from(shard)];
             async move {
                 let claim = store
-                    .claim(&mut c, shard, want, cfg.lease, cfg.retry.max_attempts())
+                    .claim(
+                        &mut c,
+                        shard,
+                        want,
+                        cfg.lease,
+                        candidates,
+                        DEFAULT_MAX_IN_FLIGHT,
+                    )
                     .await;
                 (shard, want, claim)
             }
         });
         let mut failed = false;
         for (shard, want, claim) in futures::future::join_all(claims).await {
-            let claim = match claim {
-                Ok(claim) => claim,
+            match claim {
+                Ok(claim) => self.apply(shard, want, claim, &mut permit, &c).await,
                 Err(e) => {
-                    ctx.redis_failed("claim", &e);
+                    self.ctx.redis_failed("claim", &e);
                     failed = true;
-                    queue.mark_hot(shard);
-                    continue;
+                    self.queue.mark_hot(shard);
                 }
-            };
-            offset_ms = claim.now_ms - local_ms();
-            if claim.expired > 0 {
-                metrics::counter!(m::LEASES_EXPIRED).increment(claim.expired);
-                debug!(shard, expired = claim.expired, "expired leases taken back");
-            }
-            if claim.discarded > 0 {
-                metrics::counter!(m::DISCARDED, "reason" => "claim").increment(claim.discarded);
-            }
-            let got = claim.jobs.len();
-            metrics::counter!(m::CLAIMED).increment(got as u64);
-            for job in claim.jobs {
-                let p = permit.split(1).expect("one permit per claimed job");
-                let target = targets.get(&job);
-                tasks.spawn(delivery::run(
-                    ctx.clone(),
-                    shard,
-                    claim.now_ms,
-                    job,
-                    target,
-                    p,
-                    done.clone(),
-                    hard_stop.clone(),
-                ));
-            }
-            match claim.next_due_ms {
-                Some(at) if at <= claim.now_ms => {
-                    queue.mark_hot(shard);
-                    if got == want {
-                        // More is due than this worker can take: wake another one.
-                        if let Err(e) = ctx.store.wake(c, shard, claim.now_ms).await {
-                            ctx.redis_failed("wake", &e);
-                        }
-                    }
-                }
-                Some(at) => queue.at(shard, at),
-                None => {}
-            }
-            if let Some(deadline) = claim.next_lease_deadline_ms {
-                queue.at(shard, deadline + 1);
             }
         }
         drop(permit);
         if failed {
-            conn = None;
-            pause(&shutdown, backoff.next()).await;
+            self.conn = None;
+            pause(&self.shutdown, self.backoff.next()).await;
         } else {
-            ctx.health.set_redis_ok(true);
-            backoff.reset();
+            self.ctx.health.set_redis_ok(true);
+            self.backoff.reset();
+        }
+        true
+    }
+
+    /// Starts the deliveries of one claim and notes when its shard is worth another.
+    async fn apply(
+        &mut self,
+        shard: u16,
+        want: usize,
+        claim: Claim,
+        permit: &mut OwnedSemaphorePermit,
+        c: &MultiplexedConnection,
+    ) {
+        self.offset_ms = claim.now_ms - local_ms();
+        if claim.discarded > 0 {
+            metrics::counter!(m::DISCARDED, "reason" => "claim").increment(claim.discarded);
+        }
+        record_held(&claim.held);
+        let got = claim.jobs.len();
+        metrics::counter!(m::CLAIMED).increment(got as u64);
+        for job in claim.jobs {
+            let p = permit.split(1).expect("one permit per claimed job");
+            let target = self.targets.get(&job);
+            self.tasks.spawn(delivery::run(
+                self.ctx.clone(),
+                shard,
+                claim.now_ms,
+                job,
+                target,
+                p,
+                self.done.clone(),
+                self.hard_stop.clone(),
+            ));
+        }
+        self.candidates[usize::from(shard)] = claim.candidates;
+        match claim.next_ready_ms {
+            Some(at) if at <= claim.now_ms => {
+                self.queue.mark_hot(shard);
+                if got == want {
+                    // More is due than this worker can take: wake another one.
+                    if let Err(e) = self
+                        .ctx
+                        .store
+                        .wake(&mut c.clone(), shard, claim.now_ms)
+                        .await
+                    {
+                        self.ctx.redis_failed("wake", &e);
+                    }
+                }
+            }
+            Some(at) => self.queue.at(shard, at),
+            None => {}
+        }
+        match claim.next_lease_deadline_ms {
+            Some(deadline) if deadline <= claim.now_ms => self.expire(shard, claim.now_ms, c).await,
+            Some(deadline) => self.queue.at(shard, deadline + 1),
+            None => {}
         }
     }
-    hand_back_hints(&ctx, &mut conn, &mut queue, local_ms() + offset_ms).await;
-    tasks
+
+    /// Takes back the shard's expired leases (their workers died or lost Redis).
+    async fn expire(&mut self, shard: u16, now_ms: i64, c: &MultiplexedConnection) {
+        let max_attempts = self.ctx.cfg.retry.max_attempts();
+        match self
+            .ctx
+            .store
+            .expire(&mut c.clone(), shard, now_ms, max_attempts)
+            .await
+        {
+            Ok(expired) => {
+                if expired.expired > 0 {
+                    metrics::counter!(m::LEASES_EXPIRED).increment(expired.expired);
+                    debug!(
+                        shard,
+                        expired = expired.expired,
+                        "expired leases taken back"
+                    );
+                    self.queue.mark_hot(shard);
+                }
+                if expired.discarded > 0 {
+                    metrics::counter!(m::DISCARDED, "reason" => "lease_expired")
+                        .increment(expired.discarded);
+                }
+            }
+            Err(e) => {
+                self.ctx.redis_failed("expire", &e);
+                self.queue.mark_hot(shard);
+            }
+        }
+    }
+
+    /// Hands the hot shards to the wake set (this worker has no free slot for them).
+    async fn hand_back_hot(&mut self) {
+        let now = self.redis_now();
+        let Some(c) = self.conn.as_mut() else { return };
+        while let Some(shard) = self.queue.next() {
+            if let Err(e) = self.ctx.store.wake(c, shard, now).await {
+                self.ctx.redis_failed("wake", &e);
+                self.queue.mark_hot(shard);
+                return;
+            }
+        }
+    }
+
+    /// Writes what this worker alone knows (hot shards, timers from popped hints and claims)
+    /// back as wake-up hints, so that other workers pick it up without waiting for their scan.
+    async fn hand_back_hints(&mut self) {
+        let now_ms = self.redis_now();
+        let Some(c) = self.conn.as_mut() else { return };
+        let queue = &mut self.queue;
+        let mut earliest: std::collections::BTreeMap<u16, i64> = Default::default();
+        while let Some(shard) = queue.next() {
+            earliest.insert(shard, now_ms);
+        }
+        while let Some(Reverse((at, shard))) = queue.timers.pop() {
+            let slot = earliest.entry(shard).or_insert(at);
+            *slot = (*slot).min(at);
+        }
+        for (shard, at) in earliest {
+            if let Err(e) = self.ctx.store.wake(c, shard, at).await {
+                self.ctx.redis_failed("wake", &e);
+                return;
+            }
+        }
+    }
 }
 
-/// Writes what this worker alone knows (hot shards, timers from popped hints and claims) back
-/// as wake-up hints, so that other workers pick it up without waiting for their scan.
-async fn hand_back_hints(
-    ctx: &Ctx,
-    conn: &mut Option<MultiplexedConnection>,
-    queue: &mut ShardQueue,
-    now_ms: i64,
-) {
-    let Some(c) = conn.as_mut() else { return };
-    let mut earliest: std::collections::BTreeMap<u16, i64> = Default::default();
-    while let Some(shard) = queue.next() {
-        earliest.insert(shard, now_ms);
-    }
-    while let Some(Reverse((at, shard))) = queue.timers.pop() {
-        let slot = earliest.entry(shard).or_insert(at);
-        *slot = (*slot).min(at);
-    }
-    for (shard, at) in earliest {
-        if let Err(e) = ctx.store.wake(c, shard, at).await {
-            ctx.redis_failed("wake", &e);
-            return;
+/// Counts the endpoints a claim held back, by cause.
+fn record_held(held: &Held) {
+    for (cause, n) in [
+        ("in_flight_limit", held.in_flight),
+        ("adaptive_limit", held.adaptive),
+        ("rate", held.rate),
+        ("pause", held.pause),
+    ] {
+        if n > 0 {
+            metrics::counter!(m::HELD_BACK, "cause" => cause).increment(n);
         }
     }
 }

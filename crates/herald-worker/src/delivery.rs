@@ -1,7 +1,7 @@
 //! One delivery, as a small state machine: a claimed job is checked, POSTed, and its outcome
-//! turned into a settlement for the settler: acknowledge, retry later, discard, park (endpoint
-//! disabled) or hand back (shutdown), with its effect on the endpoint's strikes and the entry
-//! for the endpoint's attempt log.
+//! turned into a settlement for the settler: acknowledge, retry later, discard or hand back
+//! (shutdown), with its effect on the endpoint's strikes, adaptive limit and pause, and the
+//! entry for the endpoint's attempt log.
 //!
 //! Every failed attempt goes into its endpoint's attempt log; successes go in at most once per
 //! [`SUCCESS_LOG_EVERY`] per endpoint and worker, so that an endpoint receiving thousands of
@@ -124,6 +124,10 @@ impl SuccessLog {
 struct Decision {
     action: Settle,
     strike: Strike,
+    /// The receiver struggled (timeout, 5xx, 429): its adaptive limit is to be cut.
+    congested: bool,
+    /// The receiver asked for a pause of its whole queue (`Retry-After` on 429 or 503).
+    pause: Option<Duration>,
     log_entry: Option<String>,
     discard_reason: Option<&'static str>,
 }
@@ -133,6 +137,8 @@ impl Decision {
         Self {
             action,
             strike: Strike::None,
+            congested: false,
+            pause: None,
             log_entry: None,
             discard_reason,
         }
@@ -163,6 +169,8 @@ pub(crate) async fn run(
         endpoint: job.endpoint,
         action: decision.action,
         strike: decision.strike,
+        congestion: decision.congested.then_some(claimed_at_ms),
+        pause: decision.pause,
         log_entry: decision.log_entry,
     };
     // The settler outlives every delivery; if it is gone the process is exiting and the
@@ -184,6 +192,20 @@ fn honour_retry_after(
     cap: Duration,
 ) -> Duration {
     scheduled.max(retry_after.unwrap_or_default().min(cap))
+}
+
+/// Whether a failed attempt shows its receiver struggling under load, which cuts the endpoint's
+/// adaptive in-flight limit: a timeout, a 5xx or a 429. Refused connections and DNS failures
+/// are strikes instead; 4xx answers say nothing about load.
+fn congested(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Delivered { .. } => false,
+        Outcome::Failed { class, status, .. } => match class {
+            FailureClass::Timeout | FailureClass::ConnectTimeout => true,
+            FailureClass::HttpStatus => status.is_some_and(|s| s >= 500 || s == 429),
+            _ => false,
+        },
+    }
 }
 
 /// Whether a failed attempt strikes its endpoint.
@@ -210,10 +232,6 @@ async fn attempt(
     target: &Result<Target, String>,
     hard_stop: &CancellationToken,
 ) -> Decision {
-    if job.endpoint_disabled {
-        debug!(job_id = %job.id, endpoint_id = %job.endpoint, "endpoint disabled; job parked");
-        return Decision::plain(Settle::Park, None);
-    }
     let checked = target.as_ref().map_err(Clone::clone).and_then(|endpoint| {
         serde_json::from_slice::<IgnoredAny>(&job.payload)
             .map(|_| endpoint)
@@ -290,9 +308,20 @@ async fn attempt(
         .to_string()
     });
     let strike = strike(&attempt.outcome, ctx.cfg.strike_on);
+    let congested = congested(&attempt.outcome);
+    let longest = ctx.cfg.retry.longest();
+    let pause = match &attempt.outcome {
+        Outcome::Failed {
+            retry_after: Some(after),
+            ..
+        } if !after.is_zero() => Some((*after).min(longest)),
+        _ => None,
+    };
     let decide = |action, discard_reason| Decision {
         action,
         strike,
+        congested,
+        pause,
         log_entry,
         discard_reason,
     };
@@ -317,7 +346,7 @@ async fn attempt(
         .cfg
         .retry
         .next_delay(job.attempts, &mut rand::rng())
-        .map(|delay| honour_retry_after(delay, retry_after, ctx.cfg.retry.longest()));
+        .map(|delay| honour_retry_after(delay, retry_after, longest));
     let message = match delay {
         Some(_) => "attempt failed; retry scheduled",
         None => "attempt failed; retries exhausted, job discarded",
@@ -361,7 +390,6 @@ mod tests {
             endpoint: endpoint.into(),
             endpoint_json: json.as_bytes().into(),
             payload: b"{}".to_vec(),
-            endpoint_disabled: false,
         }
     }
 
@@ -406,6 +434,18 @@ mod tests {
             detail: String::new(),
             retry_after: None,
         }
+    }
+
+    #[test]
+    fn timeouts_5xx_and_429_cut_the_adaptive_limit_other_failures_do_not() {
+        use FailureClass::*;
+        assert!(congested(&failed(Timeout, None)));
+        assert!(congested(&failed(ConnectTimeout, None)));
+        assert!(congested(&failed(HttpStatus, Some(503))));
+        assert!(congested(&failed(HttpStatus, Some(429))));
+        assert!(!congested(&failed(HttpStatus, Some(404))));
+        assert!(!congested(&failed(Refused, None)));
+        assert!(!congested(&Outcome::Delivered { status: 200 }));
     }
 
     #[test]

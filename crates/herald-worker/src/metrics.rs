@@ -42,8 +42,9 @@ pub const IN_FLIGHT: &str = "herald_in_flight_deliveries";
 pub const CLAIMED: &str = "herald_jobs_claimed_total";
 /// Endpoints disabled by this worker (consecutive connection-level failures, or `410 Gone`).
 pub const ENDPOINTS_DISABLED: &str = "herald_endpoints_disabled_total";
-/// Jobs parked because their endpoint is disabled.
-pub const PARKED: &str = "herald_jobs_parked_total";
+/// Endpoints with due jobs that a claim held back, by `cause` (in_flight_limit,
+/// adaptive_limit, rate, pause).
+pub const HELD_BACK: &str = "herald_held_back_total";
 /// Jobs in the store by `state` (due, scheduled, in_flight, parked, dead), sampled by one
 /// worker at a time; see [`StoreGauges`].
 pub const QUEUE_JOBS: &str = "herald_queue_jobs";
@@ -147,10 +148,10 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Endpoints disabled by this worker (strikes, or 410 Gone).",
     },
     MetricDef {
-        name: PARKED,
+        name: HELD_BACK,
         kind: Kind::Counter,
-        labels: &[],
-        help: "Jobs parked because their endpoint is disabled.",
+        labels: &["cause"],
+        help: "Endpoints with due jobs that a claim of this worker held back, by cause: in_flight_limit, adaptive_limit, rate, pause.",
     },
     MetricDef {
         name: QUEUE_JOBS,

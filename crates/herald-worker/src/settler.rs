@@ -23,7 +23,6 @@ fn kind(action: &Settle) -> &'static str {
         Settle::Ack => "ack",
         Settle::Retry { .. } => "retry",
         Settle::Discard { .. } => "discard",
-        Settle::Park => "park",
         Settle::Release => "release",
     }
 }
@@ -57,12 +56,19 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                 },
             };
             let disable_after = ctx.cfg.disable_after;
+            let default_limit = herald_core::DEFAULT_MAX_IN_FLIGHT;
             let rounds = pending.iter().map(|(shard, batch)| {
                 let mut c = c.clone();
                 let store = &ctx.store;
                 async move {
                     let result = store
-                        .settle(&mut c, *shard, &batch.settlements, disable_after)
+                        .settle(
+                            &mut c,
+                            *shard,
+                            &batch.settlements,
+                            disable_after,
+                            default_limit,
+                        )
                         .await;
                     (*shard, result)
                 }
@@ -78,7 +84,13 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                             metrics::counter!(m::ENDPOINTS_DISABLED).increment(1);
                             warn!(endpoint_id = %endpoint, "endpoint disabled; its jobs are parked until it is enabled");
                         }
-                        if let Some(at) = report.next_due_ms {
+                        // An endpoint that was at its limit has a free slot: any idle worker
+                        // may claim for it now (0 reads "due now").
+                        let wake_at = match (report.unblocked > 0, report.next_due_ms) {
+                            (true, _) => Some(0),
+                            (false, at) => at,
+                        };
+                        if let Some(at) = wake_at {
                             let mut c = c.clone();
                             if let Err(e) = ctx.store.wake(&mut c, shard, at).await {
                                 ctx.redis_failed("wake", &e);
@@ -131,7 +143,6 @@ fn record(shard: u16, batch: &Batch, applied: &[bool]) {
                 info!(job_id = %settlement.id, %reason, "job moved to the dead-letter store");
             }
             Settle::Release => metrics::counter!(m::RELEASED).increment(1),
-            Settle::Park => metrics::counter!(m::PARKED).increment(1),
             Settle::Ack | Settle::Retry { .. } => {}
         }
     }

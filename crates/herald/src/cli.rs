@@ -178,21 +178,32 @@ pub enum EndpointCommand {
         /// (loopback, private, link-local, metadata...) is refused unless listed here.
         #[arg(long, env = "HERALD_ALLOW_TARGETS", default_value = "")]
         allow_targets: String,
+        /// Most deliveries in flight at once to this endpoint across all workers (1 to 10000).
+        /// Timeouts and 5xx answers lower the limit in force, successes raise it back.
+        /// [default: 32 for a new endpoint; unchanged for an existing one]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        max_in_flight: Option<u32>,
+        /// Most deliveries to this endpoint across all workers: `<count>/s`, `/m` or `/h`
+        /// (e.g. `50/s`, `600/m`), with a burst of one second's worth; `none` removes it.
+        /// [default: none for a new endpoint; unchanged for an existing one]
+        #[arg(long)]
+        rate: Option<String>,
     },
-    /// Show one endpoint: state, strikes, disabled reason, parked jobs, latest attempts.
+    /// Show one endpoint: state, limits, strikes, disabled reason, queued and parked jobs,
+    /// latest attempts.
     Get { id: String },
     /// List every endpoint.
     List,
-    /// Enable an endpoint: its parked jobs are delivered at once.
+    /// Enable an endpoint: its parked jobs are delivered again (those already due at once).
     Enable { id: String },
-    /// Disable an endpoint: its jobs are parked until it is enabled.
+    /// Disable an endpoint: its jobs wait in its queue (parked) until it is enabled.
     Disable {
         id: String,
         /// Why, for whoever looks later.
         #[arg(long, default_value = "disabled by an operator")]
         reason: String,
     },
-    /// Delete an endpoint and its subscriptions; its jobs go to the dead-letter store.
+    /// Delete an endpoint and its subscriptions; its queued jobs go to the dead-letter store.
     Delete { id: String },
     /// Start signing with a new secret; the old one keeps signing beside it for a while.
     RotateSecret {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use herald_core::{validate_webhook_url, EndpointId, Secret};
-use herald_store::{EndpointSecret, Store};
+use herald_core::{validate_webhook_url, EndpointId, Rate, Secret};
+use herald_store::{EndpointSecret, FlowChange, Store};
 use herald_worker::guard::{AllowList, Guard};
 
 use crate::cli::{EndpointCommand, Global};
@@ -21,8 +21,19 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
             url,
             secret,
             allow_targets,
+            max_in_flight,
+            rate,
         } => {
             let id = endpoint_id(id)?;
+            let rate = rate
+                .map(|r| match r.trim() {
+                    "none" | "off" => Ok(None),
+                    r => r
+                        .parse::<Rate>()
+                        .map(Some)
+                        .map_err(|e| Refused(format!("invalid --rate: {e}"))),
+                })
+                .transpose()?;
             let url = validate_webhook_url(&url)
                 .map_err(|e| Refused(format!("invalid webhook URL: {e}")))?;
             // A literal address is judged now; names are judged by the worker at each attempt.
@@ -40,22 +51,33 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
                 })
                 .transpose()?;
             let store = open_store(global).await?;
+            let flow = FlowChange {
+                max_in_flight,
+                rate,
+            };
             let done = store
-                .set_endpoint(&id, url.as_str(), secret)
+                .set_endpoint_with(&id, url.as_str(), secret, flow)
                 .await
                 .map_err(store_error)?;
+            let record = &done.record;
             if global.json {
                 return print_json(&serde_json::json!({
                     "id": id,
-                    "url": done.record.url,
+                    "url": record.url,
                     "created": done.created,
                     "resumed_jobs": done.resumed,
+                    "max_in_flight": record.max_in_flight(),
+                    "rate": record.rate,
                 }));
             }
             let verb = if done.created { "created" } else { "updated" };
-            outln!("endpoint {id} {verb}: {}", done.record.url);
+            outln!("endpoint {id} {verb}: {}", record.url);
+            outln!(
+                "limits: {}",
+                describe_limits(record.max_in_flight(), record.rate)
+            );
             if done.resumed > 0 {
-                outln!("re-activated: {} parked jobs are due again", done.resumed);
+                outln!("{} queued jobs are served again", done.resumed);
             }
             Ok(())
         }
@@ -70,7 +92,7 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
                     &serde_json::json!({ "id": id, "enabled": true, "resumed_jobs": resumed }),
                 );
             }
-            outln!("endpoint {id} enabled; {resumed} parked jobs are due again");
+            outln!("endpoint {id} enabled; {resumed} queued jobs are served again");
             Ok(())
         }
         EndpointCommand::Disable { id, reason } => {
@@ -86,7 +108,7 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
                 );
             }
             if changed {
-                outln!("endpoint {id} disabled; its jobs are parked until it is enabled");
+                outln!("endpoint {id} disabled; its jobs wait (parked) until it is enabled");
             } else {
                 outln!("endpoint {id} was already disabled");
             }
@@ -98,11 +120,11 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
             let discarded = store.delete_endpoint(&id).await.map_err(store_error)?;
             if global.json {
                 return print_json(
-                    &serde_json::json!({ "id": id, "deleted": true, "parked_jobs_discarded": discarded }),
+                    &serde_json::json!({ "id": id, "deleted": true, "queued_jobs_discarded": discarded }),
                 );
             }
             outln!(
-                "endpoint {id} deleted; {discarded} parked jobs moved to the dead-letter store (queued jobs follow as they come due)"
+                "endpoint {id} deleted; {discarded} queued jobs moved to the dead-letter store (jobs in flight follow as they settle)"
             );
             Ok(())
         }
@@ -124,6 +146,14 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// `32 in flight, 50/s` or `32 in flight, no rate limit`.
+fn describe_limits(max_in_flight: u32, rate: Option<Rate>) -> String {
+    match rate {
+        Some(rate) => format!("{max_in_flight} in flight, {rate}"),
+        None => format!("{max_in_flight} in flight, no rate limit"),
     }
 }
 
@@ -181,6 +211,22 @@ async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {
         }
     }
     outln!("strikes:        {}", state.strikes);
+    let l = &state.limits;
+    outln!(
+        "limits:         {}",
+        describe_limits(l.max_in_flight, l.rate)
+    );
+    let adaptive = if l.current_limit < l.max_in_flight {
+        " (lowered: the receiver struggled lately)"
+    } else {
+        ""
+    };
+    outln!("limit now:      {} in flight{adaptive}", l.current_limit);
+    outln!("in flight:      {}", l.in_flight);
+    if let Some(until) = l.paused_until_ms {
+        outln!("paused until:   {} (Retry-After)", time(until));
+    }
+    outln!("queued jobs:    {}", state.queued);
     outln!("parked jobs:    {}", state.parked);
     outln!("signing:        {} active secret(s)", state.active_secrets);
     outln!("created at:     {}", time(state.created_at_ms));

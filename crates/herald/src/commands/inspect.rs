@@ -18,6 +18,7 @@ pub async fn stats(global: &Global) -> anyhow::Result<()> {
     outln!("parked     {}", t.parked);
     outln!("dead       {}", t.dead);
     outln!("disabled endpoints  {}", stats.disabled_endpoints);
+    outln!("held-back endpoints {}", t.held_back_endpoints);
     Ok(())
 }
 

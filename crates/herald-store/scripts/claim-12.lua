@@ -1,0 +1,192 @@
+--[[
+  claim-12.lua: lease due jobs of one shard to a worker, endpoint by endpoint, within each
+  endpoint's in-flight limit, adaptive limit, rate and pause. Sent with prelude/flow.lua
+  prepended.
+
+  KEYS[1]     ready      ZSET  endpoint id -> when it may next be served (ms; 1e15: at its limit)
+  KEYS[2]     busy       HASH  endpoint id -> deliveries in flight
+  KEYS[3]     flow       HASH  endpoint id -> flow record (see prelude/flow.lua)
+  KEYS[4]     inflight   ZSET  job id -> lease deadline (ms)
+  KEYS[5]     leases     HASH  job id -> the current lease: "<fencing token> <attempt>"
+  KEYS[6]     jobs       HASH  job id -> job record "1 <attempts> <enqueued_ms> <endpoint>\n<payload>"
+  KEYS[7]     errors     HASH  job id -> last error
+  KEYS[8]     endpoints  HASH  endpoint id -> endpoint JSON
+  KEYS[9]     dead       ZSET  job id -> time it was discarded (ms)
+  KEYS[10]    seq        STRING counter that issues fencing tokens
+  KEYS[11]    disabled   HASH  endpoint id -> why and when it was disabled (JSON)
+  KEYS[12]    deleted    HASH  endpoint id -> when it was deleted (ms)
+  KEYS[12+i]  q          ZSET  "<shard prefix>:q:<endpoint i>": the queue of candidate i
+
+  ARGV[1]     most jobs to claim
+  ARGV[2]     lease length in ms
+  ARGV[3]     in-flight limit of an endpoint without a flow record
+  ARGV[4]     most candidates to return
+  ARGV[4+i]   candidate endpoint i, in the order of its queue key
+
+  The worker names the endpoints to serve (candidates): those this script answered last time,
+  from the head of `ready`. A candidate is served only if its ready score has come (≤ now);
+  the others were served meanwhile and are skipped. Each servable candidate may take a share
+  of ceil(most jobs ÷ servable candidates), capped by its free slots (limit − in flight) and
+  what its rate allows now; it takes its due jobs in due order. Its ready score then becomes
+  the head of its queue (or now, if it filled its share), BLOCKED at its limit, the next
+  rate slot, or it leaves `ready` when its queue is empty. A served endpoint therefore goes
+  behind the ones that waited.
+
+  A candidate that no longer exists has its jobs (up to most jobs per call) discarded as
+  "endpoint deleted" or "unknown endpoint"; a disabled one leaves `ready` (its jobs wait in its
+  queue until it is enabled); a paused one waits until its pause ends. A job whose record is
+  unreadable is discarded.
+
+  Returns {now_ms, next_ready_ms, next_lease_deadline_ms, discarded, held_in_flight,
+  held_adaptive, held_rate, held_pause, C, candidate 1 .. candidate C, job...}: next_* are -1
+  when nothing is waiting (an endpoint at its limit waits for a settlement, not for time);
+  held_* count the endpoints this call held back with due work, by cause; the candidates are
+  the endpoints whose turn has come, oldest first, for the next call; each leased job adds
+  four entries: id, lease ("<token> <attempt>"; settling scripts take it back as is), the job
+  record as stored, and the endpoint JSON ("" when an earlier job of the reply carried it).
+]]
+
+local ready, busy, flow, inflight, leases, jobs, errors, endpoints, dead, seq, disabled, deleted =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
+  KEYS[11], KEYS[12]
+local now = now_ms()
+local want = tonumber(ARGV[1])
+local deadline = now + tonumber(ARGV[2])
+local default_max = tonumber(ARGV[3])
+local most_candidates = tonumber(ARGV[4])
+local discarded = 0
+local held = {0, 0, 0, 0}
+local IN_FLIGHT, ADAPTIVE, RATE, PAUSE = 1, 2, 3, 4
+
+local function bury(id, reason)
+  redis.call('ZADD', dead, now, id)
+  redis.call('HSET', errors, id, reason)
+  discarded = discarded + 1
+end
+
+-- The cause that holds back an endpoint at its limit.
+local function at_limit(f)
+  if limit_of(f) < f.max then return ADAPTIVE end
+  return IN_FLIGHT
+end
+
+-- First pass: which candidates can be served now, and how many jobs each may take at most.
+local servable = {}
+for i = 5, #ARGV do
+  local e, q = ARGV[i], KEYS[8 + i]
+  local score = redis.call('ZSCORE', ready, e)
+  if score and tonumber(score) <= now then
+    local json = redis.call('HGET', endpoints, e)
+    if not json then
+      local why = 'unknown endpoint: ' .. e .. ' does not exist'
+      if redis.call('HEXISTS', deleted, e) == 1 then why = 'endpoint deleted: ' .. e end
+      for _, id in ipairs(redis.call('ZRANGE', q, 0, want - 1)) do
+        redis.call('ZREM', q, id)
+        bury(id, why)
+      end
+      if redis.call('EXISTS', q) == 0 then redis.call('ZREM', ready, e) end
+    elseif redis.call('HEXISTS', disabled, e) == 1 then
+      redis.call('ZREM', ready, e)
+    else
+      local f = flow_get(flow, e, default_max)
+      local n = tonumber(redis.call('HGET', busy, e) or '0')
+      local lim = limit_of(f)
+      local allowed, next_slot = rate_allows(f, now)
+      if f.paused > now then
+        redis.call('ZADD', ready, f.paused, e)
+        held[PAUSE] = held[PAUSE] + 1
+      elseif n >= lim then
+        redis.call('ZADD', ready, BLOCKED, e)
+        held[at_limit(f)] = held[at_limit(f)] + 1
+      elseif allowed <= 0 then
+        redis.call('ZADD', ready, next_slot, e)
+        held[RATE] = held[RATE] + 1
+      else
+        servable[#servable + 1] = {e = e, q = q, json = json, f = f, busy = n, lim = lim,
+          cap = math.min(lim - n, allowed)}
+      end
+    end
+  end
+end
+
+local out = {now, -1, -1, 0, 0, 0, 0, 0}
+
+-- Second pass: lease each servable endpoint's share of due jobs. One INCRBY reserves a token
+-- for every job that may be leased; tokens not used are simply never issued.
+local jobs_out = {}
+if #servable > 0 then
+  local share = math.ceil(want / #servable)
+  local next_token = redis.call('INCRBY', seq, want) - want
+  local left = want
+  for _, s in ipairs(servable) do
+    if left <= 0 then break end
+    local e, f = s.e, s.f
+    local ask = math.min(share, s.cap, left)
+    local ids = redis.call('ZRANGEBYSCORE', s.q, '-inf', now, 'LIMIT', 0, ask)
+    local taken = 0
+    for _, id in ipairs(ids) do
+      redis.call('ZREM', s.q, id)
+      local rec = redis.call('HGET', jobs, id)
+      if rec then
+        local version, attempts = string.match(rec, '^(%d+) (%d+) %d+ %S+\n')
+        if version ~= '1' then
+          bury(id, 'malformed: the job record header is unreadable')
+        else
+          next_token = next_token + 1
+          local lease = next_token .. ' ' .. (tonumber(attempts) + 1)
+          redis.call('ZADD', inflight, deadline, id)
+          redis.call('HSET', leases, id, lease)
+          local n = #jobs_out
+          jobs_out[n + 1] = id
+          jobs_out[n + 2] = lease
+          jobs_out[n + 3] = rec
+          jobs_out[n + 4] = ''
+          if taken == 0 then jobs_out[n + 4] = s.json end
+          taken = taken + 1
+        end
+      end
+    end
+    left = left - taken
+    if taken > 0 then
+      redis.call('HINCRBY', busy, e, taken)
+      if f.interval > 0 then
+        rate_take(f, now, taken)
+        flow_put(flow, e, f)
+      end
+    end
+    -- Its next turn.
+    local at = now
+    if #ids < ask then
+      local head = redis.call('ZRANGE', s.q, 0, 0, 'WITHSCORES')
+      at = tonumber(head[2])
+    end
+    if not at then
+      redis.call('ZREM', ready, e)
+    else
+      local more = #ids == ask
+      if s.busy + taken >= s.lim then
+        at = BLOCKED
+        if more then held[at_limit(f)] = held[at_limit(f)] + 1 end
+      else
+        local allowed, next_slot = rate_allows(f, now)
+        if allowed <= 0 and next_slot > at then
+          at = next_slot
+          if more then held[RATE] = held[RATE] + 1 end
+        end
+      end
+      redis.call('ZADD', ready, at, e)
+    end
+  end
+end
+
+local first = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
+if first[2] and tonumber(first[2]) < BLOCKED then out[2] = tonumber(first[2]) end
+local lease_first = redis.call('ZRANGE', inflight, 0, 0, 'WITHSCORES')
+if lease_first[2] then out[3] = tonumber(lease_first[2]) end
+out[4] = discarded
+for c = 1, 4 do out[4 + c] = held[c] end
+local candidates = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, most_candidates)
+out[9] = #candidates
+for _, e in ipairs(candidates) do out[#out + 1] = e end
+for _, v in ipairs(jobs_out) do out[#out + 1] = v end
+return out

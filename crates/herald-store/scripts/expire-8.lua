@@ -1,0 +1,67 @@
+--[[
+  expire-8.lua: take back the jobs of one shard whose lease ran out (their worker died, hung, or
+  lost its connection): each expired lease counts as a failed attempt ("lease_expired"), the
+  job goes back to its endpoint's queue, due at once, or to the dead-letter store when that was
+  its last attempt, and its endpoint's slot comes free. Sent with prelude/flow.lua prepended.
+
+  KEYS[1]    inflight  ZSET  job id -> lease deadline (ms)
+  KEYS[2]    leases    HASH  job id -> the current lease: "<fencing token> <attempt>"
+  KEYS[3]    jobs      HASH  job id -> job record "1 <attempts> <enqueued_ms> <endpoint>\n<payload>"
+  KEYS[4]    errors    HASH  job id -> last error
+  KEYS[5]    dead      ZSET  job id -> time it was discarded (ms)
+  KEYS[6]    busy      HASH  endpoint id -> deliveries in flight
+  KEYS[7]    ready     ZSET  endpoint id -> when it may next be served (ms)
+  KEYS[8]    disabled  HASH  endpoint id -> why and when it was disabled (JSON)
+  KEYS[8+i]  q         ZSET  "<shard prefix>:q:<endpoint id>" of the i-th job: its queue
+
+  ARGV[1]  attempts allowed in all (retries + 1): an expired lease that used the last one
+           sends the job to the dead-letter store
+  ARGV     then pairs: job id, its endpoint id (as its record names it)
+
+  The caller finds the expired jobs (ZRANGEBYSCORE inflight -inf <now>) and their endpoints
+  (from their records); this script checks again that each lease has expired, so a job settled
+  or claimed meanwhile is left alone. A job whose record is gone only loses its lease.
+
+  Returns {expired, discarded, unblocked}: leases taken back, jobs of them sent to the
+  dead-letter store, endpoints that were at their limit and may be served again.
+]]
+
+local inflight, leases, jobs, errors, dead, busy, ready, disabled =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local now = now_ms()
+local max_attempts = tonumber(ARGV[1])
+local out = {0, 0, 0}
+local i = 0
+for g = 2, #ARGV, 2 do
+  i = i + 1
+  local id, e = ARGV[g], ARGV[g + 1]
+  local until_ms = tonumber(redis.call('ZSCORE', inflight, id))
+  if until_ms and until_ms <= now then
+    redis.call('ZREM', inflight, id)
+    local held = redis.call('HGET', leases, id)
+    redis.call('HDEL', leases, id)
+    out[1] = out[1] + 1
+    local rec = redis.call('HGET', jobs, id)
+    if rec then
+      local version, counted, rest = string.match(rec, '^(%d+) (%d+)( .*)$')
+      -- The lease's attempt number is the one that just failed; it becomes the record's count.
+      local attempts = tonumber(string.match(held or '', '^%d+ (%d+)$') or counted) or max_attempts
+      if version and tonumber(counted) ~= attempts then
+        redis.call('HSET', jobs, id, version .. ' ' .. attempts .. rest)
+      end
+      local why = 'lease_expired: the worker did not settle attempt ' .. attempts ..
+        ' before its lease ran out'
+      if attempts >= max_attempts then
+        redis.call('ZADD', dead, now, id)
+        redis.call('HSET', errors, id, why .. '; retries exhausted')
+        out[2] = out[2] + 1
+      else
+        redis.call('ZADD', KEYS[8 + i], now, id)
+        redis.call('HSET', errors, id, why)
+        if redis.call('HEXISTS', disabled, e) == 0 then offer(ready, e, now) end
+      end
+      out[3] = out[3] + free_slots(busy, ready, e, 1, now)
+    end
+  end
+end
+return out

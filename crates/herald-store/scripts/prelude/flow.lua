@@ -1,0 +1,89 @@
+--[[
+  prelude/flow.lua: shared by the worker-side scripts (claim, ack, fail, release, expire), which
+  are sent to Redis with this file prepended. Producers' scripts (enqueue-6.lua,
+  enqueue-batch-4.lua) stand alone.
+
+  An endpoint's flow control lives in three keys of its shard:
+    ready  ZSET  endpoint id -> when a claim may next serve it (ms). BLOCKED (1e15) means "at
+                 its in-flight limit": only a settlement that frees one of its slots brings it
+                 back. Absent: nothing queued, or disabled.
+    busy   HASH  endpoint id -> its deliveries in flight, fleet-wide (leases held).
+    flow   HASH  endpoint id -> "<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms> <paused_ms>":
+                 max in flight (configured); the rate as one job per interval_ms with a burst
+                 of `burst` (interval 0: no rate); the adaptive limit cwnd (a float, 1..max);
+                 the Redis time of its last cut; the rate's theoretical arrival time (GCRA);
+                 the time until which a Retry-After paused it (0: none).
+]]
+
+local BLOCKED = 1e15
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The flow record of endpoint e, or the defaults of an endpoint without one.
+local function flow_get(key, e, default_max)
+  local s = redis.call('HGET', key, e)
+  if s then
+    local m, iv, b, c, cut, tat, p = string.match(s,
+      '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+    if m then
+      return {max = tonumber(m), interval = tonumber(iv), burst = tonumber(b),
+        cwnd = tonumber(c), cut = tonumber(cut), tat = tonumber(tat), paused = tonumber(p)}
+    end
+  end
+  return {max = default_max, interval = 0, burst = 1, cwnd = default_max, cut = 0, tat = 0,
+    paused = 0}
+end
+
+local function flow_put(key, e, f)
+  redis.call('HSET', key, e, table.concat({string.format('%d', f.max), tostring(f.interval),
+    string.format('%d', f.burst), tostring(f.cwnd), string.format('%d', f.cut),
+    tostring(f.tat), string.format('%d', f.paused)}, ' '))
+end
+
+-- The in-flight limit in force: the adaptive limit, within 1 .. max.
+local function limit_of(f)
+  return math.max(1, math.min(f.max, math.floor(f.cwnd)))
+end
+
+-- Jobs the rate lets through at `now` (GCRA with a burst of f.burst), and when the next one
+-- may go if none may now.
+local function rate_allows(f, now)
+  if f.interval <= 0 then return math.huge, now end
+  local tau = (f.burst - 1) * f.interval
+  local n = math.floor((now + tau - math.max(f.tat, now)) / f.interval) + 1
+  if n > 0 then return n, now end
+  return 0, math.ceil(f.tat - tau)
+end
+
+-- n jobs of endpoint e went out at `now`: advance its rate clock.
+local function rate_take(f, now, n)
+  f.tat = math.max(f.tat, now) + n * f.interval
+end
+
+-- Endpoint e may have work to serve at `at`: bring its ready score forward, never back, and
+-- never past BLOCKED (only freed slots unblock an endpoint).
+local function offer(ready, e, at)
+  local s = redis.call('ZSCORE', ready, e)
+  if not s then
+    redis.call('ZADD', ready, at, e)
+  else
+    s = tonumber(s)
+    if s > at and s < BLOCKED then redis.call('ZADD', ready, at, e) end
+  end
+end
+
+-- n of endpoint e's slots came free: count them, and let the next claim look at e again if
+-- it was blocked at its limit. Returns 1 when it was blocked.
+local function free_slots(busy, ready, e, n, now)
+  if redis.call('HINCRBY', busy, e, -n) <= 0 then redis.call('HDEL', busy, e) end
+  local s = redis.call('ZSCORE', ready, e)
+  if s and tonumber(s) >= BLOCKED then
+    redis.call('ZADD', ready, now, e)
+    return 1
+  end
+  return 0
+end
+

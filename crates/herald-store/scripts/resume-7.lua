@@ -1,0 +1,52 @@
+--[[
+  resume-7.lua: (re)activate an endpoint: optionally store its new configuration and flow
+  settings, clear its disabled state and strikes, and let claims serve its queue again. Its
+  parked jobs keep their due times and attempt counts: those already due are due at once.
+
+  KEYS[1]  endpoints  HASH  endpoint id -> endpoint JSON
+  KEYS[2]  disabled   HASH  endpoint id -> why and when it was disabled (JSON)
+  KEYS[3]  strikes    HASH  endpoint id -> consecutive strikes
+  KEYS[4]  deleted    HASH  endpoint id -> when it was deleted (ms)
+  KEYS[5]  ready      ZSET  endpoint id -> when a claim may next serve it (ms)
+  KEYS[6]  flow       HASH  endpoint id -> "<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms>
+                            <paused_ms>" (see prelude/flow.lua)
+  KEYS[7]  q          ZSET  "<shard prefix>:q:<endpoint id>": the endpoint's queue
+
+  ARGV[1]  endpoint id
+  ARGV[2]  endpoint JSON to store ("" keeps the stored one: enable only)
+  ARGV[3]  with ARGV[2]: the flow settings "<max in flight> <interval_ms> <burst>" (interval 0:
+           no rate). Setting an endpoint starts its adaptive limit at the maximum and clears
+           a pause; enabling only leaves them as they are.
+
+  Returns {created, queued}: created is 1 when the endpoint did not exist before, queued the
+  jobs in its queue; or {-1} when ARGV[2] is "" and the endpoint does not exist.
+]]
+
+local endpoints, disabled, strikes, deleted, ready, flow, q =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local endpoint = ARGV[1]
+local created = 0
+if ARGV[2] ~= '' then
+  local max, interval, burst = string.match(ARGV[3], '^(%d+) ([%d.e+-]+) (%d+)$')
+  if not max or tonumber(max) < 1 or tonumber(burst) < 1 then
+    return redis.error_reply('resume-7.lua: flow settings must be "<max> <interval_ms> <burst>"')
+  end
+  created = redis.call('HSET', endpoints, endpoint, ARGV[2])
+  redis.call('HDEL', deleted, endpoint)
+  -- The rate clock (tat) is kept, so that setting an endpoint again does not reset its rate.
+  local tat = string.match(redis.call('HGET', flow, endpoint) or '', '^%S+ %S+ %S+ %S+ %S+ (%S+) ')
+  redis.call('HSET', flow, endpoint,
+    max .. ' ' .. interval .. ' ' .. burst .. ' ' .. max .. ' 0 ' .. (tat or '0') .. ' 0')
+elseif redis.call('HEXISTS', endpoints, endpoint) == 0 then
+  return {-1}
+end
+redis.call('HDEL', disabled, endpoint)
+redis.call('HDEL', strikes, endpoint)
+
+local queued = redis.call('ZCARD', q)
+if queued > 0 then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', ready, now, endpoint)
+end
+return {created, queued}
