@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use crate::support::receiver::{self, Receiver, Reply};
+use crate::support::receiver::{self, Receiver, Reply, Routes, Switch};
 use crate::support::{RedisServer, SAFETY_NET};
 
 /// Sends one HTTP/1.1 POST without waiting for the answer (no client library needed).
@@ -24,14 +24,19 @@ fn send(url: &str, path: &str, body: &str) -> TcpStream {
 
 /// Sends one HTTP/1.1 POST and returns the status code.
 fn post(url: &str, path: &str, body: &str) -> u16 {
+    post_raw(url, path, body)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no status line from {url}{path}"))
+}
+
+/// Sends one HTTP/1.1 POST and returns the whole response, head and body.
+fn post_raw(url: &str, path: &str, body: &str) -> String {
     let mut stream = send(url, path, body);
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read response");
     response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {response:?}"))
 }
 
 fn ping(redis: &RedisServer) -> String {
@@ -124,4 +129,53 @@ fn receiver_policies() {
     let got = rx.wait_for(1, SAFETY_NET);
     assert_eq!(got[0].path, "/hang");
     drop(rx);
+}
+
+#[test]
+fn receiver_routes_by_path_and_keeps_the_most_requests_open_at_once() {
+    let up = Switch::new();
+    let rx = Receiver::start(
+        Routes::new()
+            .path("/busy", receiver::retry_after_first(1, 429, 2))
+            .path("/down", receiver::hang_until(&up))
+            .otherwise(receiver::fail_first(1)),
+    );
+    // Each path counts its own requests: "the first" is the first to that path.
+    assert_eq!(post(&rx.url(), "/other", "{}"), 500);
+    let busy = post_raw(&rx.url(), "/busy", "{}");
+    assert!(busy.starts_with("HTTP/1.1 429"), "{busy:?}");
+    assert!(
+        busy.to_lowercase().contains("\r\nretry-after: 2\r\n"),
+        "{busy:?}"
+    );
+    assert_eq!(post(&rx.url(), "/busy", "{}"), 200);
+    assert_eq!(post(&rx.url(), "/other", "{}"), 200);
+
+    // Two requests held open at once, then the switch lets the next one through.
+    let _first = send(&rx.url(), "/down", "{}");
+    let _second = send(&rx.url(), "/down", "{}");
+    let got = rx.wait_until("both hanging requests", SAFETY_NET, |r| {
+        r.iter().filter(|r| r.path == "/down").count() == 2
+    });
+    up.turn_on();
+    assert_eq!(post(&rx.url(), "/down", "{}"), 200);
+
+    let indexes: Vec<(&str, usize)> = got
+        .iter()
+        .map(|r| (r.path.as_str(), r.path_index))
+        .collect();
+    assert_eq!(
+        indexes,
+        [
+            ("/other", 0),
+            ("/busy", 0),
+            ("/busy", 1),
+            ("/other", 1),
+            ("/down", 0),
+            ("/down", 1)
+        ]
+    );
+    assert_eq!(rx.max_concurrent("/down"), 3);
+    assert_eq!(rx.max_concurrent("/busy"), 1);
+    assert_eq!(rx.max_concurrent("/nowhere"), 0);
 }

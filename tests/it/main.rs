@@ -7,6 +7,8 @@
 //! - [`recovery`]: crashes, graceful shutdown and malformed job data.
 //! - [`scale`]: two workers sharing ten thousand jobs.
 //! - [`endpoints`]: endpoints, subscriptions, levels, strikes, parking and resuming.
+//! - [`isolation`]: one endpoint's trouble stays its own: a hanging receiver, `--max-in-flight`
+//!   across workers and a killed worker, `--rate`, `Retry-After` pauses, the adaptive limit.
 //! - [`enqueue_batch`]: batches through `enqueue-batch-4.lua`: per-job results, refusals, wake-up
 //!   hints, delivery.
 //! - [`store`]: the store's contract through its Rust API (tokens, leases, idempotency).
@@ -23,6 +25,7 @@ mod endpoints;
 mod enqueue_batch;
 mod hardening;
 mod harness;
+mod isolation;
 mod observability;
 mod recovery;
 mod scale;

@@ -121,6 +121,55 @@ impl Herald {
         id
     }
 
+    /// Enqueues one job per payload for `endpoint` with one `enqueue --ndjson` command, and
+    /// returns how many it enqueued (asserting that is all of them).
+    pub fn enqueue_many(&self, endpoint: &str, payloads: impl IntoIterator<Item = Value>) -> u64 {
+        let mut lines = String::new();
+        let mut count = 0;
+        for payload in payloads {
+            lines.push_str(&payload.to_string());
+            lines.push('\n');
+            count += 1;
+        }
+        let out = self
+            .run_stdin(&["enqueue", endpoint, "-", "--ndjson", "--json"], lines)
+            .assert_success();
+        let enqueued = out.json()["enqueued"].as_u64();
+        assert_eq!(enqueued, Some(count), "`{}`:\n{out}", out.command);
+        count
+    }
+
+    /// `herald endpoint get ID --json`.
+    pub fn endpoint(&self, id: &str) -> Value {
+        self.ok(&["endpoint", "get", id, "--json"]).json()
+    }
+
+    /// The limits and backlog that `herald endpoint get ID --json` shows.
+    pub fn limits(&self, id: &str) -> EndpointLimits {
+        EndpointLimits::from_json(self.endpoint(id))
+    }
+
+    /// Asks `herald endpoint get ID` every few milliseconds until `done` holds for its limits,
+    /// and returns them.
+    ///
+    /// For conditions no event announces; `timeout` is a safety net.
+    pub fn wait_for_limits(
+        &self,
+        id: &str,
+        what: &str,
+        timeout: Duration,
+        done: impl Fn(&EndpointLimits) -> bool,
+    ) -> EndpointLimits {
+        poll_until(what, timeout, STATS_INTERVAL, || {
+            let limits = self.limits(id);
+            if done(&limits) {
+                Ok(limits)
+            } else {
+                Err(format!("{limits:?}"))
+            }
+        })
+    }
+
     /// `herald stats --json`.
     pub fn stats(&self) -> Stats {
         Stats::from_json(self.ok(&["stats", "--json"]).json())
@@ -306,6 +355,58 @@ impl Stats {
     /// Nothing queued, nothing in flight, nothing parked, nothing dead.
     pub fn is_empty(&self) -> bool {
         self.queued() == 0 && self.in_flight == 0 && self.parked == 0 && self.dead == 0
+    }
+}
+
+/// An endpoint's delivery limits and backlog, from `herald endpoint get ID --json`: its
+/// `limits` object and its `queued` count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointLimits {
+    /// The configured most deliveries in flight fleet-wide (`--max-in-flight`).
+    pub max_in_flight: u64,
+    /// The adaptive limit now: at most `max_in_flight`, lowered by timeouts, 5xx and 429.
+    pub current_limit: u64,
+    /// Deliveries in flight fleet-wide now (leases held, including those of dead workers).
+    pub in_flight: u64,
+    /// The configured rate (`--rate`), e.g. `"50/s"`; `None` when unlimited.
+    pub rate: Option<String>,
+    /// Until when (Unix ms) a `Retry-After` paused the endpoint; `None` when not paused.
+    pub paused_until_ms: Option<i64>,
+    /// Jobs in the endpoint's own queue (due or scheduled).
+    pub queued: u64,
+}
+
+impl EndpointLimits {
+    fn from_json(json: Value) -> EndpointLimits {
+        let limits = json
+            .get("limits")
+            .filter(|l| l.is_object())
+            .unwrap_or_else(|| panic!("herald endpoint get has no \"limits\" object: {json}"));
+        let integer = |v: &Value, name: &str| {
+            v.get(name)
+                .and_then(Value::as_u64)
+                .unwrap_or_else(|| panic!("herald endpoint get has no integer {name:?}: {json}"))
+        };
+        let nullable = |name: &str| match limits.get(name) {
+            Some(Value::Null) => None,
+            Some(v) => Some(v),
+            None => panic!("herald endpoint get has no limits.{name} (null or a value): {json}"),
+        };
+        EndpointLimits {
+            max_in_flight: integer(limits, "max_in_flight"),
+            current_limit: integer(limits, "current_limit"),
+            in_flight: integer(limits, "in_flight"),
+            rate: nullable("rate").map(|v| {
+                v.as_str()
+                    .unwrap_or_else(|| panic!("limits.rate is not text: {json}"))
+                    .to_owned()
+            }),
+            paused_until_ms: nullable("paused_until_ms").map(|v| {
+                v.as_i64()
+                    .unwrap_or_else(|| panic!("limits.paused_until_ms is not an integer: {json}"))
+            }),
+            queued: integer(&json, "queued"),
+        }
     }
 }
 

@@ -1,15 +1,18 @@
 //! A real HTTP server that plays the webhook receiver: it records every request and answers
-//! according to a programmable policy, and tests wait on what it received.
+//! according to a programmable policy (one per path if need be), keeps per path the most
+//! requests it held open at once, and tests wait on what it received.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::sync::oneshot;
@@ -19,6 +22,8 @@ use tokio::sync::oneshot;
 pub struct Request {
     /// 0 for the first request this receiver got, then 1, 2, …
     pub index: usize,
+    /// 0 for the first request to this request's path, then 1, 2, …
+    pub path_index: usize,
     pub method: String,
     pub path: String,
     pub headers: HeaderMap,
@@ -61,6 +66,8 @@ pub enum Reply {
     After(Duration, u16),
     /// Never answer (the client gives up, or the test ends).
     Hang,
+    /// Answer at once with this status and `Retry-After: <seconds>`.
+    RetryAfter(u16, u64),
 }
 
 /// Decides the reply from the request's index (0-based, over all requests) and the request.
@@ -97,6 +104,93 @@ pub fn slow(delay: Duration) -> impl Fn(usize, &Request) -> Reply + Send + Sync 
     move |_, _| Reply::After(delay, 200)
 }
 
+/// Answer `status` with `Retry-After: <seconds>` to the first `n` requests, then 200.
+pub fn retry_after_first(
+    n: usize,
+    status: u16,
+    seconds: u64,
+) -> impl Fn(usize, &Request) -> Reply + Send + Sync {
+    move |i, _| {
+        if i < n {
+            Reply::RetryAfter(status, seconds)
+        } else {
+            Reply::Status(200)
+        }
+    }
+}
+
+/// Never answer while `switch` is off; once it is on, answer 200 at once.
+///
+/// For a receiver that must stay down until the test has seen what it waits for, rather than
+/// for a count of requests guessed in advance. Requests already hanging keep hanging.
+pub fn hang_until(switch: &Switch) -> impl Fn(usize, &Request) -> Reply + Send + Sync {
+    let on = Arc::clone(&switch.0);
+    move |_, _| {
+        if on.load(Ordering::SeqCst) {
+            Reply::Status(200)
+        } else {
+            Reply::Hang
+        }
+    }
+}
+
+/// A flag that a test turns on to change what a policy answers from then on.
+#[derive(Debug, Clone, Default)]
+pub struct Switch(Arc<AtomicBool>);
+
+impl Switch {
+    /// A switch that is off.
+    pub fn new() -> Switch {
+        Switch::default()
+    }
+
+    /// Turns the switch on: requests that arrive from now on see it on.
+    pub fn turn_on(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A policy per path: each path's policy gets the index of the request among those to its own
+/// path ([`Request::path_index`]), so that "the first `n`" counts that path's requests only.
+#[derive(Default)]
+pub struct Routes {
+    by_path: HashMap<String, Box<Policy>>,
+}
+
+impl fmt::Debug for Routes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.by_path.keys()).finish()
+    }
+}
+
+impl Routes {
+    /// No route yet.
+    pub fn new() -> Routes {
+        Routes::default()
+    }
+
+    /// Requests to exactly `path` are answered by `policy`.
+    pub fn path(
+        mut self,
+        path: &str,
+        policy: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> Routes {
+        self.by_path.insert(path.to_owned(), Box::new(policy));
+        self
+    }
+
+    /// The finished policy: requests to any other path are answered by `default`.
+    pub fn otherwise(
+        self,
+        default: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> impl Fn(usize, &Request) -> Reply + Send + Sync + 'static {
+        move |_, request| match self.by_path.get(&request.path) {
+            Some(policy) => policy(request.path_index, request),
+            None => default(request.path_index, request),
+        }
+    }
+}
+
 /// An axum server on 127.0.0.1 (own runtime, own thread), stopped when dropped.
 pub struct Receiver {
     addr: SocketAddr,
@@ -109,22 +203,52 @@ impl fmt::Debug for Receiver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver")
             .field("addr", &self.addr)
-            .field("received", &self.shared.lock().len())
+            .field("received", &self.shared.lock().requests.len())
             .finish_non_exhaustive()
     }
 }
 
 /// The recorded requests and the policy, shared by the handler and the test thread.
 struct Shared {
-    requests: Mutex<Vec<Request>>,
+    log: Mutex<Log>,
     /// Notified after every recorded request.
     arrived: Condvar,
     policy: Box<Policy>,
 }
 
+/// What the receiver saw, under one lock.
+#[derive(Default)]
+struct Log {
+    requests: Vec<Request>,
+    /// Path → how many requests to it arrived, are open now, and were open at most at once.
+    paths: HashMap<String, PathLoad>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct PathLoad {
+    received: usize,
+    open: usize,
+    most_open: usize,
+}
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Vec<Request>> {
-        self.requests.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// One request held open by the handler: counted from its arrival until the handler answers
+/// or is cancelled (the client went away, or the receiver stopped).
+struct Open {
+    shared: Arc<Shared>,
+    path: String,
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(load) = self.shared.lock().paths.get_mut(&self.path) {
+            load.open -= 1;
+        }
     }
 }
 
@@ -137,7 +261,7 @@ impl Receiver {
             .expect("non-blocking listener");
         let addr = listener.local_addr().expect("receiver address");
         let shared = Arc::new(Shared {
-            requests: Mutex::new(Vec::new()),
+            log: Mutex::new(Log::default()),
             arrived: Condvar::new(),
             policy: Box::new(policy),
         });
@@ -181,12 +305,22 @@ impl Receiver {
 
     /// A copy of every request received so far, in arrival order.
     pub fn requests(&self) -> Vec<Request> {
-        self.shared.lock().clone()
+        self.shared.lock().requests.clone()
     }
 
     /// How many requests arrived so far.
     pub fn count(&self) -> usize {
-        self.shared.lock().len()
+        self.shared.lock().requests.len()
+    }
+
+    /// The most requests to `path` that the receiver held open at the same time so far (from
+    /// arrival to answer); 0 if none arrived.
+    pub fn max_concurrent(&self, path: &str) -> usize {
+        self.shared
+            .lock()
+            .paths
+            .get(path)
+            .map_or(0, |load| load.most_open)
     }
 
     /// Waits until at least `count` requests arrived and returns them all.
@@ -203,20 +337,20 @@ impl Receiver {
         timeout: Duration,
         done: impl Fn(&[Request]) -> bool,
     ) -> Vec<Request> {
-        let (requests, result) = self
+        let (log, result) = self
             .shared
             .arrived
-            .wait_timeout_while(self.shared.lock(), timeout, |r| !done(r))
+            .wait_timeout_while(self.shared.lock(), timeout, |log| !done(&log.requests))
             .unwrap_or_else(|e| e.into_inner());
         if result.timed_out() {
-            let got = requests.len();
-            drop(requests);
+            let got = log.requests.len();
+            drop(log);
             panic!(
                 "receiver {}: waited {timeout:?} for {what}, got {got} requests",
                 self.addr
             );
         }
-        requests.clone()
+        log.requests.clone()
     }
 }
 
@@ -242,18 +376,30 @@ async fn record_and_answer(
         // The client went away mid-body: nothing was delivered, nothing to record.
         Err(_) => return StatusCode::BAD_REQUEST.into_response(),
     };
+    let path = parts.uri.path().to_owned();
     let request = {
-        let mut requests = shared.lock();
+        let mut log = shared.lock();
+        let index = log.requests.len();
+        let load = log.paths.entry(path.clone()).or_default();
+        let path_index = load.received;
+        load.received += 1;
+        load.open += 1;
+        load.most_open = load.most_open.max(load.open);
         let request = Request {
-            index: requests.len(),
+            index,
+            path_index,
             method: parts.method.to_string(),
-            path: parts.uri.path().to_owned(),
+            path: path.clone(),
             headers: parts.headers,
             body,
             received_at,
         };
-        requests.push(request.clone());
+        log.requests.push(request.clone());
         request
+    };
+    let _open = Open {
+        shared: Arc::clone(&shared),
+        path,
     };
     shared.arrived.notify_all();
     match (shared.policy)(request.index, &request) {
@@ -263,6 +409,13 @@ async fn record_and_answer(
             status_response(status)
         }
         Reply::Hang => std::future::pending().await,
+        Reply::RetryAfter(status, seconds) => {
+            let mut response = status_response(status);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+            response
+        }
     }
 }
 
