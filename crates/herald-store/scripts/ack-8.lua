@@ -63,12 +63,10 @@ local now
 for _, e in ipairs(order) do
   local n = freed[e]
   redis.call('HDEL', strikes, e)
-  if redis.call('HEXISTS', flow, e) == 1 then
-    local f = flow_get(flow, e, 1)
-    if f.cwnd < f.max then
-      f.cwnd = math.min(f.max, f.cwnd + n / limit_of(f))
-      flow_put(flow, e, f)
-    end
+  local f = flow_get(flow, e, 0)
+  if f.cwnd < f.max then
+    f.cwnd = math.min(f.max, f.cwnd + n / limit_of(f))
+    flow_put(flow, e, f)
   end
   now = now or now_ms()
   out[1] = out[1] + free_slots(busy, ready, e, n, now)

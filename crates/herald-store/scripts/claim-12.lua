@@ -28,9 +28,9 @@
   the others were served meanwhile and are skipped. Each servable candidate may take a share
   of ceil(most jobs ÷ servable candidates), capped by its free slots (limit − in flight) and
   what its rate allows now; it takes its due jobs in due order. Its ready score then becomes
-  the head of its queue (or now, if it filled its share), BLOCKED at its limit, the next
-  rate slot, or it leaves `ready` when its queue is empty. A served endpoint therefore goes
-  behind the ones that waited.
+  now if more of its jobs are due (so it goes behind the endpoints that waited), else the due
+  time of its next job, BLOCKED at its limit, the next rate slot, or it leaves `ready` when its
+  queue is empty.
 
   A candidate that no longer exists has its jobs (up to most jobs per call) discarded as
   "endpoint deleted" or "unknown endpoint"; a disabled one leaves `ready` (its jobs wait in its
@@ -154,16 +154,15 @@ if #servable > 0 then
         flow_put(flow, e, f)
       end
     end
-    -- Its next turn.
-    local at = now
-    if #ids < ask then
-      local head = redis.call('ZRANGE', s.q, 0, 0, 'WITHSCORES')
-      at = tonumber(head[2])
-    end
+    -- Its next turn: now if more is due (it goes behind the endpoints that waited), else
+    -- when its next job is due.
+    local head = redis.call('ZRANGE', s.q, 0, 0, 'WITHSCORES')
+    local at = tonumber(head[2])
+    if at and at < now then at = now end
     if not at then
       redis.call('ZREM', ready, e)
     else
-      local more = #ids == ask
+      local more = at == now
       if s.busy + taken >= s.lim then
         at = BLOCKED
         if more then held[at_limit(f)] = held[at_limit(f)] + 1 end
