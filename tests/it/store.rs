@@ -336,3 +336,107 @@ fn a_wake_up_takes_every_pending_hint_earliest_first() {
         assert_eq!(store.wait_wake(&mut conn, timeout).await.unwrap(), []);
     });
 }
+
+#[test]
+fn a_small_endpoints_job_is_claimed_in_the_next_round_behind_another_endpoints_backlog() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, big) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        let flow = herald_store::FlowChange {
+            max_in_flight: Some(10_000),
+            rate: None,
+        };
+        store
+            .set_endpoint_with(&big, "https://hooks.example.com/", None, flow)
+            .await
+            .unwrap();
+        let small = EndpointId::new("dash-2").unwrap();
+        store
+            .set_endpoint(&small, "https://hooks.example.com/", None)
+            .await
+            .unwrap();
+        // The big backlog first: in one due-time order it would all come before dash-2's job.
+        let backlog: Vec<NewJob> = (0..5_000)
+            .map(|i| NewJob::new(big.clone(), format!("{{\"i\":{i}}}").into_bytes()))
+            .collect();
+        for r in store.enqueue_batch(&backlog).await.unwrap() {
+            r.unwrap();
+        }
+        let job = store
+            .enqueue(&NewJob::new(small.clone(), b"{}".to_vec()))
+            .await
+            .unwrap();
+
+        // A claim with no candidates learns whose turn it is; the next one serves both.
+        let lease = Duration::from_secs(60);
+        let first = store.claim(&mut conn, 0, 10, lease, &[], 32).await.unwrap();
+        assert!(first.jobs.is_empty());
+        assert_eq!(first.candidates, ["dash-1", "dash-2"]);
+        let second = store
+            .claim(&mut conn, 0, 10, lease, &first.candidates, 32)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = second.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert!(ids.contains(&job.job_id.as_str()), "{ids:?}");
+        assert_eq!(
+            second.jobs.len(),
+            6,
+            "a share of 5 for dash-1, its only job for dash-2"
+        );
+        // dash-1 was served: it goes behind any endpoint that waited, and is still due.
+        assert_eq!(second.candidates, ["dash-1"]);
+    });
+}
+
+#[test]
+fn an_endpoint_at_its_in_flight_limit_is_skipped_until_a_settlement_frees_a_slot() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        let flow = herald_store::FlowChange {
+            max_in_flight: Some(2),
+            rate: None,
+        };
+        store
+            .set_endpoint_with(&ep, "https://hooks.example.com/", None, flow)
+            .await
+            .unwrap();
+        for i in 0..5 {
+            store
+                .enqueue(&NewJob::new(
+                    ep.clone(),
+                    format!("{{\"i\":{i}}}").into_bytes(),
+                ))
+                .await
+                .unwrap();
+        }
+        let lease = Duration::from_secs(60);
+        let first = claim(&store, &mut conn, 10, lease).await;
+        assert_eq!(
+            first.jobs.len(),
+            2,
+            "the limit, not the batch, bounds the claim"
+        );
+        assert_eq!(first.held.in_flight, 1);
+        // Blocked: no candidate, no timer, until a slot is freed.
+        assert!(first.candidates.is_empty());
+        assert_eq!(first.next_ready_ms, None);
+        assert!(claim(&store, &mut conn, 10, lease).await.jobs.is_empty());
+
+        let report = store
+            .settle(
+                &mut conn,
+                0,
+                &[settlement(&first.jobs[0], Settle::Ack)],
+                5,
+                32,
+            )
+            .await
+            .unwrap();
+        assert_eq!(report.unblocked, 1);
+        let next = claim(&store, &mut conn, 10, lease).await;
+        assert_eq!(next.jobs.len(), 1, "one slot was freed");
+    });
+}
