@@ -13,7 +13,8 @@
 //! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
 //! Modules: `env` (Redis, worker processes, what is read from them), `receiver` (the HTTP
-//! receiver and its counters), `scenarios` (what is measured), `report` (the table).
+//! receiver and its counters), `scenarios` (what is measured, one module per scenario), `report`
+//! (the table).
 
 /// The same allocator as the `herald` binary, so that the ceiling's bare loop and the
 /// receiver run on what the workers run on.
