@@ -33,9 +33,9 @@ pub async fn backlog(b: &Bench, args: &BacklogArgs) -> anyhow::Result<Value> {
     let d = b.deploy().await?;
     let empty = deliver_all(b, &d, args.workers, args.jobs, 0).await?;
     let fill = enqueue(
-        &d,
-        args.jobs,
-        args.backlog,
+        &d.producer,
+        &d.endpoints,
+        args.jobs..args.jobs + args.backlog,
         c.payload,
         args.backlog_delay,
         c.batch,

@@ -32,9 +32,9 @@ pub async fn enqueue_rate(b: &Bench, args: &EnqueueArgs) -> anyhow::Result<Value
         let ticks = env::machine_ticks();
         let stats_before = commandstats(&mut conn).await?;
         let e = enqueue(
-            &d,
-            0,
-            args.jobs,
+            &d.producer,
+            &d.endpoints,
+            0..args.jobs,
             c.payload,
             Duration::ZERO,
             c.batch,

@@ -30,7 +30,16 @@ pub async fn memory(b: &Bench, args: &MemoryArgs) -> anyhow::Result<Value> {
     let fleet = Fleet::start(&b.herald, &d.redis.url, 1, &b.worker_env(args.in_flight)).await?;
     let pid = fleet.pids()[0];
     let (_, idle_rss) = env::memory_kib(pid)?;
-    enqueue(&d, 0, args.jobs, c.payload, Duration::ZERO, c.batch, 1).await?;
+    enqueue(
+        &d.producer,
+        &d.endpoints,
+        0..args.jobs,
+        c.payload,
+        Duration::ZERO,
+        c.batch,
+        1,
+    )
+    .await?;
     let t = tracker.clone();
     wait_for(
         "held deliveries",

@@ -33,7 +33,16 @@ pub async fn scripts(b: &Bench, args: &ScriptsArgs) -> anyhow::Result<Value> {
     for with_log in [true, false] {
         let mut phase = serde_json::Map::new();
         let mut measure = Measure::start(&d, &mut conn).await?;
-        enqueue(&d, 0, args.jobs, c.payload, Duration::ZERO, c.batch, 1).await?;
+        enqueue(
+            &d.producer,
+            &d.endpoints,
+            0..args.jobs,
+            c.payload,
+            Duration::ZERO,
+            c.batch,
+            1,
+        )
+        .await?;
         phase.insert(
             "enqueue".into(),
             measure.stop(&d, &mut conn, args.jobs).await?,

@@ -3,6 +3,7 @@
 //! endpoints on the receiver), the enqueue loop, waiting for progress, and a description of the
 //! machine.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -164,23 +165,24 @@ impl Enqueue {
     }
 }
 
-/// Enqueues jobs `first..first + n` with `enqueue_batch`, `batch` at a time, from `callers`
-/// concurrent tasks; every job must be queued.
+/// Enqueues the jobs numbered `jobs` (job i for endpoint i mod endpoints) with `enqueue_batch`,
+/// `batch` at a time, from `callers` concurrent tasks; every job must be queued.
 pub(super) async fn enqueue(
-    d: &Deployment,
-    first: u64,
-    n: u64,
+    producer: &Producer,
+    endpoints: &[EndpointId],
+    jobs: Range<u64>,
     size: usize,
     delay: Duration,
     batch: usize,
     callers: usize,
 ) -> anyhow::Result<Enqueue> {
-    let endpoints = Arc::new(d.endpoints.clone());
+    let (first, n) = (jobs.start, jobs.end - jobs.start);
+    let endpoints = Arc::new(endpoints.to_vec());
     let per_caller = n.div_ceil(callers.max(1) as u64);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..callers.max(1) as u64 {
-        let (producer, endpoints) = (d.producer.clone(), endpoints.clone());
+        let (producer, endpoints) = (producer.clone(), endpoints.clone());
         let start = first + c * per_caller;
         let end = (start + per_caller).min(first + n);
         tasks.spawn(async move {

@@ -52,7 +52,16 @@ pub(super) async fn deliver_all(
     let tracker = b.receiver.arm(Tracker::new(n, false, Duration::ZERO)?);
     let mut conn = d.redis.conn().await?;
     let mem_before = info_u64(&mut conn, "memory", "used_memory").await?;
-    let enq = enqueue(d, 0, n, c.payload, Duration::ZERO, c.batch, 1).await?;
+    let enq = enqueue(
+        &d.producer,
+        &d.endpoints,
+        0..n,
+        c.payload,
+        Duration::ZERO,
+        c.batch,
+        1,
+    )
+    .await?;
     let mem_after = info_u64(&mut conn, "memory", "used_memory").await?;
     let load = loadavg();
     let stats_before = commandstats(&mut conn).await?;
