@@ -1,17 +1,14 @@
 //! (c) Enqueue-to-receipt latency at a fixed offered rate, one `enqueue` call per job, with a
 //! fleet doing nothing else.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
-use herald_producer::NewJob;
 use serde_json::{json, Value};
-use tokio::time::MissedTickBehavior;
 
-use super::shared::{loadavg, parse_duration, round, wait_for, Bench};
-use crate::env::{self, now_us, Fleet};
-use crate::receiver::{payload, Tracker};
+use super::shared::{feed, loadavg, parse_duration, round, wait_for, Bench, Noise};
+use crate::env::{now_us, Fleet};
+use crate::receiver::Tracker;
 
 #[derive(Debug, Clone, Args)]
 pub struct LatencyArgs {
@@ -43,40 +40,9 @@ pub async fn latency(b: &Bench, args: &LatencyArgs) -> anyhow::Result<Value> {
     // Let start-up traffic (script loading, the first scan) pass.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let load = loadavg();
-    let ticks = env::machine_ticks();
-    let (cpu_bench, cpu_redis) = (env::cpu_seconds(None), env::cpu_seconds(d.redis.pid()));
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / args.rate as f64));
-    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let noise = Noise::start(&d);
     let started = Instant::now();
-    // How long the enqueue calls themselves take: the producer's share of the latency.
-    let calls = Arc::new(std::sync::Mutex::new(hdrhistogram::Histogram::<u64>::new(
-        3,
-    )?));
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..total {
-        tick.tick().await;
-        let producer = d.producer.clone();
-        let endpoint = d.endpoints[i as usize % d.endpoints.len()].clone();
-        let size = c.payload;
-        let calls = calls.clone();
-        tasks.spawn(async move {
-            let t = now_us();
-            let job = NewJob::new(endpoint, payload(i, t, size));
-            let r = producer.enqueue_job(job).await;
-            let _ = calls
-                .lock()
-                .expect("lock")
-                .record(now_us().saturating_sub(t));
-            r
-        });
-        while let Some(r) = tasks.try_join_next() {
-            r??;
-        }
-    }
-    while let Some(r) = tasks.join_next().await {
-        r??;
-    }
-    let offered_for = started.elapsed();
+    let fed = feed(&d, args.rate, total, c.payload).await?;
     let t = tracker.clone();
     wait_for(
         "latency deliveries",
@@ -86,13 +52,7 @@ pub async fn latency(b: &Bench, args: &LatencyArgs) -> anyhow::Result<Value> {
         || t.unique() >= total,
     )
     .await?;
-    let ours = env::cpu_seconds(None) - cpu_bench + env::cpu_seconds(d.redis.pid()) - cpu_redis
-        + fleet
-            .pids()
-            .into_iter()
-            .map(|p| env::cpu_seconds(Some(p)))
-            .sum::<f64>();
-    let noise = env::noise_since(ticks, ours);
+    let noise = noise.since_start(&d, &fleet);
     fleet.stop().await;
     let h = tracker
         .latency_us
@@ -105,7 +65,7 @@ pub async fn latency(b: &Bench, args: &LatencyArgs) -> anyhow::Result<Value> {
     Ok(json!({
         "workers": args.workers,
         "offered_rate_per_s": args.rate,
-        "achieved_rate_per_s": (total as f64 / offered_for.as_secs_f64()).round(),
+        "achieved_rate_per_s": (total as f64 / fed.offered_for.as_secs_f64()).round(),
         "jobs": total,
         "delivered": tracker.unique(),
         "duplicates": tracker.duplicates(),
@@ -116,9 +76,9 @@ pub async fn latency(b: &Bench, args: &LatencyArgs) -> anyhow::Result<Value> {
         "max_ms": ms(h.max()),
         "slower_than_10ms": slow_windows(&tracker.slow.lock().expect("lock"), started_us),
         "enqueue_call": {
-            "p50_ms": ms(calls.lock().expect("lock").value_at_quantile(0.50)),
-            "p99_ms": ms(calls.lock().expect("lock").value_at_quantile(0.99)),
-            "max_ms": ms(calls.lock().expect("lock").max()),
+            "p50_ms": ms(fed.calls_us.value_at_quantile(0.50)),
+            "p99_ms": ms(fed.calls_us.value_at_quantile(0.99)),
+            "max_ms": ms(fed.calls_us.max()),
         },
         "loadavg_before": load,
         "noise": noise,

@@ -2,8 +2,8 @@
 //! endpoints on the shared receiver, `herald worker` processes), runs, and returns its figures
 //! as a JSON object. [`all`] runs every one of them in turn.
 //!
-//! - `shared`: the common settings, a fresh deployment under test, the enqueue loop, waiting
-//!   for progress, the machine's description.
+//! - `shared`: the common settings, a fresh deployment under test, the enqueue loop, a paced
+//!   feed, waiting for progress, the noise figure, the machine's description.
 //! - `ceiling`: (a) a bare reqwest POST loop against the receiver, and that loop itself.
 //! - `throughput`: (b) end-to-end deliveries per second, and the end-to-end run `backlog` reuses.
 //! - `latency`: (c) enqueue-to-receipt latency at a fixed offered rate.

@@ -1,20 +1,22 @@
 //! What every scenario shares: the common settings ([`Common`]), the benchmark's fixed parts
 //! ([`Bench`]), a fresh deployment under test ([`Deployment`]: its own Redis, a producer,
-//! endpoints on the receiver), the enqueue loop, waiting for progress, and a description of the
-//! machine.
+//! endpoints on the receiver), the enqueue loop, a feed paced at a fixed rate, waiting for
+//! progress, how much of the machine other processes had, and a description of the machine.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
+use hdrhistogram::Histogram;
 use herald_core::EndpointId;
 use herald_producer::{NewJob, Producer};
 use herald_store::EnqueueStatus;
 use serde_json::{json, Value};
+use tokio::time::MissedTickBehavior;
 
-use crate::env::{now_us, Redis};
+use crate::env::{self, now_us, Fleet, MachineTicks, Redis};
 use crate::receiver::{payload, Receiver};
 
 /// The namespace every scenario uses (each has a Redis of its own).
@@ -219,6 +221,90 @@ pub(super) async fn enqueue(
         jobs: n,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// What a paced feed did.
+pub(super) struct Feed {
+    /// From the first enqueue call to the last one's answer.
+    pub(super) offered_for: Duration,
+    /// How long the enqueue calls themselves took, in µs: the producer's share of the latency.
+    pub(super) calls_us: Histogram<u64>,
+}
+
+/// Offers jobs `0..total` at `rate` per second, one `enqueue_job` call each, job i for endpoint
+/// i mod endpoints; each payload carries the clock of just before its call. Returns once every
+/// call has answered.
+pub(super) async fn feed(
+    d: &Deployment,
+    rate: u64,
+    total: u64,
+    size: usize,
+) -> anyhow::Result<Feed> {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let calls = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..total {
+        tick.tick().await;
+        let producer = d.producer.clone();
+        let endpoint = d.endpoints[i as usize % d.endpoints.len()].clone();
+        let calls = calls.clone();
+        tasks.spawn(async move {
+            let t = now_us();
+            let job = NewJob::new(endpoint, payload(i, t, size));
+            let r = producer.enqueue_job(job).await;
+            let _ = calls
+                .lock()
+                .expect("lock")
+                .record(now_us().saturating_sub(t));
+            r
+        });
+        while let Some(r) = tasks.try_join_next() {
+            r??;
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let offered_for = started.elapsed();
+    let calls_us = calls.lock().expect("lock").clone();
+    Ok(Feed {
+        offered_for,
+        calls_us,
+    })
+}
+
+/// The CPU time spent when a measurement started: the machine's, the benchmark's and its
+/// Redis's, to tell at the end how much of the machine other processes had.
+pub(super) struct Noise {
+    ticks: MachineTicks,
+    bench: f64,
+    redis: f64,
+}
+
+impl Noise {
+    pub(super) fn start(d: &Deployment) -> Self {
+        Self {
+            ticks: env::machine_ticks(),
+            bench: env::cpu_seconds(None),
+            redis: env::cpu_seconds(d.redis.pid()),
+        }
+    }
+
+    /// Other processes' share of the machine since [`Noise::start`], the workers of `fleet`
+    /// (all their CPU time) counted as the benchmark's own.
+    pub(super) fn since_start(&self, d: &Deployment, fleet: &Fleet) -> Value {
+        let workers: f64 = fleet
+            .pids()
+            .into_iter()
+            .map(|p| env::cpu_seconds(Some(p)))
+            .sum();
+        let ours = env::cpu_seconds(None) - self.bench + env::cpu_seconds(d.redis.pid())
+            - self.redis
+            + workers;
+        env::noise_since(self.ticks, ours)
+    }
 }
 
 /// Waits until `done()` holds, failing when `progress()` stays the same for `stall`.
