@@ -10,6 +10,7 @@ use super::backlog::{backlog, BacklogArgs};
 use super::ceiling::CeilingArgs;
 use super::enqueue::{enqueue_rate, EnqueueArgs};
 use super::idle::{idle, IdleArgs};
+use super::isolation::{isolation, IsolationArgs};
 use super::latency::{latency, LatencyArgs};
 use super::memory::{memory, MemoryArgs};
 use super::scripts::{scripts, ScriptsArgs};
@@ -48,8 +49,10 @@ pub struct AllArgs {
     pub idle: IdleArgs,
     #[command(flatten)]
     pub scripts: ScriptsArgs,
+    #[command(flatten)]
+    pub isolation: IsolationArgs,
     /// Scenarios to leave out, comma-separated (throughput, enqueue, latency, backlog, memory,
-    /// idle, scripts).
+    /// idle, scripts, isolation).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
 }
@@ -106,6 +109,10 @@ pub async fn all(b: &Bench, args: &AllArgs) -> anyhow::Result<Value> {
     if on("scripts") {
         step("scripts");
         out.insert("scripts".into(), scripts(b, &args.scripts).await?);
+    }
+    if on("isolation") {
+        step("isolation");
+        out.insert("isolation".into(), isolation(b, &args.isolation).await?);
     }
     Ok(Value::Object(out))
 }

@@ -12,6 +12,8 @@
 //! - `memory`: (f) a worker's peak RSS with many deliveries in flight.
 //! - `idle`: an idle fleet's Redis commands per second, and pickup latency (issue 2).
 //! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
+//! - `isolation`: healthy endpoints' deliveries with and without one endpoint that never
+//!   answers (issue 10).
 //! - `all`: every scenario in turn.
 
 mod all;
@@ -19,6 +21,7 @@ mod backlog;
 mod ceiling;
 mod enqueue;
 mod idle;
+mod isolation;
 mod latency;
 mod memory;
 mod scripts;
@@ -30,6 +33,7 @@ pub use backlog::{backlog, BacklogArgs};
 pub use ceiling::{ceiling, post_loop, CeilingArgs, PostLoopArgs};
 pub use enqueue::{enqueue_rate, EnqueueArgs};
 pub use idle::{idle, IdleArgs};
+pub use isolation::{isolation, IsolationArgs};
 pub use latency::{latency, LatencyArgs};
 pub use memory::{memory, MemoryArgs};
 pub use scripts::{scripts, ScriptsArgs};

@@ -106,12 +106,19 @@ pub(super) struct Deployment {
 }
 
 impl Bench {
+    /// A fresh deployment with the `--endpoints` endpoints.
     pub(super) async fn deploy(&self) -> anyhow::Result<Deployment> {
+        self.deploy_with(self.common.endpoints).await
+    }
+
+    /// A fresh deployment with `endpoints` endpoints: `bench-<i>` posts to the receiver's
+    /// [`Receiver::url`] of `i`.
+    pub(super) async fn deploy_with(&self, endpoints: usize) -> anyhow::Result<Deployment> {
         let redis = Redis::start(self.common.appendonly).await?;
         let producer = Producer::connect(&redis.url, NAMESPACE, self.common.shards)?;
         producer.store().check().await?;
         let mut tasks = tokio::task::JoinSet::new();
-        let ids: Vec<EndpointId> = (0..self.common.endpoints)
+        let ids: Vec<EndpointId> = (0..endpoints)
             .map(|i| EndpointId::new(format!("bench-{i}")))
             .collect::<Result<_, _>>()?;
         for chunk in ids.chunks(ids.len().div_ceil(8).max(1)) {
