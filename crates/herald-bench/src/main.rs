@@ -10,10 +10,13 @@
 //! - `memory`: (f) a worker's peak RSS with 1,000 deliveries in flight.
 //! - `idle`: Redis commands per second of an idle fleet, and pickup latency (issue 2).
 //! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
+//! - `isolation`: healthy endpoints' deliveries next to one that never answers, against
+//!   the same without it (issue 10).
 //! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
 //! Modules: `env` (Redis, worker processes, what is read from them), `receiver` (the HTTP
-//! receiver and its counters), `scenarios` (what is measured), `report` (the table).
+//! receiver and its counters), `scenarios` (what is measured, one module per scenario), `report`
+//! (the table).
 
 /// The same allocator as the `herald` binary, so that the ceiling's bare loop and the
 /// receiver run on what the workers run on.
@@ -73,6 +76,8 @@ enum Scenario {
     Idle(scenarios::IdleArgs),
     /// Redis time per job of the hot scripts (enqueue, claim, ack), measured alone.
     Scripts(scenarios::ScriptsArgs),
+    /// Healthy endpoints' delivered rate and latency with and without one that never answers.
+    Isolation(scenarios::IsolationArgs),
     /// Runs the receiver alone until interrupted; prints its base URL first.
     Receive(ReceiveArgs),
     /// The bare POST loop of the ceiling (run by `ceiling` as a separate process).
@@ -158,6 +163,10 @@ fn main() -> anyhow::Result<()> {
             Scenario::Scripts(a) => (
                 "scripts",
                 json!({ "scripts": scenarios::scripts(&bench, a).await? }),
+            ),
+            Scenario::Isolation(a) => (
+                "isolation",
+                json!({ "isolation": scenarios::isolation(&bench, a).await? }),
             ),
             Scenario::Receive(_) | Scenario::PostLoop(_) => unreachable!("handled above"),
         };

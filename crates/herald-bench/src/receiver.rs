@@ -1,5 +1,7 @@
 //! The receiver every scenario posts to: an axum server that answers `200` to any `POST` (after
 //! an optional delay), and a [`Tracker`] that counts what arrived without slowing it down.
+//! One path, [`Receiver::hanging_url`], never answers until the tracker releases it: an
+//! endpoint whose server accepts the connection, reads the request, and goes silent.
 //!
 //! The benchmark's payloads ([`payload`]) start with the job's index and the producer's clock,
 //! `{"i":17,"t":1712345678901234,"pad":"xxx…"}`, so the receiver reads both from the first few
@@ -14,9 +16,11 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::routing::get;
+use axum::http::{header, HeaderName, StatusCode};
+use axum::routing::{get, post};
 use hdrhistogram::Histogram;
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::env::now_us;
 
@@ -69,7 +73,7 @@ pub struct Tracker {
     /// Local clock (µs) when `unique` reached 10 % and 90 % of `expected`.
     pub p10_us: AtomicU64,
     pub p90_us: AtomicU64,
-    /// Requests being answered right now (they wait out `delay`), and the most at once.
+    /// Requests held right now (waiting out `delay`, or hanging), and the most at once.
     pub in_flight: AtomicI64,
     pub max_in_flight: AtomicI64,
     /// Enqueue-to-receipt latency in µs, when asked for.
@@ -79,6 +83,10 @@ pub struct Tracker {
     pub slow: Mutex<Vec<(u64, u64)>>,
     /// How long to wait before answering.
     pub delay: Duration,
+    /// Requests to the hanging path, each held unanswered until [`Tracker::release_hung`].
+    pub hung: AtomicU64,
+    /// Cancelled by [`Tracker::release_hung`]: what the hanging requests wait for.
+    release: CancellationToken,
 }
 
 impl Tracker {
@@ -105,7 +113,15 @@ impl Tracker {
             },
             slow: Mutex::new(Vec::new()),
             delay,
+            hung: AtomicU64::new(0),
+            release: CancellationToken::new(),
         })
+    }
+
+    /// Answers every request held on the hanging path, and those that come later, with a `503`
+    /// that closes the connection: the end of a run with a hanging endpoint.
+    pub fn release_hung(&self) {
+        self.release.cancel();
     }
 
     pub fn unique(&self) -> u64 {
@@ -182,6 +198,7 @@ impl Receiver {
         )?)));
         let app = axum::Router::new()
             .route("/stats", get(stats))
+            .route("/hang", post(hang))
             .fallback(receive)
             .with_state(current.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
@@ -195,6 +212,11 @@ impl Receiver {
         format!("{}/hook/{endpoint}", self.base_url)
     }
 
+    /// The URL of the endpoint that never answers (until [`Tracker::release_hung`]).
+    pub fn hanging_url(&self) -> String {
+        format!("{}/hang", self.base_url)
+    }
+
     /// Counts from now on into a fresh tracker, and returns it.
     pub fn arm(&self, tracker: Tracker) -> Arc<Tracker> {
         let t = Arc::new(tracker);
@@ -205,24 +227,55 @@ impl Receiver {
 
 type Current = Arc<RwLock<Arc<Tracker>>>;
 
+/// A request counted in [`Tracker::in_flight`] for as long as this lives: until it is answered,
+/// or until the server drops it because the client went away.
+struct Held<'a>(&'a Tracker);
+
+impl<'a> Held<'a> {
+    fn new(tracker: &'a Tracker) -> Self {
+        let n = tracker.in_flight.fetch_add(1, Relaxed) + 1;
+        tracker.max_in_flight.fetch_max(n, Relaxed);
+        Self(tracker)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
 async fn receive(State(current): State<Current>, body: Bytes) -> &'static str {
     let tracker = current.read().expect("lock").clone();
     if !tracker.delay.is_zero() {
-        let n = tracker.in_flight.fetch_add(1, Relaxed) + 1;
-        tracker.max_in_flight.fetch_max(n, Relaxed);
+        let _held = Held::new(&tracker);
         tokio::time::sleep(tracker.delay).await;
-        tracker.in_flight.fetch_sub(1, Relaxed);
     }
     tracker.record(&body);
     "ok"
 }
 
-async fn stats(
+/// The hanging endpoint: the body is read (the extractor), then nothing is sent until the run
+/// ends and the tracker releases it.
+async fn hang(
     State(current): State<Current>,
-) -> ([(axum::http::HeaderName, &'static str); 1], String) {
+    _body: Bytes,
+) -> (StatusCode, [(HeaderName, &'static str); 1], &'static str) {
+    let tracker = current.read().expect("lock").clone();
+    tracker.hung.fetch_add(1, Relaxed);
+    let _held = Held::new(&tracker);
+    tracker.release.cancelled().await;
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONNECTION, "close")],
+        "released",
+    )
+}
+
+async fn stats(State(current): State<Current>) -> ([(HeaderName, &'static str); 1], String) {
     let tracker = current.read().expect("lock").clone();
     (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        [(header::CONTENT_TYPE, "application/json")],
         tracker.stats().to_string(),
     )
 }
@@ -255,5 +308,38 @@ mod tests {
         assert_eq!(t.duplicates(), 1);
         assert_eq!(t.foreign.load(Relaxed), 2);
         assert!(t.p90_us.load(Relaxed) >= t.p10_us.load(Relaxed));
+    }
+
+    #[tokio::test]
+    async fn the_hanging_path_holds_requests_until_released_then_closes() {
+        let r = Receiver::start(0).await.expect("receiver");
+        let tracker = r.arm(Tracker::new(10, false, Duration::ZERO).expect("tracker"));
+        let request = reqwest::Client::new()
+            .post(r.hanging_url())
+            .body(payload(1, 0, 64))
+            .send();
+        let request = tokio::spawn(request);
+        let arrived = async {
+            while tracker.hung.load(Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), arrived)
+            .await
+            .expect("the request reached the hanging path");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!request.is_finished(), "answered before the release");
+        assert_eq!(tracker.in_flight.load(Relaxed), 1);
+
+        tracker.release_hung();
+        let answer = request
+            .await
+            .expect("task")
+            .expect("answered after the release");
+        assert_eq!(answer.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.headers()["connection"], "close");
+        assert_eq!(tracker.in_flight.load(Relaxed), 0);
+        let delivered = tracker.requests.load(Relaxed);
+        assert_eq!(delivered, 0, "a hanging request is not a delivery");
     }
 }

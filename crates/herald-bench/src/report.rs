@@ -204,6 +204,43 @@ pub fn summary(results: &Value) -> Vec<Row> {
             None,
         ));
     }
+    if let Some(i) = results.get("isolation") {
+        let (with, without) = (&i["with_hanging"], &i["without_hanging"]);
+        let ratio = f(&i["delivered_rate_ratio"]);
+        rows.push(with_noise(
+            row(
+                format!(
+                    "isolation: {} healthy endpoints at {} /s, one hanging ({} jobs queued)",
+                    i["healthy_endpoints"],
+                    i["offered_rate_per_s"],
+                    n(f(&with["hanging_jobs"]))
+                ),
+                format!(
+                    "{} /s vs {} /s without it ({ratio:.2})",
+                    n(f(&with["delivered_per_s"])),
+                    n(f(&without["delivered_per_s"]))
+                ),
+                ">= 0.95",
+                Some(ratio >= 0.95),
+            ),
+            noise(with),
+        ));
+        let (p50, p99, missing) = (f(&with["p50_ms"]), f(&with["p99_ms"]), f(&with["missing"]));
+        let measured = if p99.is_finite() {
+            format!("{p50:.2} / {p99:.2} ms, {} missing", n(missing))
+        } else {
+            format!("none delivered, {} missing", n(missing))
+        };
+        rows.push(with_noise(
+            row(
+                "isolation: healthy latency next to the hanging one (p50 / p99)",
+                measured,
+                "p99 < 250 ms, none missing",
+                Some(p99 < 250.0 && missing == 0.0),
+            ),
+            noise(with),
+        ));
+    }
     rows
 }
 
@@ -277,5 +314,30 @@ mod tests {
         assert_eq!(rows[0].met, Some(false));
         assert_eq!(rows[1].met, Some(true));
         assert!(table(&rows).contains("MISSED"));
+    }
+
+    #[test]
+    fn isolation_misses_when_a_healthy_job_is_missing_or_none_arrived() {
+        let v = serde_json::json!({"isolation": {
+            "healthy_endpoints": 50, "offered_rate_per_s": 300, "delivered_rate_ratio": 0.99,
+            "without_hanging": {"delivered_per_s": 300.0},
+            "with_hanging": {"hanging_jobs": 2000, "delivered_per_s": 297.0,
+                             "p50_ms": 1.0, "p99_ms": 3.0, "missing": 2},
+        }});
+        let rows = summary(&v);
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].met, Some(true));
+        assert_eq!(rows[1].met, Some(false));
+
+        let v = serde_json::json!({"isolation": {
+            "delivered_rate_ratio": 0.0,
+            "without_hanging": {"delivered_per_s": 300.0},
+            "with_hanging": {"delivered_per_s": 0.0, "p50_ms": null, "p99_ms": null,
+                             "missing": 3900},
+        }});
+        let rows = summary(&v);
+        assert_eq!(rows[0].met, Some(false));
+        assert_eq!(rows[1].met, Some(false));
+        assert!(rows[1].measured.starts_with("none delivered"));
     }
 }

@@ -76,6 +76,18 @@ fn every_scenario_runs_and_delivers_each_job_once() {
             "500ms",
         ])
         .args(["--pickups", "5", "--pickup-gap", "10ms"])
+        .args([
+            "--isolation-rate",
+            "100",
+            "--isolation-window",
+            "2s",
+            "--hanging-jobs",
+            "200",
+            "--isolation-concurrency",
+            "20",
+            "--isolation-timeout",
+            "1s",
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("running herald-bench");
@@ -107,6 +119,17 @@ fn every_scenario_runs_and_delivers_each_job_once() {
     let pickup = &r["idle"]["pickup"];
     assert_eq!(pickup["delivered"].as_u64(), Some(5), "{pickup}");
     assert_eq!(pickup["duplicates"].as_u64(), Some(0), "{pickup}");
+    // Without the hanging endpoint every healthy job arrives; with it, how many do is the
+    // benchmark's figure, not a test's.
+    let isolation = &r["isolation"];
+    assert_delivered_once("isolation, baseline", &isolation["without_hanging"]);
+    let with = &isolation["with_hanging"];
+    assert_eq!(with["duplicates"].as_u64(), Some(0), "{with}");
+    assert!(with["hanging_requests"].as_u64() > Some(0), "{with}");
+    assert!(
+        isolation["delivered_rate_ratio"].as_f64().is_some(),
+        "{isolation}"
+    );
     assert!(doc["summary"].as_array().is_some_and(|s| !s.is_empty()));
 }
 

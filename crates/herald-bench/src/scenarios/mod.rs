@@ -1,0 +1,41 @@
+//! What the benchmark measures. Each scenario sets up what it needs (its own `redis-server`,
+//! endpoints on the shared receiver, `herald worker` processes), runs, and returns its figures
+//! as a JSON object. [`all`] runs every one of them in turn.
+//!
+//! - `shared`: the common settings, a fresh deployment under test, the enqueue loop, a paced
+//!   feed, waiting for progress, the noise figure, the machine's description.
+//! - `ceiling`: (a) a bare reqwest POST loop against the receiver, and that loop itself.
+//! - `throughput`: (b) end-to-end deliveries per second, and the end-to-end run `backlog` reuses.
+//! - `latency`: (c) enqueue-to-receipt latency at a fixed offered rate.
+//! - `backlog`: (d) end-to-end throughput with jobs scheduled for later in the store.
+//! - `enqueue`: (e) `enqueue_batch` throughput, and Redis memory per queued job.
+//! - `memory`: (f) a worker's peak RSS with many deliveries in flight.
+//! - `idle`: an idle fleet's Redis commands per second, and pickup latency (issue 2).
+//! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
+//! - `isolation`: healthy endpoints' deliveries with and without one endpoint that never
+//!   answers (issue 10).
+//! - `all`: every scenario in turn.
+
+mod all;
+mod backlog;
+mod ceiling;
+mod enqueue;
+mod idle;
+mod isolation;
+mod latency;
+mod memory;
+mod scripts;
+mod shared;
+mod throughput;
+
+pub use all::{all, AllArgs};
+pub use backlog::{backlog, BacklogArgs};
+pub use ceiling::{ceiling, post_loop, CeilingArgs, PostLoopArgs};
+pub use enqueue::{enqueue_rate, EnqueueArgs};
+pub use idle::{idle, IdleArgs};
+pub use isolation::{isolation, IsolationArgs};
+pub use latency::{latency, LatencyArgs};
+pub use memory::{memory, MemoryArgs};
+pub use scripts::{scripts, ScriptsArgs};
+pub use shared::{machine, Bench, Common};
+pub use throughput::{throughput, ThroughputArgs};
