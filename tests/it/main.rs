@@ -12,8 +12,9 @@
 //! - [`enqueue_batch`]: batches through `enqueue-batch-4.lua`: per-job results, refusals, wake-up
 //!   hints, delivery.
 //! - [`store`]: the store's contract through its Rust API (tokens, leases, idempotency).
-//! - [`observability`]: `/metrics` counts, `/readyz`, the queue-depth sampler, start-up
-//!   warnings, failure logs, and the dashboards, alerts and manifests in `deploy/`.
+//! - [`observability`]: `/metrics` counts, `/readyz`, the queue-depth sampler, held-back
+//!   endpoints, start-up warnings, failure logs, and the dashboards, alerts and manifests in
+//!   `deploy/`.
 //! - [`hardening`]: signatures and rotation, the SSRF guard, HTTP semantics (redirects,
 //!   timeouts, capped bodies, `Retry-After`), Redis passwords, ACL users and TLS.
 //! - [`wire`]: a producer in shell, through the documented Lua script.

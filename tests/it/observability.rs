@@ -1,19 +1,20 @@
 //! What operators see: exact counts on `/metrics` after known deliveries, `/readyz` following
-//! Redis, queue depth sampled by one worker at a time, the start-up warning about a Redis that
-//! would lose jobs, one log line per failed attempt, and the files in `deploy/` (dashboard,
-//! alert rules, Kubernetes manifests, compose file) checked against what the worker emits.
+//! Redis, queue depth sampled by one worker at a time, an endpoint held back at its in-flight
+//! limit, the start-up warning about a Redis that would lose jobs, one log line per failed
+//! attempt, and the files in `deploy/` (dashboard, alert rules, Kubernetes manifests, compose
+//! file) checked against what the worker emits.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_worker::metrics::{Kind, CATALOG};
+use herald_worker::metrics::{Kind, CATALOG, HELD_BACK_CAUSES};
 use serde_json::{json, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::support::herald::Worker;
 use crate::support::process::poll_until;
-use crate::support::receiver::{Receiver, Reply};
+use crate::support::receiver::{self, Receiver, Reply};
 use crate::support::{http_get, redis_and_herald, SAFETY_NET};
 
 /// How often a test looks again at a worker's HTTP endpoints while waiting for a change.
@@ -222,12 +223,25 @@ fn metrics_count_exactly_the_deliveries_that_happened() {
     assert_eq!(v("herald_in_flight_deliveries", &[]), Some(0.0));
     for quiet in [
         "herald_endpoints_disabled_total",
-        "herald_jobs_parked_total",
         "herald_leases_expired_total",
         "herald_jobs_released_total",
     ] {
         assert_eq!(v(quiet, &[]), Some(0.0), "{quiet} is shown, at zero");
     }
+    // No endpoint came near its limits (at most three jobs each, 32 in flight allowed), and
+    // every cause is shown from the start.
+    for cause in HELD_BACK_CAUSES {
+        assert_eq!(
+            v("herald_held_back_total", &[("cause", cause)]),
+            Some(0.0),
+            "herald_held_back_total{{cause=\"{cause}\"}} is shown, at zero"
+        );
+    }
+    assert_eq!(
+        v("herald_held_back_total", &[]),
+        Some(0.0),
+        "no cause but the four"
+    );
     assert_eq!(v("herald_stale_settlements_total", &[]), None);
     assert_eq!(v("herald_redis_errors_total", &[]), None);
     assert_eq!(
@@ -314,10 +328,12 @@ fn one_worker_at_a_time_samples_queue_depth() {
     assert_eq!(jobs("parked"), Some(0.0));
     assert_eq!(jobs("dead"), Some(0.0));
     assert_eq!(value(&s, "herald_disabled_endpoints", &[]), Some(0.0));
+    assert_eq!(value(&s, "herald_endpoints_held_back", &[]), Some(0.0));
 
     let f = scrape(follower);
     assert_eq!(value(&f, "herald_queue_jobs", &[]), None);
     assert_eq!(value(&f, "herald_disabled_endpoints", &[]), None);
+    assert_eq!(value(&f, "herald_endpoints_held_back", &[]), None);
 
     // A draining sampler hands the lock over: the other worker takes it at its next try
     // (within about 10 s), not only when the lock runs out.
@@ -329,6 +345,54 @@ fn one_worker_at_a_time_samples_queue_depth() {
         Some(2.0)
     );
     follower.stop(SAFETY_NET);
+}
+
+// ----- flow control -----
+
+#[test]
+fn an_endpoint_at_its_in_flight_limit_is_counted_and_sampled_as_held_back() {
+    let (_redis, herald) = redis_and_herald("it-obs-held-back");
+    // The receiver never answers, so the endpoint's one slot stays taken for the whole test.
+    let rx = Receiver::start(receiver::hang_forever());
+    let url = format!("{}/hook", rx.url());
+    herald.ok(&[
+        "endpoint",
+        "set",
+        "narrow",
+        "--url",
+        &url,
+        "--max-in-flight",
+        "1",
+    ]);
+    for n in 0..4 {
+        herald.enqueue("narrow", &json!({"n": n}));
+    }
+
+    let worker =
+        herald.spawn_worker(&[("HERALD_REQUEST_TIMEOUT", "60s"), ("HERALD_LEASE", "120s")]);
+    rx.wait_for(1, SAFETY_NET);
+    // The claim counts the hold before it starts the delivery; the gauge comes with the
+    // sampler's next sample (within about 10 s).
+    let s = wait_for_scrape(&worker, "the held-back endpoint sampled", |s| {
+        value(s, "herald_endpoints_held_back", &[]) == Some(1.0)
+    });
+    let held = |cause: &str| value(&s, "herald_held_back_total", &[("cause", cause)]);
+    assert!(
+        held("in_flight_limit").is_some_and(|n| n >= 1.0),
+        "the claim that took the one slot held the endpoint back: {:?}",
+        held("in_flight_limit")
+    );
+    for cause in ["adaptive_limit", "rate", "pause"] {
+        assert_eq!(held(cause), Some(0.0), "{cause}");
+    }
+    assert_eq!(value(&s, "herald_in_flight_deliveries", &[]), Some(1.0));
+    assert_eq!(
+        value(&s, "herald_queue_jobs", &[("state", "due")]),
+        Some(3.0),
+        "the other jobs wait, due"
+    );
+    assert_eq!(rx.count(), 1, "one delivery at a time");
+    // Dropping the worker kills it; its lease dies with this test's Redis.
 }
 
 // ----- start-up warnings -----
@@ -604,6 +668,8 @@ fn every_metric_in_the_dashboard_and_alerts_is_documented_and_emitted() {
         "herald_queue_jobs",
         "herald_disabled_endpoints",
         "herald_endpoints_disabled_total",
+        "herald_held_back_total",
+        "herald_endpoints_held_back",
         "herald_worker_info",
         "herald_worker_ready",
     ] {

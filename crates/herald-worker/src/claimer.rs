@@ -512,12 +512,8 @@ impl Claimer {
 
 /// Counts the endpoints a claim held back, by cause.
 fn record_held(held: &Held) {
-    for (cause, n) in [
-        ("in_flight_limit", held.in_flight),
-        ("adaptive_limit", held.adaptive),
-        ("rate", held.rate),
-        ("pause", held.pause),
-    ] {
+    let counts = [held.in_flight, held.adaptive, held.rate, held.pause];
+    for (cause, n) in m::HELD_BACK_CAUSES.into_iter().zip(counts) {
         if n > 0 {
             metrics::counter!(m::HELD_BACK, "cause" => cause).increment(n);
         }

@@ -42,14 +42,19 @@ pub const IN_FLIGHT: &str = "herald_in_flight_deliveries";
 pub const CLAIMED: &str = "herald_jobs_claimed_total";
 /// Endpoints disabled by this worker (consecutive connection-level failures, or `410 Gone`).
 pub const ENDPOINTS_DISABLED: &str = "herald_endpoints_disabled_total";
-/// Endpoints with due jobs that a claim held back, by `cause` (in_flight_limit,
-/// adaptive_limit, rate, pause).
+/// Endpoints with due jobs that a claim held back, by `cause` (one of [`HELD_BACK_CAUSES`]).
 pub const HELD_BACK: &str = "herald_held_back_total";
+/// The values of the `cause` label of [`HELD_BACK`], in the order of `herald_store::Held`'s
+/// fields.
+pub const HELD_BACK_CAUSES: [&str; 4] = ["in_flight_limit", "adaptive_limit", "rate", "pause"];
 /// Jobs in the store by `state` (due, scheduled, in_flight, parked, dead), sampled by one
 /// worker at a time; see [`StoreGauges`].
 pub const QUEUE_JOBS: &str = "herald_queue_jobs";
 /// Endpoints disabled right now, sampled with [`QUEUE_JOBS`].
 pub const DISABLED_ENDPOINTS: &str = "herald_disabled_endpoints";
+/// Endpoints held back right now (at their in-flight or adaptive limit, or paused), sampled
+/// with [`QUEUE_JOBS`].
+pub const ENDPOINTS_HELD_BACK: &str = "herald_endpoints_held_back";
 /// Always 1, labelled with the worker's `version`: `count(herald_worker_info)` counts workers.
 pub const WORKER_INFO: &str = "herald_worker_info";
 /// 1 when `/readyz` would answer 200 (Redis answers, not draining), else 0.
@@ -166,6 +171,12 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Endpoints disabled right now, sampled by one worker at a time.",
     },
     MetricDef {
+        name: ENDPOINTS_HELD_BACK,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Endpoints held back right now (at their in-flight or adaptive limit, or paused by Retry-After), sampled by one worker at a time.",
+    },
+    MetricDef {
         name: WORKER_INFO,
         kind: Kind::Gauge,
         labels: &["version"],
@@ -254,12 +265,19 @@ fn initialise() {
     for class in FailureClass::ALL {
         metrics::counter!(DELIVERIES, "outcome" => class.as_str()).increment(0);
     }
+    for cause in HELD_BACK_CAUSES {
+        metrics::counter!(HELD_BACK, "cause" => cause).increment(0);
+    }
     for def in CATALOG.iter().filter(|d| d.labels.is_empty()) {
         match def.kind {
             Kind::Counter => metrics::counter!(def.name).increment(0),
             Kind::Histogram => drop(metrics::histogram!(def.name)),
             // Sampled or computed at scrape time; see `render_metrics`.
-            Kind::Gauge if matches!(def.name, DISABLED_ENDPOINTS | WORKER_READY) => {}
+            Kind::Gauge
+                if matches!(
+                    def.name,
+                    DISABLED_ENDPOINTS | ENDPOINTS_HELD_BACK | WORKER_READY
+                ) => {}
             Kind::Gauge => metrics::gauge!(def.name).increment(0.0),
         }
     }
@@ -311,6 +329,8 @@ pub struct StoreSample {
     /// Jobs by state, in the order of [`QUEUE_STATES`].
     pub jobs: Vec<(&'static str, u64)>,
     pub disabled_endpoints: u64,
+    /// Endpoints at their in-flight or adaptive limit, or paused.
+    pub held_back_endpoints: u64,
 }
 
 /// The latest store sample this worker took, rendered on `/metrics` only while fresh.
@@ -353,6 +373,12 @@ impl StoreGauges {
         out.push('\n');
         header(out, DISABLED_ENDPOINTS, "gauge");
         let _ = writeln!(out, "{DISABLED_ENDPOINTS} {}\n", sample.disabled_endpoints);
+        header(out, ENDPOINTS_HELD_BACK, "gauge");
+        let _ = writeln!(
+            out,
+            "{ENDPOINTS_HELD_BACK} {}\n",
+            sample.held_back_endpoints
+        );
     }
 }
 
@@ -443,6 +469,7 @@ mod tests {
         let sample = StoreSample {
             jobs: vec![("due", 3), ("dead", 1)],
             disabled_endpoints: 2,
+            held_back_endpoints: 4,
         };
         let gauges = StoreGauges::default();
         let mut out = String::new();
@@ -461,6 +488,11 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\nherald_disabled_endpoints 2\n"), "{out}");
+        assert!(
+            out.contains("# TYPE herald_endpoints_held_back gauge\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nherald_endpoints_held_back 4\n"), "{out}");
 
         gauges.record(sample.clone(), Duration::ZERO);
         let mut stale = String::new();

@@ -1,6 +1,6 @@
 //! The store sampler: one worker at a time counts the jobs in the store by state (and the
-//! disabled endpoints) for `/metrics`, and every worker checks at start-up that Redis keeps
-//! queued jobs.
+//! disabled and held-back endpoints) for `/metrics`, and every worker checks at start-up that
+//! Redis keeps queued jobs.
 //!
 //! Counting costs a few commands per shard, so the fleet shares it: each worker tries every
 //! [`SAMPLE_EVERY`] (jittered) to take or renew a short lock (`SET NX PX` on the namespace's
@@ -167,13 +167,14 @@ async fn hold_lock(
     Ok(renewed)
 }
 
-/// Jobs by state, and the disabled endpoints.
+/// Jobs by state, and the disabled and held-back endpoints.
 fn sample(stats: &Stats) -> StoreSample {
     let t = &stats.total;
     let counts = [t.due, t.scheduled, t.in_flight, t.parked, t.dead];
     StoreSample {
         jobs: QUEUE_STATES.into_iter().zip(counts).collect(),
         disabled_endpoints: stats.disabled_endpoints,
+        held_back_endpoints: t.held_back_endpoints,
     }
 }
 
@@ -302,6 +303,7 @@ mod tests {
         stats.total.parked = 4;
         stats.total.dead = 5;
         stats.disabled_endpoints = 6;
+        stats.total.held_back_endpoints = 7;
         let s = sample(&stats);
         assert_eq!(
             s.jobs,
@@ -314,5 +316,6 @@ mod tests {
             ]
         );
         assert_eq!(s.disabled_endpoints, 6);
+        assert_eq!(s.held_back_endpoints, 7);
     }
 }
