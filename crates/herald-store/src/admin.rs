@@ -158,7 +158,9 @@ impl Store {
                 }
             }
             s.held_back_endpoints += flows
-                .values()
+                .iter()
+                .filter(|(e, _)| !disabled.contains(*e))
+                .map(|(_, f)| f)
                 .filter(|f| {
                     f.rsplit(' ')
                         .next()
