@@ -24,8 +24,9 @@
   ARGV[4+i]   candidate endpoint i, in the order of its queue key
 
   The worker names the endpoints to serve (candidates): those this script answered last time,
-  from the head of `ready`. A candidate is served only if its ready score has come (≤ now);
-  the others were served meanwhile and are skipped. Each servable candidate may take a share
+  from the head of `ready`. Each is checked afresh (it may have been served meanwhile by
+  another worker: then it has nothing due, or is at its limit). Each servable candidate may
+  take a share
   of ceil(most jobs ÷ servable candidates), capped by its free slots (limit − in flight) and
   what its rate allows now; it takes its due jobs in due order. Its ready score then becomes
   now if more of its jobs are due (so it goes behind the endpoints that waited), else the due
@@ -74,8 +75,7 @@ end
 local servable = {}
 for i = 5, #ARGV do
   local e, q = ARGV[i], KEYS[8 + i]
-  local score = redis.call('ZSCORE', ready, e)
-  if score and tonumber(score) <= now then
+  do
     local json = redis.call('HGET', endpoints, e)
     if not json then
       local why = 'unknown endpoint: ' .. e .. ' does not exist'
@@ -122,7 +122,10 @@ if #servable > 0 then
     if left <= 0 then break end
     local e, f = s.e, s.f
     local ask = math.min(share, s.cap, left)
-    local ids = redis.call('ZRANGEBYSCORE', s.q, '-inf', now, 'LIMIT', 0, ask)
+    -- One more than it may take: if that one is there, more is due.
+    local ids = redis.call('ZRANGEBYSCORE', s.q, '-inf', now, 'LIMIT', 0, ask + 1)
+    local more = #ids > ask
+    if more then ids[#ids] = nil end
     local taken = 0
     for _, id in ipairs(ids) do
       redis.call('ZREM', s.q, id)
@@ -151,18 +154,18 @@ if #servable > 0 then
       redis.call('HINCRBY', busy, e, taken)
       if f.interval > 0 then
         rate_take(f, now, taken)
-        flow_put(flow, e, f)
+        flow_put(flow, e, f, now)
       end
     end
     -- Its next turn: now if more is due (it goes behind the endpoints that waited), else
     -- when its next job is due.
-    local head = redis.call('ZRANGE', s.q, 0, 0, 'WITHSCORES')
-    local at = tonumber(head[2])
-    if at and at < now then at = now end
+    local at = now
+    if not more then
+      at = tonumber(redis.call('ZRANGE', s.q, 0, 0, 'WITHSCORES')[2])
+    end
     if not at then
       redis.call('ZREM', ready, e)
     else
-      local more = at == now
       if s.busy + taken >= s.lim then
         at = BLOCKED
         if more then held[at_limit(f)] = held[at_limit(f)] + 1 end

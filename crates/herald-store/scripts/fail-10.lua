@@ -119,7 +119,7 @@ end
 
 for _, e in ipairs(order) do
   local t = touched[e]
-  if t.f then flow_put(flow, e, t.f) end
+  if t.f then flow_put(flow, e, t.f, now) end
   out[2] = out[2] + free_slots(busy, ready, e, t.freed, now)
   if redis.call('HEXISTS', disabled, e) == 0 then
     if t.paused then

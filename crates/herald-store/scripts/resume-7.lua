@@ -9,7 +9,7 @@
   KEYS[4]  deleted    HASH  endpoint id -> when it was deleted (ms)
   KEYS[5]  ready      ZSET  endpoint id -> when a claim may next serve it (ms)
   KEYS[6]  flow       HASH  endpoint id -> "<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms>
-                            <paused_ms>" (see prelude/flow.lua)
+                            <paused_ms>", or "<max>" alone (see prelude/flow.lua)
   KEYS[7]  q          ZSET  "<shard prefix>:q:<endpoint id>": the endpoint's queue
 
   ARGV[1]  endpoint id
@@ -35,8 +35,13 @@ if ARGV[2] ~= '' then
   redis.call('HDEL', deleted, endpoint)
   -- The rate clock (tat) is kept, so that setting an endpoint again does not reset its rate.
   local tat = string.match(redis.call('HGET', flow, endpoint) or '', '^%S+ %S+ %S+ %S+ %S+ (%S+) ')
-  redis.call('HSET', flow, endpoint,
-    max .. ' ' .. interval .. ' ' .. burst .. ' ' .. max .. ' 0 ' .. (tat or '0') .. ' 0')
+  if tonumber(interval) == 0 then
+    -- No rate, no pause, the adaptive limit at the maximum: the short form.
+    redis.call('HSET', flow, endpoint, max)
+  else
+    redis.call('HSET', flow, endpoint,
+      max .. ' ' .. interval .. ' ' .. burst .. ' ' .. max .. ' 0 ' .. (tat or '0') .. ' 0')
+  end
 elseif redis.call('HEXISTS', endpoints, endpoint) == 0 then
   return {-1}
 end

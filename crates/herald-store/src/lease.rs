@@ -150,8 +150,11 @@ pub(crate) fn parse_lease(text: &str) -> Option<(u64, u32)> {
 /// The `ready` score of an endpoint at its in-flight limit (`BLOCKED` in the scripts).
 pub(crate) const BLOCKED: f64 = 1e15;
 
-/// Fewest candidates a claim asks for, whatever its batch.
-const MIN_CANDIDATES: usize = 16;
+/// Candidates a claim asks the next one to serve. Each endpoint served costs a claim a few
+/// commands besides those of its jobs, so a claim serves a few endpoints with a larger share
+/// each rather than one job of every ready endpoint; `ready`'s order (the endpoints that
+/// waited longest first) still brings every endpoint's turn within a few claims.
+const CANDIDATES: usize = 16;
 
 /// Checks a settling script's reply: `head` leading values, then one flag per job.
 fn with_head(reply: Vec<i64>, head: usize, n: usize, script: &'static str) -> Result<Vec<i64>> {
@@ -198,7 +201,7 @@ impl Store {
             .arg(max)
             .arg(lease.as_millis() as u64)
             .arg(default_max_in_flight)
-            .arg(max.max(MIN_CANDIDATES));
+            .arg(CANDIDATES);
         for endpoint in candidates {
             call.key(k.queue(endpoint)).arg(endpoint);
         }

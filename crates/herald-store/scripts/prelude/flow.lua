@@ -12,7 +12,9 @@
                  max in flight (configured); the rate as one job per interval_ms with a burst
                  of `burst` (interval 0: no rate); the adaptive limit cwnd (a float, 1..max);
                  the Redis time of its last cut; the rate's theoretical arrival time (GCRA);
-                 the time until which a Retry-After paused it (0: none).
+                 the time until which a Retry-After paused it (0: none). An endpoint with no
+                 rate, no pause and its adaptive limit at the maximum is stored as "<max>"
+                 alone, which is what most claims and acks read.
 ]]
 
 local BLOCKED = 1e15
@@ -22,22 +24,33 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- The flow record of endpoint e, or the defaults of an endpoint without one.
+local function flow_plain(max)
+  return {max = max, interval = 0, burst = 1, cwnd = max, cut = 0, tat = 0, paused = 0}
+end
+
+-- The flow record of endpoint e, or the defaults of an endpoint without one (`stored` is
+-- false then).
 local function flow_get(key, e, default_max)
   local s = redis.call('HGET', key, e)
   if s then
+    local max = tonumber(s)
+    if max then return flow_plain(max), true end
     local m, iv, b, c, cut, tat, p = string.match(s,
       '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
     if m then
       return {max = tonumber(m), interval = tonumber(iv), burst = tonumber(b),
-        cwnd = tonumber(c), cut = tonumber(cut), tat = tonumber(tat), paused = tonumber(p)}
+        cwnd = tonumber(c), cut = tonumber(cut), tat = tonumber(tat), paused = tonumber(p)},
+        true
     end
   end
-  return {max = default_max, interval = 0, burst = 1, cwnd = default_max, cut = 0, tat = 0,
-    paused = 0}
+  return flow_plain(default_max), false
 end
 
-local function flow_put(key, e, f)
+local function flow_put(key, e, f, now)
+  if f.interval == 0 and f.cwnd >= f.max and f.paused <= now then
+    redis.call('HSET', key, e, string.format('%d', f.max))
+    return
+  end
   redis.call('HSET', key, e, table.concat({string.format('%d', f.max), tostring(f.interval),
     string.format('%d', f.burst), tostring(f.cwnd), string.format('%d', f.cut),
     tostring(f.tat), string.format('%d', f.paused)}, ' '))
