@@ -364,3 +364,48 @@ fn the_adaptive_limit_shrinks_under_timeouts_and_grows_back_with_successes() {
         "every job reached the receiver"
     );
 }
+
+#[test]
+fn a_worker_with_every_slot_busy_leaves_new_work_to_an_idle_one() {
+    const JOBS: usize = 6;
+    // Far longer than the test: only wake-up hints bring the jobs to a worker, not the scan.
+    let slow_scan = ("HERALD_POLL_INTERVAL", "120s");
+    let (_redis, herald) = redis_and_herald("it-iso-busy-worker");
+    let rx = Receiver::start(
+        Routes::new()
+            .path("/hang", receiver::hang_forever())
+            .otherwise(receiver::always(200)),
+    );
+    set_endpoint(&herald, "hung", &format!("{}/hang", rx.url()), &[]);
+    herald.enqueue_many("hung", numbered(2));
+    // Worker A: both of its slots end up held by the hanging receiver.
+    let busy = herald.spawn_worker(&[
+        ("HERALD_CONCURRENCY", "2"),
+        ("HERALD_REQUEST_TIMEOUT", "60s"),
+        ("HERALD_LEASE", "90s"),
+        slow_scan,
+    ]);
+    rx.wait_for(2, SAFETY_NET);
+    let idle = herald.spawn_worker(&[slow_scan]);
+
+    // One job at a time, each for an endpoint of its own: a worker that took a hint without a
+    // free slot would sit on it until a slot came free (a minute here).
+    for n in 0..JOBS {
+        let id = format!("ok-{n}");
+        herald.set_endpoint(&id, &format!("{}/ok/{id}", rx.url()));
+        herald.enqueue(&id, &json!({ "n": n }));
+        rx.wait_until(
+            &format!("job {n} delivered by the idle worker"),
+            Duration::from_secs(15),
+            |requests| requests.iter().filter(|r| r.path != "/hang").count() > n,
+        );
+    }
+    let hung = herald.limits("hung");
+    assert_eq!(
+        hung.in_flight, 2,
+        "the busy worker still holds its two: {hung:?}"
+    );
+    busy.sigkill();
+    busy.wait(SAFETY_NET);
+    idle.stop(SAFETY_NET);
+}

@@ -1,15 +1,16 @@
 //! Inspection and administration: job counts by state, one job's whereabouts, and the
 //! dead-letter store (list, replay, purge).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
+use redis::FromRedisValue;
 use serde::Serialize;
 
 use crate::lease::{parse_lease, BLOCKED};
 use crate::record::JobRecord;
-use crate::store::Result;
+use crate::store::{protocol, Result};
 use crate::Store;
 
 /// Job counts of one shard.
@@ -105,70 +106,115 @@ fn job_info(id: &str, shard: u16, state: JobState, raw: &[u8], found: Found) -> 
     }
 }
 
+/// The reply of `stats-4.lua`: in flight, dead, the disabled endpoints, and `ready` with scores.
+#[allow(clippy::type_complexity)]
+fn parse_stats(
+    reply: Vec<redis::Value>,
+) -> Result<(u64, u64, HashSet<String>, Vec<(String, f64)>)> {
+    let bad = || protocol("stats", "short reply");
+    let mut it = reply.into_iter();
+    let mut int = || -> Result<u64> { Ok(u64::from_redis_value(it.next().ok_or_else(bad)?)?) };
+    let (in_flight, dead, d) = (int()?, int()?, int()? as usize);
+    let disabled = it
+        .by_ref()
+        .take(d)
+        .map(String::from_redis_value)
+        .collect::<Result<HashSet<_>, _>>()?;
+    let rest: Vec<redis::Value> = it.collect();
+    if disabled.len() != d || rest.len() % 2 != 0 {
+        return Err(bad());
+    }
+    let mut ready = Vec::with_capacity(rest.len() / 2);
+    let mut rest = rest.into_iter();
+    while let (Some(e), Some(at)) = (rest.next(), rest.next()) {
+        ready.push((String::from_redis_value(e)?, f64::from_redis_value(at)?));
+    }
+    Ok((in_flight, dead, disabled, ready))
+}
+
 impl Store {
-    /// Job counts by state, per shard and in total, at one Redis instant per shard.
+    /// Job counts by state, per shard and in total, counted from one Redis instant.
     pub async fn stats(&self) -> Result<Stats> {
         let mut conn = self.conn().await?;
         self.stats_on(&mut conn).await
     }
 
-    /// [`Store::stats`] on a connection of the caller's. Costs a few commands per endpoint,
-    /// pipelined: every endpoint has a queue of its own.
+    /// [`Store::stats`] on a connection of the caller's. Costs a few commands per shard and
+    /// two per endpoint with queued jobs (those in `ready`, and the disabled ones), pipelined:
+    /// an idle deployment costs no more than its shard count.
     pub async fn stats_on<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Stats> {
-        let mut stats = Stats::default();
+        let mut stats = Stats {
+            now_ms: self.now_ms(conn).await?,
+            ..Stats::default()
+        };
+        let now = stats.now_ms;
         for shard in 0..self.inner.shards {
             let k = self.keys(shard);
-            let now = self.now_ms(conn).await?;
-            #[allow(clippy::type_complexity)]
-            let (endpoints, disabled, in_flight, dead, blocked, flows): (
-                Vec<String>,
-                HashSet<String>,
-                u64,
-                u64,
-                u64,
-                HashMap<String, String>,
-            ) = redis::pipe()
-                .hkeys(&k.endpoints)
-                .hkeys(&k.disabled)
-                .zcard(&k.inflight)
-                .zcard(&k.dead)
-                .zcount(&k.ready, BLOCKED, "+inf")
-                .hgetall(&k.flow)
-                .query_async(conn)
+            let reply: Vec<redis::Value> = self
+                .inner
+                .scripts
+                .stats
+                .key(&k.ready)
+                .key(&k.disabled)
+                .key(&k.inflight)
+                .key(&k.dead)
+                .invoke_async(conn)
                 .await?;
+            let (in_flight, dead, disabled, ready) = parse_stats(reply)?;
             let mut s = ShardStats {
                 in_flight,
                 dead,
-                held_back_endpoints: blocked,
                 ..ShardStats::default()
             };
-            for chunk in endpoints.chunks(500) {
+            // Enabled endpoints with queued jobs are in `ready`; a disabled one may still be
+            // there until a claim visits it.
+            let enabled: Vec<&(String, f64)> = ready
+                .iter()
+                .filter(|(e, _)| !disabled.contains(e))
+                .collect();
+            let later: Vec<&str> = enabled
+                .iter()
+                .filter(|(_, at)| *at > now as f64 && *at < BLOCKED)
+                .map(|(e, _)| e.as_str())
+                .collect();
+            s.held_back_endpoints = enabled.iter().filter(|(_, at)| *at >= BLOCKED).count() as u64;
+            for chunk in enabled.chunks(500) {
                 let mut pipe = redis::pipe();
-                for e in chunk {
+                for (e, _) in chunk {
                     pipe.zcount(k.queue(e), "-inf", now).zcard(k.queue(e));
                 }
                 let counts: Vec<u64> = pipe.query_async(conn).await?;
-                for (e, c) in chunk.iter().zip(counts.chunks(2)) {
-                    if disabled.contains(e) {
-                        s.parked += c[1];
-                    } else {
-                        s.due += c[0];
-                        s.scheduled += c[1] - c[0];
-                    }
+                for c in counts.chunks(2) {
+                    s.due += c[0];
+                    s.scheduled += c[1] - c[0];
                 }
             }
-            s.held_back_endpoints += flows
-                .iter()
-                .filter(|(e, _)| !disabled.contains(*e))
-                .map(|(_, f)| f)
-                .filter(|f| {
-                    f.rsplit(' ')
-                        .next()
-                        .and_then(|p| p.parse::<i64>().ok())
-                        .is_some_and(|paused| paused > now)
-                })
-                .count() as u64;
-            stats.now_ms = now;
+            let disabled: Vec<&String> = disabled.iter().collect();
+            for chunk in disabled.chunks(500) {
+                let mut pipe = redis::pipe();
+                for e in chunk {
+                    pipe.zcard(k.queue(e));
+                }
+                let counts: Vec<u64> = pipe.query_async(conn).await?;
+                s.parked += counts.iter().sum::<u64>();
+            }
+            // Waiting for a later time: their next job, their rate, or a pause (which the flow
+            // record tells).
+            for chunk in later.chunks(500) {
+                let flows: Vec<Option<String>> = redis::cmd("HMGET")
+                    .arg(&k.flow)
+                    .arg(chunk)
+                    .query_async(conn)
+                    .await?;
+                s.held_back_endpoints += flows
+                    .iter()
+                    .flatten()
+                    .filter(|f| {
+                        let fields: Vec<&str> = f.split(' ').collect();
+                        fields.len() == 7 && fields[6].parse::<i64>().is_ok_and(|p| p > now)
+                    })
+                    .count() as u64;
+            }
             stats.total.due += s.due;
             stats.total.scheduled += s.scheduled;
             stats.total.in_flight += s.in_flight;

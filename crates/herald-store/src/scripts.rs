@@ -56,6 +56,7 @@ pub struct Scripts {
     pub replay: Script,
     pub purge: Script,
     pub dead_trim: Script,
+    pub stats: Script,
 }
 
 /// A worker-side script: `scripts/prelude/flow.lua`, then the script itself.
@@ -85,13 +86,14 @@ impl Default for Scripts {
             replay: Script::new(include_str!("../scripts/replay-5.lua")),
             purge: Script::new(include_str!("../scripts/purge-3.lua")),
             dead_trim: Script::new(include_str!("../scripts/dead-trim-3.lua")),
+            stats: Script::new(include_str!("../scripts/stats-4.lua")),
         }
     }
 }
 
 impl Scripts {
     /// Every script, for loading them all at once.
-    pub fn all(&self) -> [&Script; 14] {
+    pub fn all(&self) -> [&Script; 15] {
         [
             &self.enqueue,
             &self.enqueue_batch,
@@ -107,6 +109,7 @@ impl Scripts {
             &self.replay,
             &self.purge,
             &self.dead_trim,
+            &self.stats,
         ]
     }
 }
