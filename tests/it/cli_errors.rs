@@ -6,7 +6,7 @@ use std::net::TcpStream;
 
 use serde_json::json;
 
-use crate::support::{redis_and_herald, Herald};
+use crate::support::{redis_and_herald, Herald, SAFETY_NET};
 
 #[test]
 fn enqueue_rejects_invalid_json() {
@@ -90,4 +90,63 @@ fn worker_refuses_invalid_config_naming_the_key() {
         "the message should name HERALD_CONCURRENCY:\n{}",
         worker.output()
     );
+}
+
+#[test]
+fn a_namespace_of_another_key_format_is_refused_by_the_cli_and_the_worker() {
+    // A namespace that format-1 herald set up: its settings hash, no format key.
+    let (redis, herald) = redis_and_herald("it-cli-format");
+    redis::cmd("HSET")
+        .arg("it-cli-format:v1:meta")
+        .arg("shards")
+        .arg(16)
+        .exec(&mut redis.connection())
+        .unwrap();
+    for args in [
+        &["stats"][..],
+        &["endpoint", "set", "dash-1", "--url", "http://127.0.0.1:9/h"],
+    ] {
+        let out = herald.run(args);
+        let stderr = out.assert_failure();
+        assert!(
+            stderr.contains("format 1") && stderr.contains("format 2"),
+            "the message should name both formats:\n{out}"
+        );
+    }
+    let worker = herald.spawn_worker_unchecked(&[]);
+    assert!(
+        !worker.wait(SAFETY_NET).success(),
+        "the worker ran on format-1 data"
+    );
+    assert!(worker.stderr().contains("format 1"), "{}", worker.stderr());
+
+    // A namespace that a later format marked as its own.
+    let (redis, herald) = redis_and_herald("it-cli-format-3");
+    redis::cmd("SET")
+        .arg("it-cli-format-3:format")
+        .arg(3)
+        .exec(&mut redis.connection())
+        .unwrap();
+    let stderr = herald.run(&["stats"]).assert_failure();
+    assert!(stderr.contains("format 3"), "{stderr}");
+}
+
+#[test]
+fn a_new_namespace_is_marked_so_that_format_1_processes_refuse_it() {
+    let (redis, herald) = redis_and_herald("it-cli-format-new");
+    herald.set_endpoint("dash-1", "http://127.0.0.1:9/hook");
+    let mut con = redis.connection();
+    let format: String = redis::cmd("GET")
+        .arg("it-cli-format-new:format")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(format, "2");
+    // Format-1 processes compare this with their shard count (at least 1) and refuse.
+    let v1_shards: u16 = redis::cmd("HGET")
+        .arg("it-cli-format-new:v1:meta")
+        .arg("shards")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(v1_shards, 0);
+    herald.ok(&["stats"]);
 }

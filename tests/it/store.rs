@@ -66,6 +66,18 @@ async fn claim(
     }
 }
 
+/// Sets an endpoint's in-flight limit.
+async fn limit(store: &Store, ep: &EndpointId, max_in_flight: u32) {
+    let flow = herald_store::FlowChange {
+        max_in_flight: Some(max_in_flight),
+        rate: None,
+    };
+    store
+        .set_endpoint_with(ep, "https://hooks.example.com/", None, flow)
+        .await
+        .unwrap();
+}
+
 /// Takes back shard 0's expired leases.
 async fn expire(
     store: &Store,
@@ -343,14 +355,7 @@ fn a_small_endpoints_job_is_claimed_in_the_next_round_behind_another_endpoints_b
     runtime().block_on(async {
         let (store, big) = store(&redis).await;
         let mut conn = store.conn().await.unwrap();
-        let flow = herald_store::FlowChange {
-            max_in_flight: Some(10_000),
-            rate: None,
-        };
-        store
-            .set_endpoint_with(&big, "https://hooks.example.com/", None, flow)
-            .await
-            .unwrap();
+        limit(&store, &big, 10_000).await;
         let small = EndpointId::new("dash-2").unwrap();
         store
             .set_endpoint(&small, "https://hooks.example.com/", None)
@@ -395,14 +400,7 @@ fn an_endpoint_at_its_in_flight_limit_is_skipped_until_a_settlement_frees_a_slot
     runtime().block_on(async {
         let (store, ep) = store(&redis).await;
         let mut conn = store.conn().await.unwrap();
-        let flow = herald_store::FlowChange {
-            max_in_flight: Some(2),
-            rate: None,
-        };
-        store
-            .set_endpoint_with(&ep, "https://hooks.example.com/", None, flow)
-            .await
-            .unwrap();
+        limit(&store, &ep, 2).await;
         for i in 0..5 {
             store
                 .enqueue(&NewJob::new(
@@ -438,5 +436,30 @@ fn an_endpoint_at_its_in_flight_limit_is_skipped_until_a_settlement_frees_a_slot
         assert_eq!(report.unblocked, 1);
         let next = claim(&store, &mut conn, 10, lease).await;
         assert_eq!(next.jobs.len(), 1, "one slot was freed");
+    });
+}
+
+#[test]
+fn a_producer_refuses_a_namespace_of_another_format_and_writes_nothing() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let mut con = redis.connection();
+        redis::cmd("SET")
+            .arg("it-producer-format:format")
+            .arg(1)
+            .exec(&mut con)
+            .unwrap();
+        let producer =
+            herald_producer::Producer::connect(&redis.url(), "it-producer-format", 16).unwrap();
+        let err = producer
+            .enqueue(&EndpointId::new("dash-1").unwrap(), b"{}".to_vec())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("format 1"), "{err}");
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("it-producer-format:v2:*")
+            .query(&mut con)
+            .unwrap();
+        assert!(keys.is_empty(), "{keys:?}");
     });
 }

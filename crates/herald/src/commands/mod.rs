@@ -35,7 +35,8 @@ pub fn store_error(e: StoreError) -> anyhow::Error {
         StoreError::UnknownEndpoint(_)
         | StoreError::DuplicateJobId(_)
         | StoreError::InvalidArgument(_)
-        | StoreError::ShardMismatch { .. } => Refused(e.to_string()).into(),
+        | StoreError::ShardMismatch { .. }
+        | StoreError::FormatMismatch { .. } => Refused(e.to_string()).into(),
         e @ (StoreError::Redis(_) | StoreError::Pool(_)) => {
             let text = e.to_string();
             let context = if ["AuthenticationFailed", "NOAUTH", "WRONGPASS"]
