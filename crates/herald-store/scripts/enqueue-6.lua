@@ -13,8 +13,7 @@
                       only read or written when ARGV[5] is not empty (pass "<shard
                       prefix>:idem:" otherwise)
   KEYS[5]  disabled   HASH  endpoint id -> why and when it was disabled (JSON)
-  KEYS[6]  ready      ZSET  endpoint id -> when a claim may next serve it (ms); 1e15: the
-                      endpoint is at its in-flight limit (leave that score alone)
+  KEYS[6]  ready      ZSET  endpoint id -> when a claim may next serve it (ms)
 
   ARGV[1]  job id: unique, 1..64 bytes of [0-9A-Za-z_-]; a ULID is recommended
   ARGV[2]  endpoint id: 1..128 bytes of [A-Za-z0-9._:-]; must exist in KEYS[3]
@@ -27,7 +26,8 @@
   format version and attempts counts the attempts made so far (0 here).
 
   The job goes into its endpoint's queue, and the endpoint into `ready` no later than the job's
-  due time. A job for a disabled endpoint is parked: it waits in the queue, spending no attempt,
+  due time (ZADD LT: an endpoint blocked at its in-flight limit is blocked again by the next
+  claim that looks at it). A job for a disabled endpoint is parked: it waits in the queue, spending no attempt,
   and `ready` is left alone until the endpoint is enabled again or its URL is set again.
 
   Returns {1, job id, due_ms} when queued, {2, job id, 0} when parked, {0, first job id, 0}
@@ -74,8 +74,5 @@ redis.call('ZADD', KEYS[1], due, id)
 if redis.call('HEXISTS', KEYS[5], endpoint) == 1 then
   return {2, id, 0}
 end
-local score = tonumber(redis.call('ZSCORE', KEYS[6], endpoint))
-if not score or (score > due and score < 1e15) then
-  redis.call('ZADD', KEYS[6], due, endpoint)
-end
+redis.call('ZADD', KEYS[6], 'LT', due, endpoint)
 return {1, id, due}

@@ -12,8 +12,7 @@
   KEYS[1]    jobs       HASH  job id -> job record (see below)
   KEYS[2]    endpoints  HASH  endpoint id -> endpoint JSON
   KEYS[3]    disabled   HASH  endpoint id -> why and when it was disabled (JSON)
-  KEYS[4]    ready      ZSET  endpoint id -> when a claim may next serve it (ms); 1e15: the
-                              endpoint is at its in-flight limit (leave that score alone)
+  KEYS[4]    ready      ZSET  endpoint id -> when a claim may next serve it (ms)
   KEYS[4+k]  q          ZSET  "<shard prefix>:q:<endpoint k>": endpoint k's queue, job id ->
                               next attempt time (ms since the Unix epoch, Redis clock), one key
                               for each endpoint of the call, k = 1 .. E (E = #KEYS - 4)
@@ -30,7 +29,7 @@
   format version and attempts counts the attempts made so far (0 here).
 
   Each job goes into its endpoint's queue, and each endpoint into `ready` no later than its
-  earliest new job. A job for a disabled endpoint is parked: it waits in the queue, spending no
+  earliest new job (one ZADD LT for the call). A job for a disabled endpoint is parked: it waits in the queue, spending no
   attempt, and `ready` is left alone until the endpoint is enabled again or its URL is set
   again.
 
@@ -150,14 +149,15 @@ for c = 1, #cand do
 end
 
 write('HSET', KEYS[1], records)
+local offers = {}
 for k = 1, E do
   if queued[k] then write('ZADD', KEYS[4 + k], queued[k]) end
-  local due = earliest[k]
-  if due then
-    local score = tonumber(redis.call('ZSCORE', KEYS[4], ARGV[k]))
-    if not score or (score > due and score < 1e15) then
-      redis.call('ZADD', KEYS[4], due, ARGV[k])
-    end
+  if earliest[k] then
+    offers[#offers + 1] = string.format('%d', earliest[k])
+    offers[#offers + 1] = ARGV[k]
   end
+end
+for i = 1, #offers, SLICE do
+  redis.call('ZADD', KEYS[4], 'LT', unpack(offers, i, math.min(i + SLICE - 1, #offers)))
 end
 return reply
