@@ -157,6 +157,7 @@ fn receiver_routes_by_path_and_keeps_the_most_requests_open_at_once() {
     let got = rx.wait_until("both hanging requests", SAFETY_NET, |r| {
         r.iter().filter(|r| r.path == "/down").count() == 2
     });
+    assert_eq!(rx.max_concurrent("/down"), 2);
     up.turn_on();
     assert_eq!(post(&rx.url(), "/down", "{}"), 200);
 
@@ -175,7 +176,8 @@ fn receiver_routes_by_path_and_keeps_the_most_requests_open_at_once() {
             ("/down", 1)
         ]
     );
-    assert_eq!(rx.max_concurrent("/down"), 3);
+    // The third may arrive before or after the two held ones are let go.
+    assert!((2..=3).contains(&rx.max_concurrent("/down")));
     assert_eq!(rx.max_concurrent("/busy"), 1);
     assert_eq!(rx.max_concurrent("/nowhere"), 0);
 }
