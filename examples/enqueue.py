@@ -109,7 +109,7 @@ def enqueue(
             f"{prefix}:q:{endpoint_id}",
             f"{prefix}:jobs",
             f"{prefix}:endpoints",
-            f"{prefix}:idem:{endpoint_id}:{idempotency_key}" if idempotency_key else f"{prefix}:idem:",
+            f"{prefix}:idem:{endpoint_id}/{idempotency_key}" if idempotency_key else f"{prefix}:idem:",
             f"{prefix}:disabled",
             f"{prefix}:ready",
         ],

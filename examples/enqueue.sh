@@ -186,7 +186,7 @@ fi
 
 prefix="$ns:v2:{$ns.$shard}"
 # Idempotency keys are per endpoint; without one, the placeholder key is never touched.
-if [ -n "$idem" ]; then idem_key="$prefix:idem:$endpoint:$idem"; else idem_key="$prefix:idem:"; fi
+if [ -n "$idem" ]; then idem_key="$prefix:idem:$endpoint/$idem"; else idem_key="$prefix:idem:"; fi
 if ! out=$(rcli EVAL "$(cat -- "$script")" 6 \
     "$prefix:q:$endpoint" "$prefix:jobs" "$prefix:endpoints" "$idem_key" \
     "$prefix:disabled" "$prefix:ready" \

@@ -463,3 +463,35 @@ fn a_producer_refuses_a_namespace_of_another_format_and_writes_nothing() {
         assert!(keys.is_empty(), "{keys:?}");
     });
 }
+
+#[test]
+fn idempotency_keys_of_two_endpoints_never_share_a_redis_key() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, _) = store(&redis).await;
+        // "org:7" + "dash-18:evt-42" and "org:7:dash-18" + "evt-42" once made the same key.
+        let (a, b) = (
+            EndpointId::new("org:7").unwrap(),
+            EndpointId::new("org:7:dash-18").unwrap(),
+        );
+        for ep in [&a, &b] {
+            store
+                .set_endpoint(ep, "https://hooks.example.com/", None)
+                .await
+                .unwrap();
+        }
+        let keyed = |ep: &EndpointId, key: &str| NewJob {
+            idempotency_key: Some(key.into()),
+            ..NewJob::new(ep.clone(), b"{}".to_vec())
+        };
+        let first = store.enqueue(&keyed(&a, "dash-18:evt-42")).await.unwrap();
+        let second = store.enqueue(&keyed(&b, "evt-42")).await.unwrap();
+        assert_eq!(first.status, EnqueueStatus::Queued);
+        assert_eq!(
+            second.status,
+            EnqueueStatus::Queued,
+            "the second job was not written"
+        );
+        assert_ne!(first.job_id, second.job_id);
+    });
+}

@@ -9,7 +9,7 @@
                       next attempt time (ms since the Unix epoch, Redis clock)
   KEYS[2]  jobs       HASH  job id -> job record (see below)
   KEYS[3]  endpoints  HASH  endpoint id -> endpoint JSON
-  KEYS[4]  idem key   STRING "<shard prefix>:idem:<endpoint id>:<idempotency key>" -> job id;
+  KEYS[4]  idem key   STRING "<shard prefix>:idem:<endpoint id>/<idempotency key>" -> job id;
                       only read or written when ARGV[5] is not empty (pass "<shard
                       prefix>:idem:" otherwise)
   KEYS[5]  disabled   HASH  endpoint id -> why and when it was disabled (JSON)

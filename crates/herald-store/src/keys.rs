@@ -125,7 +125,9 @@ impl ShardKeys {
     /// passed to the enqueue script when there is no idempotency key.
     pub fn idempotency(&self, key: Option<(&str, &str)>) -> String {
         match key {
-            Some((endpoint, key)) => format!("{}:idem:{endpoint}:{key}", self.prefix),
+            // `/` cannot occur in an endpoint id, so no endpoint and key pair can name the key of
+            // another pair.
+            Some((endpoint, key)) => format!("{}:idem:{endpoint}/{key}", self.prefix),
             None => format!("{}:idem:", self.prefix),
         }
     }
@@ -157,7 +159,7 @@ mod tests {
         assert_eq!(keys.queue("dash-1"), "herald:v2:{herald.3}:q:dash-1");
         assert_eq!(
             keys.idempotency(Some(("dash-1", "k1"))),
-            "herald:v2:{herald.3}:idem:dash-1:k1"
+            "herald:v2:{herald.3}:idem:dash-1/k1"
         );
         for k in [
             &keys.ready,
