@@ -681,6 +681,7 @@ fn every_metric_in_the_dashboard_and_alerts_is_documented_and_emitted() {
         "herald_endpoints_held_back",
         "herald_worker_info",
         "herald_worker_ready",
+        "herald_queue_sample_timestamp_seconds",
     ] {
         assert!(
             dashboard.contains(needed),
@@ -717,6 +718,15 @@ fn alert_rules_cover_the_failure_modes() {
         ),
         ("HeraldDeadLettersGrowing", "herald_jobs_discarded_total"),
         ("HeraldEndpointsDisabled", "herald_endpoints_disabled_total"),
+        ("HeraldEndpointsDisabled", "herald_disabled_endpoints"),
+        ("HeraldWorkersDown", "herald_worker_info"),
+        ("HeraldWorkersDown", "herald_worker_ready"),
+        ("HeraldDeliveriesFailing", "herald_deliveries_total"),
+        ("HeraldRedisErrors", "herald_redis_errors_total"),
+        (
+            "HeraldQueueSampleStale",
+            "herald_queue_sample_timestamp_seconds",
+        ),
     ] {
         let expr = by_name
             .get(alert)

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -147,6 +147,9 @@ pub const DISABLED_ENDPOINTS: &str = "herald_disabled_endpoints";
 /// Endpoints held back right now (at their in-flight or adaptive limit, or paused), sampled
 /// with [`QUEUE_JOBS`].
 pub const ENDPOINTS_HELD_BACK: &str = "herald_endpoints_held_back";
+/// When the sample shown with [`QUEUE_JOBS`] was taken (Unix time, seconds): queries take its
+/// age from the last one seen, even while no worker reports a sample.
+pub const QUEUE_SAMPLE_TIMESTAMP: &str = "herald_queue_sample_timestamp_seconds";
 /// Always 1, labelled with the worker's `version`: `count(herald_worker_info)` counts workers.
 pub const WORKER_INFO: &str = "herald_worker_info";
 /// 1 when `/readyz` would answer 200 (Redis answers, not draining), else 0.
@@ -269,6 +272,12 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Endpoints held back right now (at their in-flight or adaptive limit, or paused by Retry-After), sampled by one worker at a time.",
     },
     MetricDef {
+        name: QUEUE_SAMPLE_TIMESTAMP,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Unix time (seconds) at which the queue-depth sample shown with it was taken.",
+    },
+    MetricDef {
         name: WORKER_INFO,
         kind: Kind::Gauge,
         labels: &["version"],
@@ -364,7 +373,10 @@ fn initialise() {
             Kind::Gauge
                 if matches!(
                     def.name,
-                    DISABLED_ENDPOINTS | ENDPOINTS_HELD_BACK | WORKER_READY
+                    DISABLED_ENDPOINTS
+                        | ENDPOINTS_HELD_BACK
+                        | QUEUE_SAMPLE_TIMESTAMP
+                        | WORKER_READY
                 ) => {}
             Kind::Gauge => metrics::gauge!(def.name).increment(0.0),
         }
@@ -430,14 +442,27 @@ pub struct StoreSample {
 /// recorder, which cannot forget a series.
 #[derive(Debug, Default)]
 pub struct StoreGauges {
-    latest: Mutex<Option<(Instant, Duration, StoreSample)>>,
+    latest: Mutex<Option<Recorded>>,
+}
+
+/// A sample with when it was taken and how long it stays on `/metrics`.
+#[derive(Debug)]
+struct Recorded {
+    taken: Instant,
+    taken_at: SystemTime,
+    fresh_for: Duration,
+    sample: StoreSample,
 }
 
 impl StoreGauges {
     /// Records a sample that stays on `/metrics` for `fresh_for`.
     pub fn record(&self, sample: StoreSample, fresh_for: Duration) {
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Instant::now(), fresh_for, sample));
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Recorded {
+            taken: Instant::now(),
+            taken_at: SystemTime::now(),
+            fresh_for,
+            sample,
+        });
     }
 
     /// Stops reporting at once (another worker samples now).
@@ -448,12 +473,24 @@ impl StoreGauges {
     /// Appends the sample in the Prometheus text format, if it is fresh.
     fn render(&self, out: &mut String) {
         let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some((taken, fresh_for, sample)) = latest.as_ref() else {
+        let Some(Recorded {
+            taken,
+            taken_at,
+            fresh_for,
+            sample,
+        }) = latest.as_ref()
+        else {
             return;
         };
         if taken.elapsed() >= *fresh_for {
             return;
         }
+        let unix = taken_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        header(out, QUEUE_SAMPLE_TIMESTAMP, "gauge");
+        let _ = writeln!(out, "{QUEUE_SAMPLE_TIMESTAMP} {unix:.3}\n");
         header(out, QUEUE_JOBS, "gauge");
         for (state, n) in &sample.jobs {
             let _ = writeln!(out, "{QUEUE_JOBS}{{state=\"{state}\"}} {n}");
@@ -581,6 +618,13 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\nherald_endpoints_held_back 4\n"), "{out}");
+        let stamp = out
+            .lines()
+            .find_map(|l| l.strip_prefix("herald_queue_sample_timestamp_seconds "))
+            .expect("the sample's time is shown with it");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let stamp: f64 = stamp.parse().unwrap();
+        assert!((now.as_secs_f64() - stamp).abs() < 60.0, "{stamp}");
 
         gauges.record(sample.clone(), Duration::ZERO);
         let mut stale = String::new();
