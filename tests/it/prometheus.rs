@@ -1,7 +1,8 @@
 //! The monitoring as an operator runs it: a real Prometheus server scrapes two workers every
 //! second and evaluates `deploy/prometheus/alerts.yml` (the shipped expressions, with `for:`
 //! shortened), and every query of the Grafana dashboard and the alerts are read back through
-//! Prometheus's HTTP API.
+//! Prometheus's HTTP API: at rest, with most deliveries failing, with a worker killed, and with
+//! Redis down.
 //!
 //! The server is Debian's `prometheus` binary, unpacked by `.ci/run` into `target/ci-tools`
 //! (or `HERALD_PROMETHEUS`, or `prometheus` on `PATH`). Without it the test says so and passes,
@@ -225,7 +226,7 @@ fn a_real_prometheus_sees_every_panel_at_rest_and_fires_alerts_in_their_situatio
         );
         return;
     };
-    let (_redis, herald) = redis_and_herald("it-prometheus");
+    let (mut redis, herald) = redis_and_herald("it-prometheus");
     let rx = Receiver::start(
         Routes::new()
             .path("/fail", receiver::always(500))
@@ -299,4 +300,12 @@ fn a_real_prometheus_sees_every_panel_at_rest_and_fires_alerts_in_their_situatio
             .any(|(name, _)| name == "HeraldNoReadyWorker"),
         "one worker is still ready"
     );
+
+    // Redis down: the Redis-errors alert fires, and the sample age still has a value while the
+    // queue-depth sample cannot be renewed.
+    redis.kill();
+    prometheus.wait_for_alert("HeraldRedisErrors", "firing");
+    let age =
+        prometheus.query("time() - max(max_over_time(herald_queue_sample_timestamp_seconds[1h]))");
+    assert_eq!(age.len(), 1, "the sample age is known during the outage");
 }
