@@ -15,6 +15,9 @@
 //! - [`observability`]: `/metrics` counts, `/readyz`, the queue-depth sampler, held-back
 //!   endpoints, start-up warnings, failure logs, and the dashboards, alerts and manifests in
 //!   `deploy/`.
+//! - [`prometheus`]: a real Prometheus server scraping two workers: every dashboard query has
+//!   data at rest, and alerts fire in their situation (failing deliveries, a worker killed,
+//!   Redis down).
 //! - [`hardening`]: signatures and rotation, the SSRF guard, HTTP semantics (redirects,
 //!   timeouts, capped bodies, `Retry-After`), Redis passwords, ACL users and TLS.
 //! - [`wire`]: a producer in shell, through the documented Lua script.
@@ -28,6 +31,7 @@ mod hardening;
 mod harness;
 mod isolation;
 mod observability;
+mod prometheus;
 mod recovery;
 mod scale;
 mod store;

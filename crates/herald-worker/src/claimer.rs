@@ -269,7 +269,7 @@ impl Claimer {
             None => match self.ctx.store.dedicated(None).await {
                 Ok(c) => self.blocking.insert(c),
                 Err(e) => {
-                    self.ctx.redis_failed("wait", &e);
+                    self.ctx.redis_failed(m::RedisOp::Wait, &e);
                     pause(&self.shutdown, self.backoff.next()).await;
                     return;
                 }
@@ -289,7 +289,7 @@ impl Claimer {
                     }
                 }
                 Err(e) => {
-                    self.ctx.redis_failed("wait", &e);
+                    self.ctx.redis_failed(m::RedisOp::Wait, &e);
                     self.blocking = None;
                     pause(&self.shutdown, self.backoff.next()).await;
                 }
@@ -338,7 +338,7 @@ impl Claimer {
                     .insert(deadpool_redis::Connection::take(c))
                     .clone(),
                 Err(e) => {
-                    self.ctx.redis_failed("claim", &e);
+                    self.ctx.redis_failed(m::RedisOp::Claim, &e);
                     picked.into_iter().for_each(|s| self.queue.mark_hot(s));
                     drop(permit);
                     pause(&self.shutdown, self.backoff.next()).await;
@@ -370,7 +370,7 @@ impl Claimer {
             match claim {
                 Ok(claim) => self.apply(shard, want, claim, &mut permit, &c).await,
                 Err(e) => {
-                    self.ctx.redis_failed("claim", &e);
+                    self.ctx.redis_failed(m::RedisOp::Claim, &e);
                     failed = true;
                     self.queue.mark_hot(shard);
                 }
@@ -398,7 +398,7 @@ impl Claimer {
     ) {
         self.offset_ms = claim.now_ms - local_ms();
         if claim.discarded > 0 {
-            metrics::counter!(m::DISCARDED, "reason" => "claim").increment(claim.discarded);
+            m::discarded(m::DiscardReason::Claim).increment(claim.discarded);
         }
         record_held(&claim.held);
         let got = claim.jobs.len();
@@ -429,7 +429,7 @@ impl Claimer {
                         .wake(&mut c.clone(), shard, claim.now_ms)
                         .await
                     {
-                        self.ctx.redis_failed("wake", &e);
+                        self.ctx.redis_failed(m::RedisOp::Wake, &e);
                     }
                 }
             }
@@ -463,12 +463,11 @@ impl Claimer {
                     self.queue.mark_hot(shard);
                 }
                 if expired.discarded > 0 {
-                    metrics::counter!(m::DISCARDED, "reason" => "lease_expired")
-                        .increment(expired.discarded);
+                    m::discarded(m::DiscardReason::LeaseExpired).increment(expired.discarded);
                 }
             }
             Err(e) => {
-                self.ctx.redis_failed("expire", &e);
+                self.ctx.redis_failed(m::RedisOp::Expire, &e);
                 self.queue.mark_hot(shard);
             }
         }
@@ -480,7 +479,7 @@ impl Claimer {
         let Some(c) = self.conn.as_mut() else { return };
         while let Some(shard) = self.queue.next() {
             if let Err(e) = self.ctx.store.wake(c, shard, now).await {
-                self.ctx.redis_failed("wake", &e);
+                self.ctx.redis_failed(m::RedisOp::Wake, &e);
                 self.queue.mark_hot(shard);
                 return;
             }
@@ -503,7 +502,7 @@ impl Claimer {
         }
         for (shard, at) in earliest {
             if let Err(e) = self.ctx.store.wake(c, shard, at).await {
-                self.ctx.redis_failed("wake", &e);
+                self.ctx.redis_failed(m::RedisOp::Wake, &e);
                 return;
             }
         }
@@ -535,7 +534,7 @@ async fn housekeeping(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
         None => match ctx.store.conn().await {
             Ok(c) => conn.insert(deadpool_redis::Connection::take(c)),
             Err(e) => {
-                ctx.redis_failed("housekeeping", &e);
+                ctx.redis_failed(m::RedisOp::Housekeeping, &e);
                 return;
             }
         },
@@ -551,7 +550,7 @@ async fn housekeeping(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
             Ok(0) => {}
             Ok(n) => debug!(shard, removed = n, "dead-letter store trimmed"),
             Err(e) => {
-                ctx.redis_failed("trim", &e);
+                ctx.redis_failed(m::RedisOp::Trim, &e);
                 *conn = None;
                 return;
             }
@@ -563,7 +562,7 @@ async fn housekeeping(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
         {
             Ok(0) => {}
             Ok(n) => {
-                metrics::counter!(m::DISCARDED, "reason" => "parked_too_long").increment(n);
+                m::discarded(m::DiscardReason::ParkedTooLong).increment(n);
                 debug!(
                     shard,
                     discarded = n,
@@ -571,7 +570,7 @@ async fn housekeeping(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
                 );
             }
             Err(e) => {
-                ctx.redis_failed("sweep", &e);
+                ctx.redis_failed(m::RedisOp::Sweep, &e);
                 *conn = None;
                 return;
             }

@@ -20,6 +20,7 @@ use tracing::{debug, warn};
 
 use crate::config::StrikeOn;
 use crate::http;
+use crate::metrics::DiscardReason;
 use crate::Ctx;
 
 /// Response-body bytes kept in the attempt log.
@@ -31,7 +32,7 @@ pub(crate) struct Done {
     pub shard: u16,
     pub settlement: Settlement,
     /// Bounded label for the discard metric, when the job is discarded.
-    pub discard_reason: Option<&'static str>,
+    pub discard_reason: Option<DiscardReason>,
 }
 
 /// An endpoint as its deliveries need it: read from the JSON that came with the claim, parsed
@@ -129,11 +130,11 @@ struct Decision {
     /// The receiver asked for a pause of its whole queue (`Retry-After` on 429 or 503).
     pause: Option<Duration>,
     log_entry: Option<String>,
-    discard_reason: Option<&'static str>,
+    discard_reason: Option<DiscardReason>,
 }
 
 impl Decision {
-    fn plain(action: Settle, discard_reason: Option<&'static str>) -> Self {
+    fn plain(action: Settle, discard_reason: Option<DiscardReason>) -> Self {
         Self {
             action,
             strike: Strike::None,
@@ -241,7 +242,7 @@ async fn attempt(
         Ok(endpoint) => endpoint,
         Err(reason) => {
             warn!(job_id = %job.id, endpoint_id = %job.endpoint, %reason, "job discarded");
-            return Decision::plain(Settle::Discard { reason }, Some("malformed"));
+            return Decision::plain(Settle::Discard { reason }, Some(DiscardReason::Malformed));
         }
     };
     if job.attempts == 1 {
@@ -372,7 +373,10 @@ async fn attempt(
                 "retries exhausted after {} attempts; last error: {error}",
                 job.attempts
             );
-            decide(Settle::Discard { reason }, Some("retries_exhausted"))
+            decide(
+                Settle::Discard { reason },
+                Some(DiscardReason::RetriesExhausted),
+            )
         }
     }
 }

@@ -47,10 +47,10 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn redis_failed(&self, op: &'static str, e: &StoreError) {
+    fn redis_failed(&self, op: metrics::RedisOp, e: &StoreError) {
         self.health.set_redis_ok(false);
-        ::metrics::counter!(metrics::REDIS_ERRORS, "op" => op).increment(1);
-        warn!(op, error = %e, "redis command failed; retrying with backoff");
+        metrics::redis_errors(op).increment(1);
+        warn!(op = op.as_str(), error = %e, "redis command failed; retrying with backoff");
     }
 }
 

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -26,15 +26,15 @@ pub const DELIVERY_DURATION: &str = "herald_delivery_duration_seconds";
 pub const FIRST_ATTEMPT_LAG: &str = "herald_first_attempt_lag_seconds";
 /// Retries scheduled.
 pub const RETRIES: &str = "herald_retries_scheduled_total";
-/// Jobs sent to the dead-letter store, by `reason`.
+/// Jobs sent to the dead-letter store, by `reason` ([`DiscardReason`]).
 pub const DISCARDED: &str = "herald_jobs_discarded_total";
-/// Settlements refused because the lease had expired (`kind` = ack, retry, discard, release).
+/// Settlements refused because the lease had expired, by `kind` ([`SettleKind`]).
 pub const STALE: &str = "herald_stale_settlements_total";
 /// Expired leases put back or discarded by this worker's claims.
 pub const LEASES_EXPIRED: &str = "herald_leases_expired_total";
 /// Leases handed back unattempted at shutdown.
 pub const RELEASED: &str = "herald_jobs_released_total";
-/// Redis commands that failed, by `op`.
+/// Redis commands that failed, by `op` ([`RedisOp`]).
 pub const REDIS_ERRORS: &str = "herald_redis_errors_total";
 /// Deliveries in flight in this worker.
 pub const IN_FLIGHT: &str = "herald_in_flight_deliveries";
@@ -47,6 +47,98 @@ pub const HELD_BACK: &str = "herald_held_back_total";
 /// The values of the `cause` label of [`HELD_BACK`], in the order of `herald_store::Held`'s
 /// fields.
 pub const HELD_BACK_CAUSES: [&str; 4] = ["in_flight_limit", "adaptive_limit", "rate", "pause"];
+/// The fixed values of one metric label, as an enum: [`NAMES`](DiscardReason::NAMES) lists
+/// them for pre-registration at 0 and [`as_str`](DiscardReason::as_str) names one where the
+/// counter is incremented, so a value cannot be counted without being pre-registered.
+macro_rules! label_values {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $value:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum $name {
+            $($variant),+
+        }
+
+        impl $name {
+            /// Every value of the label, in declaration order.
+            pub const NAMES: &'static [&'static str] = &[$($value),+];
+
+            /// The label value.
+            pub const fn as_str(self) -> &'static str {
+                Self::NAMES[self as usize]
+            }
+        }
+    };
+}
+
+label_values! {
+    /// The `reason` label of [`DISCARDED`]: why a job went to the dead-letter store.
+    DiscardReason {
+        RetriesExhausted => "retries_exhausted",
+        Malformed => "malformed",
+        Claim => "claim",
+        LeaseExpired => "lease_expired",
+        ParkedTooLong => "parked_too_long",
+        Other => "other",
+    }
+}
+
+label_values! {
+    /// The `op` label of [`REDIS_ERRORS`]: the worker's operation whose Redis command failed.
+    RedisOp {
+        Claim => "claim",
+        Expire => "expire",
+        Settle => "settle",
+        Wait => "wait",
+        Wake => "wake",
+        Housekeeping => "housekeeping",
+        Trim => "trim",
+        Sweep => "sweep",
+        Sample => "sample",
+    }
+}
+
+label_values! {
+    /// The `kind` label of [`STALE`]: the settlement Redis refused.
+    SettleKind {
+        Ack => "ack",
+        Retry => "retry",
+        Discard => "discard",
+        Release => "release",
+    }
+}
+
+/// The counter of discarded jobs for one reason.
+pub(crate) fn discarded(reason: DiscardReason) -> metrics::Counter {
+    metrics::counter!(DISCARDED, "reason" => reason.as_str())
+}
+
+/// The counter of failed Redis commands for one operation.
+pub(crate) fn redis_errors(op: RedisOp) -> metrics::Counter {
+    metrics::counter!(REDIS_ERRORS, "op" => op.as_str())
+}
+
+/// The counter of refused settlements for one kind.
+pub(crate) fn stale(kind: SettleKind) -> metrics::Counter {
+    metrics::counter!(STALE, "kind" => kind.as_str())
+}
+
+/// The values of the `outcome` label of [`DELIVERIES`]: `delivered`, or a failure class.
+fn delivery_outcomes() -> impl Iterator<Item = &'static str> {
+    std::iter::once("delivered").chain(FailureClass::ALL.iter().map(|c| c.as_str()))
+}
+
+/// Every labelled counter with its label and all that label's values: each series starts at
+/// 0 (see `initialise`), so `rate()` and `increase()` see the first event.
+pub fn labelled_counters() -> Vec<(&'static str, &'static str, Vec<&'static str>)> {
+    vec![
+        (DELIVERIES, "outcome", delivery_outcomes().collect()),
+        (DISCARDED, "reason", DiscardReason::NAMES.to_vec()),
+        (STALE, "kind", SettleKind::NAMES.to_vec()),
+        (REDIS_ERRORS, "op", RedisOp::NAMES.to_vec()),
+        (HELD_BACK, "cause", HELD_BACK_CAUSES.to_vec()),
+    ]
+}
+
 /// Jobs in the store by `state` (due, scheduled, in_flight, parked, dead), sampled by one
 /// worker at a time; see [`StoreGauges`].
 pub const QUEUE_JOBS: &str = "herald_queue_jobs";
@@ -55,6 +147,9 @@ pub const DISABLED_ENDPOINTS: &str = "herald_disabled_endpoints";
 /// Endpoints held back right now (at their in-flight or adaptive limit, or paused), sampled
 /// with [`QUEUE_JOBS`].
 pub const ENDPOINTS_HELD_BACK: &str = "herald_endpoints_held_back";
+/// When the sample shown with [`QUEUE_JOBS`] was taken (Unix time, seconds): queries take its
+/// age from the last one seen, even while no worker reports a sample.
+pub const QUEUE_SAMPLE_TIMESTAMP: &str = "herald_queue_sample_timestamp_seconds";
 /// Always 1, labelled with the worker's `version`: `count(herald_worker_info)` counts workers.
 pub const WORKER_INFO: &str = "herald_worker_info";
 /// 1 when `/readyz` would answer 200 (Redis answers, not draining), else 0.
@@ -177,6 +272,12 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Endpoints held back right now (at their in-flight or adaptive limit, or paused by Retry-After), sampled by one worker at a time.",
     },
     MetricDef {
+        name: QUEUE_SAMPLE_TIMESTAMP,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Unix time (seconds) at which the queue-depth sample shown with it was taken.",
+    },
+    MetricDef {
         name: WORKER_INFO,
         kind: Kind::Gauge,
         labels: &["version"],
@@ -206,14 +307,12 @@ pub(crate) struct Hot {
 impl Hot {
     /// Registers the handles; call after [`install`].
     pub fn new() -> Self {
-        let labels = std::iter::once("delivered")
-            .chain(herald_core::FailureClass::ALL.iter().map(|c| c.as_str()));
         Self {
             in_flight: metrics::gauge!(IN_FLIGHT),
             duration: metrics::histogram!(DELIVERY_DURATION),
             first_attempt_lag: metrics::histogram!(FIRST_ATTEMPT_LAG),
             retries: metrics::counter!(RETRIES),
-            deliveries: labels
+            deliveries: delivery_outcomes()
                 .map(|l| (l, metrics::counter!(DELIVERIES, "outcome" => l)))
                 .collect(),
         }
@@ -261,12 +360,10 @@ pub fn install() -> PrometheusHandle {
 /// `/metrics` from the start and `rate()`/`increase()` see their first increment.
 fn initialise() {
     metrics::gauge!(WORKER_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-    metrics::counter!(DELIVERIES, "outcome" => "delivered").increment(0);
-    for class in FailureClass::ALL {
-        metrics::counter!(DELIVERIES, "outcome" => class.as_str()).increment(0);
-    }
-    for cause in HELD_BACK_CAUSES {
-        metrics::counter!(HELD_BACK, "cause" => cause).increment(0);
+    for (name, label, values) in labelled_counters() {
+        for value in values {
+            metrics::counter!(name, label => value).increment(0);
+        }
     }
     for def in CATALOG.iter().filter(|d| d.labels.is_empty()) {
         match def.kind {
@@ -276,7 +373,10 @@ fn initialise() {
             Kind::Gauge
                 if matches!(
                     def.name,
-                    DISABLED_ENDPOINTS | ENDPOINTS_HELD_BACK | WORKER_READY
+                    DISABLED_ENDPOINTS
+                        | ENDPOINTS_HELD_BACK
+                        | QUEUE_SAMPLE_TIMESTAMP
+                        | WORKER_READY
                 ) => {}
             Kind::Gauge => metrics::gauge!(def.name).increment(0.0),
         }
@@ -342,14 +442,27 @@ pub struct StoreSample {
 /// recorder, which cannot forget a series.
 #[derive(Debug, Default)]
 pub struct StoreGauges {
-    latest: Mutex<Option<(Instant, Duration, StoreSample)>>,
+    latest: Mutex<Option<Recorded>>,
+}
+
+/// A sample with when it was taken and how long it stays on `/metrics`.
+#[derive(Debug)]
+struct Recorded {
+    taken: Instant,
+    taken_at: SystemTime,
+    fresh_for: Duration,
+    sample: StoreSample,
 }
 
 impl StoreGauges {
     /// Records a sample that stays on `/metrics` for `fresh_for`.
     pub fn record(&self, sample: StoreSample, fresh_for: Duration) {
-        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some((Instant::now(), fresh_for, sample));
+        *self.latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(Recorded {
+            taken: Instant::now(),
+            taken_at: SystemTime::now(),
+            fresh_for,
+            sample,
+        });
     }
 
     /// Stops reporting at once (another worker samples now).
@@ -360,12 +473,24 @@ impl StoreGauges {
     /// Appends the sample in the Prometheus text format, if it is fresh.
     fn render(&self, out: &mut String) {
         let latest = self.latest.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some((taken, fresh_for, sample)) = latest.as_ref() else {
+        let Some(Recorded {
+            taken,
+            taken_at,
+            fresh_for,
+            sample,
+        }) = latest.as_ref()
+        else {
             return;
         };
         if taken.elapsed() >= *fresh_for {
             return;
         }
+        let unix = taken_at
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        header(out, QUEUE_SAMPLE_TIMESTAMP, "gauge");
+        let _ = writeln!(out, "{QUEUE_SAMPLE_TIMESTAMP} {unix:.3}\n");
         header(out, QUEUE_JOBS, "gauge");
         for (state, n) in &sample.jobs {
             let _ = writeln!(out, "{QUEUE_JOBS}{{state=\"{state}\"}} {n}");
@@ -493,6 +618,13 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\nherald_endpoints_held_back 4\n"), "{out}");
+        let stamp = out
+            .lines()
+            .find_map(|l| l.strip_prefix("herald_queue_sample_timestamp_seconds "))
+            .expect("the sample's time is shown with it");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let stamp: f64 = stamp.parse().unwrap();
+        assert!((now.as_secs_f64() - stamp).abs() < 60.0, "{stamp}");
 
         gauges.record(sample.clone(), Duration::ZERO);
         let mut stale = String::new();

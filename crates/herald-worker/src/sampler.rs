@@ -23,7 +23,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::metrics::{StoreSample, QUEUE_STATES};
+use crate::metrics::{RedisOp, StoreSample, QUEUE_STATES};
 use crate::Ctx;
 
 /// How often each worker tries to take or renew the sampler lock (±10 % jitter), and so how
@@ -69,7 +69,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
                 leading = Some(false);
             }
             Err(e) => {
-                ctx.redis_failed("sample", &e);
+                ctx.redis_failed(RedisOp::Sample, &e);
                 conn = None;
                 leading = None;
                 ctx.health.store.forget();

@@ -18,12 +18,12 @@ use crate::{Backoff, Ctx};
 /// Most outcomes written in one round.
 const BATCH: usize = 1024;
 
-fn kind(action: &Settle) -> &'static str {
+fn kind(action: &Settle) -> m::SettleKind {
     match action {
-        Settle::Ack => "ack",
-        Settle::Retry { .. } => "retry",
-        Settle::Discard { .. } => "discard",
-        Settle::Release => "release",
+        Settle::Ack => m::SettleKind::Ack,
+        Settle::Retry { .. } => m::SettleKind::Retry,
+        Settle::Discard { .. } => m::SettleKind::Discard,
+        Settle::Release => m::SettleKind::Release,
     }
 }
 
@@ -49,7 +49,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                         c
                     }
                     Err(e) => {
-                        ctx.redis_failed("settle", &e);
+                        ctx.redis_failed(m::RedisOp::Settle, &e);
                         tokio::time::sleep(backoff.next()).await;
                         continue;
                     }
@@ -93,12 +93,12 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                         if let Some(at) = wake_at {
                             let mut c = c.clone();
                             if let Err(e) = ctx.store.wake(&mut c, shard, at).await {
-                                ctx.redis_failed("wake", &e);
+                                ctx.redis_failed(m::RedisOp::Wake, &e);
                             }
                         }
                     }
                     Err(e) => {
-                        ctx.redis_failed("settle", &e);
+                        ctx.redis_failed(m::RedisOp::Settle, &e);
                         failed = true;
                     }
                 }
@@ -119,7 +119,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
 struct Batch {
     settlements: Vec<Settlement>,
     /// Bounded label for the discard metric, per settlement.
-    discard_reasons: Vec<Option<&'static str>>,
+    discard_reasons: Vec<Option<m::DiscardReason>>,
 }
 
 fn record(shard: u16, batch: &Batch, applied: &[bool]) {
@@ -127,19 +127,18 @@ fn record(shard: u16, batch: &Batch, applied: &[bool]) {
     for ((settlement, discard_reason), ok) in items.zip(applied) {
         let kind = kind(&settlement.action);
         if !ok {
-            metrics::counter!(m::STALE, "kind" => kind).increment(1);
+            m::stale(kind).increment(1);
             warn!(
                 job_id = %settlement.id,
                 shard,
-                kind,
+                kind = kind.as_str(),
                 "settlement refused: the lease expired and the job was taken back"
             );
             continue;
         }
         match &settlement.action {
             Settle::Discard { reason } => {
-                metrics::counter!(m::DISCARDED, "reason" => discard_reason.unwrap_or("other"))
-                    .increment(1);
+                m::discarded(discard_reason.unwrap_or(m::DiscardReason::Other)).increment(1);
                 info!(job_id = %settlement.id, %reason, "job moved to the dead-letter store");
             }
             Settle::Release => metrics::counter!(m::RELEASED).increment(1),
