@@ -495,3 +495,47 @@ fn idempotency_keys_of_two_endpoints_never_share_a_redis_key() {
         assert_ne!(first.job_id, second.job_id);
     });
 }
+
+#[test]
+fn a_job_in_flight_when_its_endpoint_was_deleted_never_reaches_a_new_owner_of_the_id() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        let old = store
+            .enqueue(&NewJob::new(ep.clone(), b"{\"owner\":\"old\"}".to_vec()))
+            .await
+            .unwrap();
+        let lease = Duration::from_secs(60);
+        let claimed = claim(&store, &mut conn, 10, lease).await;
+        assert_eq!(claimed.jobs.len(), 1);
+
+        // Deleted while its job is in flight, then the id is taken by someone else.
+        store.delete_endpoint(&ep).await.unwrap();
+        store
+            .set_endpoint(&ep, "https://new-owner.example.com/", None)
+            .await
+            .unwrap();
+        let new = store
+            .enqueue(&NewJob::new(ep.clone(), b"{\"owner\":\"new\"}".to_vec()))
+            .await
+            .unwrap();
+        // The old job's attempt fails and is scheduled again, into the id's queue.
+        let retry = Settle::Retry {
+            delay: Duration::ZERO,
+            error: "timeout".into(),
+        };
+        let report = store
+            .settle(&mut conn, 0, &[settlement(&claimed.jobs[0], retry)], 5, 32)
+            .await
+            .unwrap();
+        assert_eq!(report.applied, [true]);
+
+        let next = claim(&store, &mut conn, 10, lease).await;
+        let ids: Vec<&str> = next.jobs.iter().map(|j| j.id.as_str()).collect();
+        assert_eq!(ids, [new.job_id.as_str()], "only the new owner's job");
+        let dead = store.job(&old.job_id).await.unwrap().unwrap();
+        assert_eq!(dead.state, herald_store::JobState::Dead);
+        assert_eq!(dead.last_error.as_deref(), Some("endpoint deleted: dash-1"));
+    });
+}

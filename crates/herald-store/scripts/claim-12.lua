@@ -14,7 +14,7 @@
   KEYS[9]     dead       ZSET  job id -> time it was discarded (ms)
   KEYS[10]    seq        STRING counter that issues fencing tokens
   KEYS[11]    disabled   HASH  endpoint id -> why and when it was disabled (JSON)
-  KEYS[12]    deleted    HASH  endpoint id -> when it was deleted (ms)
+  KEYS[12]    deleted    HASH  endpoint id -> when it was last deleted (ms)
   KEYS[12+i]  q          ZSET  "<shard prefix>:q:<endpoint i>": the queue of candidate i
 
   ARGV[1]     most jobs to claim
@@ -34,7 +34,9 @@
   queue is empty.
 
   A candidate that no longer exists has its jobs (up to most jobs per call) discarded as
-  "endpoint deleted" or "unknown endpoint"; a disabled one leaves `ready` (its jobs wait in its
+  "endpoint deleted" or "unknown endpoint"; so has a job enqueued before its endpoint was last
+  deleted (it was in flight then, and came back as a retry), even if the id was set again
+  since: a new owner of the id never receives the old owner's payloads; a disabled one leaves `ready` (its jobs wait in its
   queue until it is enabled); a paused one waits until its pause ends. A job whose record is
   unreadable is discarded.
 
@@ -103,7 +105,7 @@ for i = 5, #ARGV do
         held[RATE] = held[RATE] + 1
       else
         servable[#servable + 1] = {e = e, q = q, json = json, f = f, busy = n, lim = lim,
-          cap = math.min(lim - n, allowed)}
+          cap = math.min(lim - n, allowed), gone = tonumber(redis.call('HGET', deleted, e))}
       end
     end
   end
@@ -131,9 +133,11 @@ if #servable > 0 then
       redis.call('ZREM', s.q, id)
       local rec = redis.call('HGET', jobs, id)
       if rec then
-        local version, attempts = string.match(rec, '^(%d+) (%d+) %d+ %S+\n')
+        local version, attempts, enqueued = string.match(rec, '^(%d+) (%d+) (%d+) %S+\n')
         if version ~= '1' then
           bury(id, 'malformed: the job record header is unreadable')
+        elseif s.gone and tonumber(enqueued) <= s.gone then
+          bury(id, 'endpoint deleted: ' .. e)
         else
           next_token = next_token + 1
           local lease = next_token .. ' ' .. (tonumber(attempts) + 1)

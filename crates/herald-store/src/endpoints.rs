@@ -56,7 +56,7 @@ impl EndpointRecord {
         self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)
     }
 
-    /// The flow settings as `resume-7.lua` takes them: `<max> <interval_ms> <burst>`.
+    /// The flow settings as `resume-6.lua` takes them: `<max> <interval_ms> <burst>`.
     fn flow_settings(&self) -> String {
         match &self.rate {
             Some(rate) => format!(
@@ -240,7 +240,7 @@ impl Store {
         Ok(self.resume(id, "", "").await?.1)
     }
 
-    /// Runs `resume-7.lua`: stores `json` and `flow` (unless empty), clears the disabled state,
+    /// Runs `resume-6.lua`: stores `json` and `flow` (unless empty), clears the disabled state,
     /// and puts the endpoint's queue back in the claims' way.
     async fn resume(&self, id: &EndpointId, json: &str, flow: &str) -> Result<(bool, u64)> {
         let mut conn = self.conn().await?;
@@ -252,7 +252,6 @@ impl Store {
             .key(&k.endpoints)
             .key(&k.disabled)
             .key(&k.strikes)
-            .key(&k.deleted)
             .key(&k.ready)
             .key(&k.flow)
             .key(k.queue(id.as_str()))
