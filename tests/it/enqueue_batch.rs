@@ -319,10 +319,14 @@ fn the_batch_script_refuses_bad_arguments_job_by_job() {
                 "1",
                 "{}",
                 "1e14", // over 1e13
+                "job-fx",
+                "1",
+                "{}",
+                "1500.7", // a fraction
                 "job-fr",
                 "1",
                 "{}",
-                "1500.7", // a fraction: rounded down
+                "1500", // queued
             ],
         )
         .unwrap();
@@ -334,7 +338,10 @@ fn the_batch_script_refuses_bad_arguments_job_by_job() {
             .map(|v| redis::from_redis_value(v).unwrap())
             .collect();
         let now = codes[0];
-        assert_eq!(&codes[1..], &[1, -3, -3, -3, -3, -3, -3, -3, -3, -3, -3, 1]);
+        assert_eq!(
+            &codes[1..],
+            &[1, -3, -3, -3, -3, -3, -3, -3, -3, -3, -3, -3, 1]
+        );
         let ids: Vec<String> = redis::cmd("HKEYS").arg(&k.jobs).query(&mut conn).unwrap();
         let ids: HashSet<String> = ids.into_iter().collect();
         assert_eq!(

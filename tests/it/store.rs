@@ -539,3 +539,72 @@ fn a_job_in_flight_when_its_endpoint_was_deleted_never_reaches_a_new_owner_of_th
         assert_eq!(dead.last_error.as_deref(), Some("endpoint deleted: dash-1"));
     });
 }
+
+#[test]
+fn the_enqueue_scripts_take_delays_and_lifetimes_in_decimal_digits_only() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let k = store.keys(0);
+        let mut con = redis.connection();
+        let mut enqueue = |id: &str, delay: &str, key: &str, ttl: &str| -> i64 {
+            let reply: Vec<redis::Value> = redis::cmd("EVAL")
+                .arg(herald_store::scripts::ENQUEUE_SOURCE)
+                .arg(6)
+                .arg(k.queue(ep.as_str()))
+                .arg(&k.jobs)
+                .arg(&k.endpoints)
+                .arg(k.idempotency((!key.is_empty()).then_some((ep.as_str(), key))))
+                .arg(&k.disabled)
+                .arg(&k.ready)
+                .arg(id)
+                .arg(ep.as_str())
+                .arg("{}")
+                .arg(delay)
+                .arg(key)
+                .arg(ttl)
+                .query(&mut con)
+                .unwrap();
+            redis::from_redis_value(reply[0].clone()).unwrap()
+        };
+        for delay in ["1e3", "0x10", "1.5", "-1", " 5", "", "100000000000000"] {
+            assert_eq!(enqueue("job-d", delay, "", "1"), -3, "delay {delay:?}");
+        }
+        // A lifetime of 1.5 once turned de-duplication off without a word.
+        for ttl in ["1.5", "0", "1e3"] {
+            assert_eq!(enqueue("job-t", "0", "evt-1", ttl), -3, "lifetime {ttl:?}");
+        }
+        assert_eq!(enqueue("job-ok", "1000", "evt-1", "86400000"), 1);
+        assert_eq!(
+            store.stats().await.unwrap().total.scheduled,
+            1,
+            "only job-ok"
+        );
+
+        drop(enqueue);
+        let batch: Vec<redis::Value> = redis::cmd("EVAL")
+            .arg(herald_store::scripts::ENQUEUE_BATCH_SOURCE)
+            .arg(5)
+            .arg(&k.jobs)
+            .arg(&k.endpoints)
+            .arg(&k.disabled)
+            .arg(&k.ready)
+            .arg(k.queue(ep.as_str()))
+            .arg(ep.as_str())
+            .arg("b-1")
+            .arg(1)
+            .arg("{}")
+            .arg("1e3")
+            .arg("b-2")
+            .arg(1)
+            .arg("{}")
+            .arg("2000")
+            .query(&mut con)
+            .unwrap();
+        let codes: Vec<i64> = batch[1..]
+            .iter()
+            .map(|v| redis::from_redis_value(v.clone()).unwrap())
+            .collect();
+        assert_eq!(codes, [-3, 1]);
+    });
+}

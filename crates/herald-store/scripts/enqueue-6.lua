@@ -18,9 +18,11 @@
   ARGV[1]  job id: unique, 1..64 bytes of [0-9A-Za-z_-]; a ULID is recommended
   ARGV[2]  endpoint id: 1..128 bytes of [A-Za-z0-9._:-]; must exist in KEYS[3]
   ARGV[3]  payload: the JSON body to POST, stored as given
-  ARGV[4]  delay in ms before the first attempt (0: due at once; at most 1e13)
+  ARGV[4]  delay in ms before the first attempt: decimal digits only (0: due at once; at most
+           10000000000000, over 300 years)
   ARGV[5]  idempotency key ("" for none); keys are per endpoint
-  ARGV[6]  idempotency key lifetime in ms, at least 1 (used when ARGV[5] is not empty)
+  ARGV[6]  idempotency key lifetime in ms: decimal digits only, at least 1 (used when ARGV[5] is
+           not empty)
 
   Job record: "1 <attempts> <enqueued_ms> <endpoint id>\n<payload>", where 1 is the record
   format version and attempts counts the attempts made so far (0 here).
@@ -39,12 +41,18 @@
 ]]
 
 local id, endpoint, payload = ARGV[1], ARGV[2], ARGV[3]
-local delay, ttl = tonumber(ARGV[4]), tonumber(ARGV[6])
--- x ~= x is true for NaN only; 1e13 ms is over 300 years.
-local function bad_ms(x, min) return not x or x ~= x or x < min or x > 1e13 end
+-- A whole number of ms in decimal digits (not 1e3, 0x10 or 1.5), from min to 1e13 (over 300
+-- years); nil otherwise.
+local function ms(text, min)
+  if not string.match(text, '^%d+$') or #text > 14 then return nil end
+  local x = tonumber(text)
+  if x < min or x > 1e13 then return nil end
+  return x
+end
+local delay, ttl = ms(ARGV[4], 0), ms(ARGV[6], 1)
 if not string.match(id, '^[0-9A-Za-z_-]+$') or #id > 64
   or not string.match(endpoint, '^[A-Za-z0-9._:-]+$') or #endpoint > 128
-  or #payload == 0 or bad_ms(delay, 0) or (ARGV[5] ~= '' and bad_ms(ttl, 1)) then
+  or #payload == 0 or not delay or (ARGV[5] ~= '' and not ttl) then
   return {-3}
 end
 

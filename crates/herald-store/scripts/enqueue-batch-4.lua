@@ -23,7 +23,8 @@
              job id: unique, 1..64 bytes of [0-9A-Za-z_-]; a ULID is recommended
              endpoint number k (1 .. E) of the job's endpoint
              payload: the JSON body to POST, stored as given
-             delay in ms before the first attempt (0: due at once; at most 1e13)
+             delay in ms before the first attempt: decimal digits only (0: due at once; at
+             most 10000000000000, over 300 years)
 
   Job record: "1 <attempts> <enqueued_ms> <endpoint id>\n<payload>", where 1 is the record
   format version and attempts counts the attempts made so far (0 here).
@@ -35,7 +36,7 @@
 
   Returns {now_ms, code of job 1, code of job 2, ...}, where now_ms is the Redis time of the
   enqueue and a code is:
-     1  queued, due at now_ms + delay (the delay rounded down to whole ms)
+     1  queued, due at now_ms + delay
      2  parked
     -1  unknown endpoint
     -2  duplicate job id (in the store, or earlier in this call)
@@ -101,9 +102,9 @@ for j = 1, n do
   local st = k and state[k]
   local due = due_of[delay]
   if not due then
-    local d = tonumber(delay)
-    -- d ~= d is true for NaN only; 1e13 ms is over 300 years.
-    if d and d == d and d >= 0 and d <= 1e13 then
+    -- Decimal digits only (not 1e3, 0x10 or 1.5); 1e13 ms is over 300 years.
+    local d = string.match(delay, '^%d+$') and #delay <= 14 and tonumber(delay)
+    if d and d <= 1e13 then
       due = string.format('%d', now + math.floor(d))
     else
       due = false
