@@ -16,8 +16,9 @@
 //!   endpoints, start-up warnings, failure logs, and the dashboards, alerts and manifests in
 //!   `deploy/`.
 //! - [`prometheus`]: a real Prometheus server scraping two workers: every dashboard query has
-//!   data at rest, and alerts fire in their situation (failing deliveries, a worker killed,
-//!   Redis down).
+//!   data at rest, and every alert rule goes pending or fires in its situation (failing
+//!   deliveries, a worker killed, a refused endpoint, Redis down, a held-back backlog) and,
+//!   where its window allows, resolves after recovery.
 //! - [`hardening`]: signatures and rotation, the SSRF guard, HTTP semantics (redirects,
 //!   timeouts, capped bodies, `Retry-After`), Redis passwords, ACL users and TLS.
 //! - [`wire`]: a producer in shell, through the documented Lua script.
