@@ -56,7 +56,7 @@ impl EndpointRecord {
         self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)
     }
 
-    /// The flow settings as `resume-6.lua` takes them: `<max> <interval_ms> <burst>`.
+    /// The flow settings as `resume-7.lua` takes them: `<max> <interval_ms> <burst>`.
     fn flow_settings(&self) -> String {
         match &self.rate {
             Some(rate) => format!(
@@ -240,26 +240,34 @@ impl Store {
         Ok(self.resume(id, "", "").await?.1)
     }
 
-    /// Runs `resume-6.lua`: stores `json` and `flow` (unless empty), clears the disabled state,
+    /// Runs `resume-7.lua`: stores `json` and `flow` (unless empty), clears the disabled state,
     /// and puts the endpoint's queue back in the claims' way.
     async fn resume(&self, id: &EndpointId, json: &str, flow: &str) -> Result<(bool, u64)> {
         let mut conn = self.conn().await?;
         let k = self.keys_of(id);
-        let reply: Vec<i64> = self
-            .inner
-            .scripts
-            .resume
-            .key(&k.endpoints)
-            .key(&k.disabled)
-            .key(&k.strikes)
-            .key(&k.ready)
-            .key(&k.flow)
-            .key(k.queue(id.as_str()))
-            .arg(id.as_str())
-            .arg(json)
-            .arg(flow)
-            .invoke_async(&mut conn)
-            .await?;
+        let reply = loop {
+            let reply: Vec<i64> = self
+                .inner
+                .scripts
+                .resume
+                .key(&k.endpoints)
+                .key(&k.disabled)
+                .key(&k.strikes)
+                .key(&k.deleted)
+                .key(&k.ready)
+                .key(&k.flow)
+                .key(k.queue(id.as_str()))
+                .arg(id.as_str())
+                .arg(json)
+                .arg(flow)
+                .invoke_async(&mut conn)
+                .await?;
+            // Deleted in this very millisecond: set it in a later one (a few round trips), so
+            // that its jobs can be told from the deleted one's by their enqueue time.
+            if reply != [-2] {
+                break reply;
+            }
+        };
         let (created, moved) = match reply.as_slice() {
             [-1] => return Err(StoreError::UnknownEndpoint(id.to_string())),
             [c, queued] => (*c == 1, *queued as u64),

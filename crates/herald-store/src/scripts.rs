@@ -79,7 +79,7 @@ impl Default for Scripts {
             fail: with_flow!("fail-10.lua"),
             release: with_flow!("release-5.lua"),
             expire: with_flow!("expire-8.lua"),
-            resume: Script::new(include_str!("../scripts/resume-6.lua")),
+            resume: Script::new(include_str!("../scripts/resume-7.lua")),
             disable: Script::new(include_str!("../scripts/disable-2.lua")),
             delete_endpoint: Script::new(include_str!("../scripts/delete-endpoint-12.lua")),
             sweep_parked: Script::new(include_str!("../scripts/sweep-parked-3.lua")),

@@ -1,5 +1,5 @@
 --[[
-  resume-6.lua: (re)activate an endpoint: optionally store its new configuration and flow
+  resume-7.lua: (re)activate an endpoint: optionally store its new configuration and flow
   settings, clear its disabled state and strikes, and let claims serve its queue again. Its
   parked jobs keep their due times and attempt counts: those already due are due at once. An
   id set again after a delete keeps its tombstone (`deleted`): claims discard the jobs enqueued
@@ -8,10 +8,12 @@
   KEYS[1]  endpoints  HASH  endpoint id -> endpoint JSON
   KEYS[2]  disabled   HASH  endpoint id -> why and when it was disabled (JSON)
   KEYS[3]  strikes    HASH  endpoint id -> consecutive strikes
-  KEYS[4]  ready      ZSET  endpoint id -> when a claim may next serve it (ms)
-  KEYS[5]  flow       HASH  endpoint id -> "<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms>
+  KEYS[4]  deleted    HASH  endpoint id -> when it was last deleted (ms); kept when the id is
+                            set again (claims discard the jobs enqueued up to then)
+  KEYS[5]  ready      ZSET  endpoint id -> when a claim may next serve it (ms)
+  KEYS[6]  flow       HASH  endpoint id -> "<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms>
                             <paused_ms>", or "<max>" alone (see prelude/flow.lua)
-  KEYS[6]  q          ZSET  "<shard prefix>:q:<endpoint id>": the endpoint's queue
+  KEYS[7]  q          ZSET  "<shard prefix>:q:<endpoint id>": the endpoint's queue
 
   ARGV[1]  endpoint id
   ARGV[2]  endpoint JSON to store ("" keeps the stored one: enable only)
@@ -20,17 +22,26 @@
            a pause; enabling only leaves them as they are.
 
   Returns {created, queued}: created is 1 when the endpoint did not exist before, queued the
-  jobs in its queue; or {-1} when ARGV[2] is "" and the endpoint does not exist.
+  jobs in its queue; or {-1} when ARGV[2] is "" and the endpoint does not exist; or {-2},
+  nothing written, when the id was deleted in this very millisecond: a job enqueued for the new
+  endpoint in that millisecond could not be told from the old one's, so call again a
+  millisecond later.
 ]]
 
-local endpoints, disabled, strikes, ready, flow, q =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local endpoints, disabled, strikes, deleted, ready, flow, q =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local endpoint = ARGV[1]
 local created = 0
 if ARGV[2] ~= '' then
   local max, interval, burst = string.match(ARGV[3], '^(%d+) ([%d.e+-]+) (%d+)$')
   if not max or tonumber(max) < 1 or tonumber(burst) < 1 then
-    return redis.error_reply('resume-6.lua: flow settings must be "<max> <interval_ms> <burst>"')
+    return redis.error_reply('resume-7.lua: flow settings must be "<max> <interval_ms> <burst>"')
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local gone = tonumber(redis.call('HGET', deleted, endpoint))
+  if gone and gone >= now and redis.call('HEXISTS', endpoints, endpoint) == 0 then
+    return {-2}
   end
   created = redis.call('HSET', endpoints, endpoint, ARGV[2])
   -- The rate clock (tat) is kept, so that setting an endpoint again does not reset its rate.
