@@ -581,7 +581,6 @@ fn the_enqueue_scripts_take_delays_and_lifetimes_in_decimal_digits_only() {
             "only job-ok"
         );
 
-        drop(enqueue);
         let batch: Vec<redis::Value> = redis::cmd("EVAL")
             .arg(herald_store::scripts::ENQUEUE_BATCH_SOURCE)
             .arg(5)
