@@ -347,11 +347,27 @@ fn one_worker_at_a_time_samples_queue_depth() {
     assert_eq!(jobs("dead"), Some(0.0));
     assert_eq!(value(&s, "herald_disabled_endpoints", &[]), Some(0.0));
     assert_eq!(value(&s, "herald_endpoints_held_back", &[]), Some(0.0));
+    // Both jobs are an hour away: none is due.
+    assert_eq!(
+        value(&s, "herald_oldest_due_job_age_seconds", &[]),
+        Some(0.0)
+    );
+    assert!(
+        value(&s, "herald_redis_memory_used_bytes", &[]).is_some_and(|b| b > 0.0),
+        "Redis's memory use is sampled: {s:?}"
+    );
+    assert_eq!(
+        value(&s, "herald_redis_memory_max_bytes", &[]),
+        Some(0.0),
+        "the test Redis has no maxmemory"
+    );
 
     let f = scrape(follower);
     assert_eq!(value(&f, "herald_queue_jobs", &[]), None);
     assert_eq!(value(&f, "herald_disabled_endpoints", &[]), None);
     assert_eq!(value(&f, "herald_endpoints_held_back", &[]), None);
+    assert_eq!(value(&f, "herald_oldest_due_job_age_seconds", &[]), None);
+    assert_eq!(value(&f, "herald_redis_memory_used_bytes", &[]), None);
 
     // A draining sampler hands the lock over: the other worker takes it at its next try
     // (within about 10 s), not only when the lock runs out.
@@ -408,6 +424,10 @@ fn an_endpoint_at_its_in_flight_limit_is_counted_and_sampled_as_held_back() {
         value(&s, "herald_queue_jobs", &[("state", "due")]),
         Some(3.0),
         "the other jobs wait, due"
+    );
+    assert!(
+        value(&s, "herald_oldest_due_job_age_seconds", &[]).is_some_and(|age| age > 0.0),
+        "the waiting jobs have been due since they were enqueued: {s:?}"
     );
     assert_eq!(rx.count(), 1, "one delivery at a time");
     // Dropping the worker kills it; its lease dies with this test's Redis.
@@ -682,6 +702,9 @@ fn every_metric_in_the_dashboard_and_alerts_is_documented_and_emitted() {
         "herald_worker_info",
         "herald_worker_ready",
         "herald_queue_sample_timestamp_seconds",
+        "herald_oldest_due_job_age_seconds",
+        "herald_redis_memory_used_bytes",
+        "herald_redis_memory_max_bytes",
     ] {
         assert!(
             dashboard.contains(needed),
@@ -727,6 +750,9 @@ fn alert_rules_cover_the_failure_modes() {
             "HeraldQueueSampleStale",
             "herald_queue_sample_timestamp_seconds",
         ),
+        ("HeraldOldestDueJobOld", "herald_oldest_due_job_age_seconds"),
+        ("HeraldRedisMemoryHigh", "herald_redis_memory_used_bytes"),
+        ("HeraldRedisMemoryHigh", "herald_redis_memory_max_bytes"),
     ] {
         let expr = by_name
             .get(alert)

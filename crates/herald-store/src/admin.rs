@@ -23,6 +23,9 @@ pub struct ShardStats {
     pub dead: u64,
     /// Endpoints held back now: at their in-flight or adaptive limit, or paused.
     pub held_back_endpoints: u64,
+    /// When the oldest due job became due (Redis time, ms): the earliest head of the queues
+    /// of enabled endpoints that is not later than now. `None` when no job is due.
+    pub oldest_due_ms: Option<i64>,
 }
 
 /// Job counts of the whole deployment.
@@ -139,9 +142,9 @@ impl Store {
         self.stats_on(&mut conn).await
     }
 
-    /// [`Store::stats`] on a connection of the caller's. Costs a few commands per shard and
-    /// two per endpoint with queued jobs (those in `ready`, and the disabled ones), pipelined:
-    /// an idle deployment costs no more than its shard count.
+    /// [`Store::stats`] on a connection of the caller's. Costs a few commands per shard, three
+    /// per enabled endpoint with queued jobs (counts and the head of its queue) and one per
+    /// disabled endpoint, pipelined: an idle deployment costs no more than its shard count.
     pub async fn stats_on<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Stats> {
         let mut stats = Stats {
             now_ms: self.now_ms(conn).await?,
@@ -181,12 +184,27 @@ impl Store {
             for chunk in enabled.chunks(500) {
                 let mut pipe = redis::pipe();
                 for (e, _) in chunk {
-                    pipe.zcount(k.queue(e), "-inf", now).zcard(k.queue(e));
+                    let queue = k.queue(e);
+                    pipe.zcount(&queue, "-inf", now)
+                        .zcard(&queue)
+                        .zrange_withscores(&queue, 0, 0);
                 }
-                let counts: Vec<u64> = pipe.query_async(conn).await?;
-                for c in counts.chunks(2) {
-                    s.due += c[0];
-                    s.scheduled += c[1] - c[0];
+                let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+                let bad = || protocol("stats", "short queue reply");
+                let mut replies = replies.into_iter();
+                while let Some(due) = replies.next() {
+                    let due = u64::from_redis_value(due)?;
+                    let all = u64::from_redis_value(replies.next().ok_or_else(bad)?)?;
+                    let head: Vec<(String, f64)> =
+                        FromRedisValue::from_redis_value(replies.next().ok_or_else(bad)?)?;
+                    s.due += due;
+                    s.scheduled += all.saturating_sub(due);
+                    if let Some((_, at)) = head.first() {
+                        let at = *at as i64;
+                        if at <= now {
+                            s.oldest_due_ms = Some(s.oldest_due_ms.map_or(at, |o| o.min(at)));
+                        }
+                    }
                 }
             }
             let disabled: Vec<&String> = disabled.iter().collect();
@@ -221,6 +239,10 @@ impl Store {
             stats.total.parked += s.parked;
             stats.total.dead += s.dead;
             stats.total.held_back_endpoints += s.held_back_endpoints;
+            stats.total.oldest_due_ms = match (stats.total.oldest_due_ms, s.oldest_due_ms) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             stats.disabled_endpoints += disabled.len() as u64;
             stats.shards.push(s);
         }

@@ -147,6 +147,14 @@ pub const DISABLED_ENDPOINTS: &str = "herald_disabled_endpoints";
 /// Endpoints held back right now (at their in-flight or adaptive limit, or paused), sampled
 /// with [`QUEUE_JOBS`].
 pub const ENDPOINTS_HELD_BACK: &str = "herald_endpoints_held_back";
+/// How long the oldest due job has waited for a worker (seconds since it became due; 0 when
+/// no job is due), sampled with [`QUEUE_JOBS`].
+pub const OLDEST_DUE_AGE: &str = "herald_oldest_due_job_age_seconds";
+/// Bytes Redis uses (`used_memory` of `INFO memory`), sampled with [`QUEUE_JOBS`].
+pub const REDIS_MEMORY_USED: &str = "herald_redis_memory_used_bytes";
+/// Redis's memory limit (`maxmemory` of `INFO memory`; 0 when it has none), sampled with
+/// [`QUEUE_JOBS`].
+pub const REDIS_MEMORY_MAX: &str = "herald_redis_memory_max_bytes";
 /// When the sample shown with [`QUEUE_JOBS`] was taken (Unix time, seconds): queries take its
 /// age from the last one seen, even while no worker reports a sample.
 pub const QUEUE_SAMPLE_TIMESTAMP: &str = "herald_queue_sample_timestamp_seconds";
@@ -272,6 +280,24 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Endpoints held back right now (at their in-flight or adaptive limit, or paused by Retry-After), sampled by one worker at a time.",
     },
     MetricDef {
+        name: OLDEST_DUE_AGE,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Seconds the oldest due job has waited since it became due (0 when none is due), sampled by one worker at a time.",
+    },
+    MetricDef {
+        name: REDIS_MEMORY_USED,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Bytes Redis uses (used_memory), sampled by one worker at a time.",
+    },
+    MetricDef {
+        name: REDIS_MEMORY_MAX,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Redis's memory limit in bytes (maxmemory; 0 when it has none), sampled by one worker at a time.",
+    },
+    MetricDef {
         name: QUEUE_SAMPLE_TIMESTAMP,
         kind: Kind::Gauge,
         labels: &[],
@@ -375,6 +401,9 @@ fn initialise() {
                     def.name,
                     DISABLED_ENDPOINTS
                         | ENDPOINTS_HELD_BACK
+                        | OLDEST_DUE_AGE
+                        | REDIS_MEMORY_USED
+                        | REDIS_MEMORY_MAX
                         | QUEUE_SAMPLE_TIMESTAMP
                         | WORKER_READY
                 ) => {}
@@ -431,6 +460,19 @@ pub struct StoreSample {
     pub disabled_endpoints: u64,
     /// Endpoints at their in-flight or adaptive limit, or paused.
     pub held_back_endpoints: u64,
+    /// How long the oldest due job has waited since it became due (ms; 0 when none is due).
+    pub oldest_due_age_ms: u64,
+    /// Redis's memory use and limit, when its `INFO memory` answer names them.
+    pub redis_memory: Option<RedisMemory>,
+}
+
+/// Redis's memory use and limit, from `INFO memory`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisMemory {
+    /// `used_memory`, in bytes.
+    pub used_bytes: u64,
+    /// `maxmemory`, in bytes; 0 when Redis has no limit.
+    pub max_bytes: u64,
 }
 
 /// The latest store sample this worker took, rendered on `/metrics` only while fresh.
@@ -504,6 +546,18 @@ impl StoreGauges {
             "{ENDPOINTS_HELD_BACK} {}\n",
             sample.held_back_endpoints
         );
+        header(out, OLDEST_DUE_AGE, "gauge");
+        let _ = writeln!(
+            out,
+            "{OLDEST_DUE_AGE} {:.3}\n",
+            sample.oldest_due_age_ms as f64 / 1000.0
+        );
+        if let Some(memory) = sample.redis_memory {
+            header(out, REDIS_MEMORY_USED, "gauge");
+            let _ = writeln!(out, "{REDIS_MEMORY_USED} {}\n", memory.used_bytes);
+            header(out, REDIS_MEMORY_MAX, "gauge");
+            let _ = writeln!(out, "{REDIS_MEMORY_MAX} {}\n", memory.max_bytes);
+        }
     }
 }
 
@@ -595,6 +649,11 @@ mod tests {
             jobs: vec![("due", 3), ("dead", 1)],
             disabled_endpoints: 2,
             held_back_endpoints: 4,
+            oldest_due_age_ms: 90_250,
+            redis_memory: Some(RedisMemory {
+                used_bytes: 1_048_576,
+                max_bytes: 0,
+            }),
         };
         let gauges = StoreGauges::default();
         let mut out = String::new();
@@ -618,6 +677,27 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\nherald_endpoints_held_back 4\n"), "{out}");
+        assert!(
+            out.contains("# TYPE herald_oldest_due_job_age_seconds gauge\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nherald_oldest_due_job_age_seconds 90.250\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# TYPE herald_redis_memory_used_bytes gauge\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\nherald_redis_memory_used_bytes 1048576\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("# HELP herald_redis_memory_max_bytes Redis's memory limit"),
+            "{out}"
+        );
+        assert!(out.contains("\nherald_redis_memory_max_bytes 0\n"), "{out}");
         let stamp = out
             .lines()
             .find_map(|l| l.strip_prefix("herald_queue_sample_timestamp_seconds "))
@@ -625,6 +705,24 @@ mod tests {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         let stamp: f64 = stamp.parse().unwrap();
         assert!((now.as_secs_f64() - stamp).abs() < 60.0, "{stamp}");
+
+        let mut no_memory = String::new();
+        gauges.record(
+            StoreSample {
+                redis_memory: None,
+                ..sample.clone()
+            },
+            Duration::from_secs(3600),
+        );
+        gauges.render(&mut no_memory);
+        assert!(
+            no_memory.contains("\nherald_oldest_due_job_age_seconds 90.250\n"),
+            "{no_memory}"
+        );
+        assert!(
+            !no_memory.contains("herald_redis_memory"),
+            "memory gauges are left out when INFO does not name them: {no_memory}"
+        );
 
         gauges.record(sample.clone(), Duration::ZERO);
         let mut stale = String::new();

@@ -1,6 +1,7 @@
 //! The store sampler: one worker at a time counts the jobs in the store by state (and the
-//! disabled and held-back endpoints) for `/metrics`, and every worker checks at start-up that
-//! Redis keeps queued jobs.
+//! disabled and held-back endpoints), finds how long the oldest due job has waited and reads
+//! Redis's memory use for `/metrics`, and every worker checks at start-up that Redis keeps
+//! queued jobs.
 //!
 //! Counting costs a few commands per shard, so the fleet shares it: each worker tries every
 //! [`SAMPLE_EVERY`] (jittered) to take or renew a short lock (`SET NX PX` on the namespace's
@@ -23,7 +24,7 @@ use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::metrics::{RedisOp, StoreSample, QUEUE_STATES};
+use crate::metrics::{RedisMemory, RedisOp, StoreSample, QUEUE_STATES};
 use crate::Ctx;
 
 /// How often each worker tries to take or renew the sampler lock (±10 % jitter), and so how
@@ -127,7 +128,8 @@ async fn tick(
         return Ok(None);
     }
     let stats = ctx.store.stats_on(conn).await?;
-    Ok(Some(sample(&stats)))
+    let memory: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    Ok(Some(sample(&stats, redis_memory(&memory))))
 }
 
 /// `SET key id NX PX ttl`, or `PEXPIRE` when the key already holds this worker's id.
@@ -167,15 +169,29 @@ async fn hold_lock(
     Ok(renewed)
 }
 
-/// Jobs by state, and the disabled and held-back endpoints.
-fn sample(stats: &Stats) -> StoreSample {
+/// Jobs by state, the disabled and held-back endpoints, the oldest due job's wait (both times
+/// from the Redis clock), and Redis's memory.
+fn sample(stats: &Stats, redis_memory: Option<RedisMemory>) -> StoreSample {
     let t = &stats.total;
     let counts = [t.due, t.scheduled, t.in_flight, t.parked, t.dead];
     StoreSample {
         jobs: QUEUE_STATES.into_iter().zip(counts).collect(),
         disabled_endpoints: stats.disabled_endpoints,
         held_back_endpoints: t.held_back_endpoints,
+        oldest_due_age_ms: t
+            .oldest_due_ms
+            .map_or(0, |at| stats.now_ms.saturating_sub(at).max(0) as u64),
+        redis_memory,
     }
+}
+
+/// `used_memory` and `maxmemory` of an `INFO memory` answer; `None` unless both are there.
+fn redis_memory(info: &str) -> Option<RedisMemory> {
+    let bytes = |name| info_field(info, name)?.parse::<u64>().ok();
+    Some(RedisMemory {
+        used_bytes: bytes("used_memory")?,
+        max_bytes: bytes("maxmemory")?,
+    })
 }
 
 /// Logs a warning for each Redis setting that can lose queued jobs; never refuses to run.
@@ -280,6 +296,30 @@ mod tests {
     }
 
     #[test]
+    fn redis_memory_is_read_from_info_memory() {
+        let info = "# Memory\r\nused_memory:1052672\r\nused_memory_human:1.00M\r\n\
+                    used_memory_rss:9437184\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\n\
+                    maxmemory_policy:noeviction\r\n";
+        assert_eq!(
+            redis_memory(info),
+            Some(RedisMemory {
+                used_bytes: 1_052_672,
+                max_bytes: 0
+            })
+        );
+        let limited = "used_memory:500\r\nmaxmemory:1000\r\n";
+        assert_eq!(
+            redis_memory(limited),
+            Some(RedisMemory {
+                used_bytes: 500,
+                max_bytes: 1000
+            })
+        );
+        assert_eq!(redis_memory("used_memory:500\r\n"), None, "no maxmemory");
+        assert_eq!(redis_memory(""), None);
+    }
+
+    #[test]
     fn warns_about_eviction_and_missing_persistence_only() {
         assert!(settings("noeviction", true, Some("")).warnings().is_empty());
         assert!(settings("noeviction", false, Some("3600 1"))
@@ -304,7 +344,7 @@ mod tests {
         stats.total.dead = 5;
         stats.disabled_endpoints = 6;
         stats.total.held_back_endpoints = 7;
-        let s = sample(&stats);
+        let s = sample(&stats, None);
         assert_eq!(
             s.jobs,
             [
@@ -317,5 +357,17 @@ mod tests {
         );
         assert_eq!(s.disabled_endpoints, 6);
         assert_eq!(s.held_back_endpoints, 7);
+        assert_eq!(s.oldest_due_age_ms, 0, "nothing due");
+        assert_eq!(s.redis_memory, None);
+
+        stats.now_ms = 1_000_000;
+        stats.total.oldest_due_ms = Some(700_000);
+        let memory = RedisMemory {
+            used_bytes: 10,
+            max_bytes: 20,
+        };
+        let s = sample(&stats, Some(memory));
+        assert_eq!(s.oldest_due_age_ms, 300_000);
+        assert_eq!(s.redis_memory, Some(memory));
     }
 }

@@ -19,6 +19,14 @@ pub async fn stats(global: &Global) -> anyhow::Result<()> {
     outln!("dead       {}", t.dead);
     outln!("disabled endpoints  {}", stats.disabled_endpoints);
     outln!("held-back endpoints {}", t.held_back_endpoints);
+    match t.oldest_due_ms {
+        Some(at) => outln!(
+            "oldest due job      due for {:.1}s (since {})",
+            (stats.now_ms - at).max(0) as f64 / 1000.0,
+            time(at)
+        ),
+        None => outln!("oldest due job      none"),
+    }
     Ok(())
 }
 
