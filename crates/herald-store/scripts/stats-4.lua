@@ -8,8 +8,9 @@
   KEYS[4]  dead      ZSET  job id -> time it was discarded (ms)
 
   Returns {in_flight, dead, D, disabled endpoint 1 .. D, then endpoint, score pairs of
-  `ready`}. The caller counts the jobs of each endpoint's queue (ZCOUNT, ZCARD), whose keys
-  it builds: every endpoint with queued jobs is in `ready` or disabled.
+  `ready`}. The caller then reads each such endpoint's queue (ZCOUNT, ZCARD, and the head
+  with ZRANGE 0 0 for the oldest due job), whose keys it builds: every endpoint with queued
+  jobs is in `ready` or disabled.
 ]]
 
 local out = {redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}
