@@ -45,6 +45,19 @@ fn settlement(job: &ClaimedJob, action: Settle) -> Settlement {
     }
 }
 
+/// Settles one leased job of shard 0 as the settler does.
+async fn settle_one(
+    store: &Store,
+    conn: &mut (impl redis::aio::ConnectionLike + Send),
+    job: &ClaimedJob,
+    action: Settle,
+) -> herald_store::SettleReport {
+    store
+        .settle(conn, 0, &[settlement(job, action)], 5, 32)
+        .await
+        .unwrap()
+}
+
 /// Claims from shard 0 as a worker does: each claim names the endpoints the previous one
 /// answered, until a claim leases jobs or no endpoint's turn has come.
 async fn claim(
@@ -124,17 +137,11 @@ fn a_stale_token_cannot_settle_and_an_expired_lease_counts_as_an_attempt() {
         assert!(info.last_error.unwrap().starts_with("lease_expired"));
 
         // The first worker's answer comes late: refused, nothing changes.
-        let stale = store
-            .settle(&mut conn, 0, &[settlement(old, Settle::Ack)], 5, 32)
-            .await
-            .unwrap();
+        let stale = settle_one(&store, &mut conn, old, Settle::Ack).await;
         assert_eq!(stale.applied, [false]);
         assert!(store.job(&job.job_id).await.unwrap().is_some());
 
-        let fresh = store
-            .settle(&mut conn, 0, &[settlement(new, Settle::Ack)], 5, 32)
-            .await
-            .unwrap();
+        let fresh = settle_one(&store, &mut conn, new, Settle::Ack).await;
         assert_eq!(fresh.applied, [true]);
         assert!(store.job(&job.job_id).await.unwrap().is_none());
     });
@@ -220,10 +227,7 @@ fn a_released_lease_is_due_at_once_without_spending_an_attempt() {
             .unwrap();
         let claimed = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
         let leased = &claimed.jobs[0];
-        let report = store
-            .settle(&mut conn, 0, &[settlement(leased, Settle::Release)], 5, 32)
-            .await
-            .unwrap();
+        let report = settle_one(&store, &mut conn, leased, Settle::Release).await;
         assert_eq!(report.applied, [true]);
         let info = store.job(&job.job_id).await.unwrap().unwrap();
         assert_eq!(info.attempts, Some(0));
@@ -263,10 +267,7 @@ fn the_attempt_count_moves_from_the_lease_to_the_record_when_an_attempt_fails() 
             delay: Duration::ZERO,
             error: "HTTP 500".into(),
         };
-        let report = store
-            .settle(&mut conn, 0, &[settlement(&first.jobs[0], retry)], 5, 32)
-            .await
-            .unwrap();
+        let report = settle_one(&store, &mut conn, &first.jobs[0], retry).await;
         assert_eq!(report.applied, [true]);
         assert_eq!(
             attempts(store.job(&job.job_id).await.unwrap()),
@@ -276,24 +277,12 @@ fn the_attempt_count_moves_from_the_lease_to_the_record_when_an_attempt_fails() 
         let second = claim(&store, &mut conn, 10, lease).await;
         assert_eq!(second.jobs[0].attempts, 2);
         // The first lease is stale now, even though its token was never reused.
-        let stale = store
-            .settle(
-                &mut conn,
-                0,
-                &[settlement(&first.jobs[0], Settle::Ack)],
-                5,
-                32,
-            )
-            .await
-            .unwrap();
+        let stale = settle_one(&store, &mut conn, &first.jobs[0], Settle::Ack).await;
         assert_eq!(stale.applied, [false]);
         let discard = Settle::Discard {
             reason: "gave up".into(),
         };
-        store
-            .settle(&mut conn, 0, &[settlement(&second.jobs[0], discard)], 5, 32)
-            .await
-            .unwrap();
+        settle_one(&store, &mut conn, &second.jobs[0], discard).await;
         assert_eq!(
             attempts(store.job(&job.job_id).await.unwrap()),
             (Dead, Some(2))
@@ -423,16 +412,7 @@ fn an_endpoint_at_its_in_flight_limit_is_skipped_until_a_settlement_frees_a_slot
         assert_eq!(first.next_ready_ms, None);
         assert!(claim(&store, &mut conn, 10, lease).await.jobs.is_empty());
 
-        let report = store
-            .settle(
-                &mut conn,
-                0,
-                &[settlement(&first.jobs[0], Settle::Ack)],
-                5,
-                32,
-            )
-            .await
-            .unwrap();
+        let report = settle_one(&store, &mut conn, &first.jobs[0], Settle::Ack).await;
         assert_eq!(report.unblocked, 1);
         let next = claim(&store, &mut conn, 10, lease).await;
         assert_eq!(next.jobs.len(), 1, "one slot was freed");
@@ -525,10 +505,7 @@ fn a_job_in_flight_when_its_endpoint_was_deleted_never_reaches_a_new_owner_of_th
             delay: Duration::ZERO,
             error: "timeout".into(),
         };
-        let report = store
-            .settle(&mut conn, 0, &[settlement(&claimed.jobs[0], retry)], 5, 32)
-            .await
-            .unwrap();
+        let report = settle_one(&store, &mut conn, &claimed.jobs[0], retry).await;
         assert_eq!(report.applied, [true]);
 
         let next = claim(&store, &mut conn, 10, lease).await;

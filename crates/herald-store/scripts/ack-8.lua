@@ -64,19 +64,9 @@ for _, e in ipairs(order) do
   local n = freed[e]
   redis.call('HDEL', strikes, e)
   local f, stored = flow_get(flow, e, 0)
-  -- A claim blocks an endpoint when its in-flight count reaches the limit in force; only if
-  -- this count was that high can the endpoint be blocked (the limit before this call's
-  -- growth: growth never hides a block).
+  -- The limit before this call's growth: growth never hides a block.
   local lim = limit_of(f)
-  local left = redis.call('HINCRBY', busy, e, -n)
-  if left <= 0 then redis.call('HDEL', busy, e) end
-  if not stored or left + n >= lim then
-    local s = redis.call('ZSCORE', ready, e)
-    if s and tonumber(s) >= BLOCKED then
-      redis.call('ZADD', ready, now, e)
-      out[1] = out[1] + 1
-    end
-  end
+  out[1] = out[1] + free_slots(busy, ready, e, n, now, stored and lim or nil)
   if f.cwnd < f.max then
     f.cwnd = math.min(f.max, f.cwnd + n / lim)
     flow_put(flow, e, f, now)

@@ -89,9 +89,13 @@ local function offer(ready, e, at)
 end
 
 -- n of endpoint e's slots came free: count them, and let the next claim look at e again if
--- it was blocked at its limit. Returns 1 when it was blocked.
-local function free_slots(busy, ready, e, n, now)
-  if redis.call('HINCRBY', busy, e, -n) <= 0 then redis.call('HDEL', busy, e) end
+-- it was blocked at its limit. Returns 1 when it was blocked. With `lim`, the limit in force
+-- (before any growth by the caller), e is looked at only if its count had reached it: a claim
+-- blocks an endpoint only then.
+local function free_slots(busy, ready, e, n, now, lim)
+  local left = redis.call('HINCRBY', busy, e, -n)
+  if left <= 0 then redis.call('HDEL', busy, e) end
+  if lim and left + n < lim then return 0 end
   local s = redis.call('ZSCORE', ready, e)
   if s and tonumber(s) >= BLOCKED then
     redis.call('ZADD', ready, now, e)
