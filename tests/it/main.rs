@@ -23,7 +23,10 @@
 //!   timeouts, capped bodies, `Retry-After`), Redis passwords, ACL users and TLS.
 //! - [`wire`]: a producer in shell, through the documented Lua script.
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
+//! - [`check`]: `herald check` finds every broken invariant, also while workers deliver, and
+//!   `--repair` fixes the safe ones.
 
+mod check;
 mod cli_errors;
 mod delivery;
 mod endpoints;
