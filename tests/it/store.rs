@@ -584,3 +584,47 @@ fn the_enqueue_scripts_take_delays_and_lifetimes_in_decimal_digits_only() {
         assert_eq!(codes, [-3, 1]);
     });
 }
+
+#[test]
+fn a_settle_batch_counts_strikes_in_the_order_the_attempts_ended() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        for _ in 0..6 {
+            store
+                .enqueue(&NewJob::new(ep.clone(), b"{}".to_vec()))
+                .await
+                .unwrap();
+        }
+        let claimed = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
+        assert_eq!(claimed.jobs.len(), 6);
+        // fail, fail, ok, fail, fail, fail: never 5 strikes in a row.
+        let batch: Vec<Settlement> = claimed
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                if i == 2 {
+                    return settlement(job, Settle::Ack);
+                }
+                let mut failed = settlement(
+                    job,
+                    Settle::Retry {
+                        delay: Duration::from_secs(60),
+                        error: "refused: test".into(),
+                    },
+                );
+                failed.strike = Strike::One;
+                failed
+            })
+            .collect();
+        let report = store.settle(&mut conn, 0, &batch, 5, 32).await.unwrap();
+        assert!(report.applied.iter().all(|a| *a), "{report:?}");
+        assert!(report.disabled.is_empty(), "{report:?}");
+        let now = store.now_ms(&mut conn).await.unwrap();
+        let state = store.endpoint_state(&ep, now).await.unwrap().unwrap();
+        assert!(state.disabled.is_none(), "{state:?}");
+        assert_eq!(state.strikes, 3, "{state:?}");
+    });
+}
