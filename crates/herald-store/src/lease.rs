@@ -323,6 +323,11 @@ impl Store {
     /// Leases up to `max` due jobs of one shard, serving the `candidates` endpoints (those the
     /// previous claim of this shard answered) endpoint by endpoint. `default_max_in_flight` is
     /// the limit of an endpoint without flow settings.
+    ///
+    /// Send it on a pooled connection: the claim carries the Redis time after which its caller
+    /// will have given up waiting (the pool's response timeout), and Redis runs it as a no-op
+    /// after that, so a claim held up (Redis paused, a slow network) never leases jobs that
+    /// nobody will deliver.
     pub async fn claim<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -349,12 +354,15 @@ impl Store {
             .arg(max)
             .arg(lease.as_millis() as u64)
             .arg(default_max_in_flight)
-            .arg(CANDIDATES);
+            .arg(CANDIDATES)
+            .arg(self.given_up_after().unwrap_or(0));
         for endpoint in candidates {
             call.key(k.queue(endpoint)).arg(endpoint);
         }
         let reply: Vec<Value> = call.invoke_async(conn).await?;
-        parse_claim(reply)
+        let claim = parse_claim(reply)?;
+        self.observe_clock(claim.now_ms);
+        Ok(claim)
     }
 
     /// Takes back the leases of one shard that expired by `now_ms` (Redis time), at most 100
