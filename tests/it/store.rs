@@ -694,3 +694,69 @@ fn a_claim_held_up_past_its_callers_timeout_leases_nothing() {
         assert_eq!(claim.jobs[0].attempts, 1);
     });
 }
+
+#[test]
+fn a_change_made_meanwhile_by_another_operator_is_kept_and_a_delete_is_not_undone() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let endpoints = store.keys_of(&ep).endpoints.clone();
+        let mut sneaky = redis.connection();
+        let secret = |s: &str| herald_store::EndpointSecret {
+            secret: s.into(),
+            expires_at_ms: None,
+        };
+
+        // Between this rotation's read and its write, another operator adds a secret: the
+        // rotation is made again on top of it, and both are kept.
+        let mut calls = 0;
+        let stored = store
+            .update_endpoint(&ep, |record, _| {
+                calls += 1;
+                if calls == 1 {
+                    let mut theirs = record.clone();
+                    theirs.secrets.insert(0, secret("whsec_theirs"));
+                    let _: () = redis::Commands::hset(
+                        &mut sneaky,
+                        &endpoints,
+                        ep.as_str(),
+                        serde_json::to_string(&theirs).unwrap(),
+                    )
+                    .unwrap();
+                }
+                record.secrets.insert(0, secret("whsec_ours"));
+            })
+            .await
+            .unwrap();
+        assert_eq!(calls, 2);
+        let secrets: Vec<&str> = stored.secrets.iter().map(|s| s.secret.as_str()).collect();
+        assert_eq!(secrets, ["whsec_ours", "whsec_theirs"]);
+        assert_eq!(store.endpoint(&ep).await.unwrap().unwrap(), stored);
+
+        // Deleted between the read and the write: the change is refused, nothing comes back.
+        let refused = store
+            .update_endpoint(&ep, |record, _| {
+                let _: () = redis::Commands::hdel(&mut sneaky, &endpoints, ep.as_str()).unwrap();
+                record.secrets.clear();
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::UnknownEndpoint(_))),
+            "{refused:?}"
+        );
+        assert!(store.endpoint(&ep).await.unwrap().is_none());
+
+        // A subscription of an endpoint that does not exist is refused, and writes nothing.
+        let sub: herald_core::Subscription = serde_json::from_str(r#"{"level":"all"}"#).unwrap();
+        let refused = store.subscribe(&ep, "heroku", &sub).await;
+        assert!(
+            matches!(refused, Err(StoreError::UnknownEndpoint(_))),
+            "{refused:?}"
+        );
+        let subs_exist: bool =
+            redis::Commands::exists(&mut sneaky, store.keys_of(&ep).subscriptions(ep.as_str()))
+                .unwrap();
+        assert!(!subs_exist);
+        assert!(store.subscribers("heroku").await.unwrap().is_empty());
+    });
+}
