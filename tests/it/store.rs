@@ -760,3 +760,62 @@ fn a_change_made_meanwhile_by_another_operator_is_kept_and_a_delete_is_not_undon
         assert!(store.subscribers("heroku").await.unwrap().is_empty());
     });
 }
+
+#[test]
+fn a_lease_lost_with_redis_writes_never_matches_a_later_lease() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, _ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        store
+            .enqueue(&NewJob::new(
+                EndpointId::new("dash-1").unwrap(),
+                b"{}".to_vec(),
+            ))
+            .await
+            .unwrap();
+        let k = store.keys(0).clone();
+        let mut raw = redis.connection();
+        // What Redis holds before the claim, as a snapshot taken then would restore it.
+        let dump = |raw: &mut redis::Connection, key: &str| -> Option<Vec<u8>> {
+            redis::cmd("DUMP").arg(key).query(raw).unwrap()
+        };
+        let keys = [
+            k.queue("dash-1"),
+            k.ready.clone(),
+            k.busy.clone(),
+            k.inflight.clone(),
+            k.leases.clone(),
+            k.seq.clone(),
+        ];
+        let before: Vec<Option<Vec<u8>>> = keys.iter().map(|key| dump(&mut raw, key)).collect();
+
+        let lost = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
+        assert_eq!(lost.jobs.len(), 1);
+        // Redis loses the claim (a crash before its write reached the disk): every key is
+        // back as it was, `seq` included.
+        for (key, value) in keys.iter().zip(&before) {
+            let _: () = redis::cmd("DEL").arg(key).query(&mut raw).unwrap();
+            if let Some(value) = value {
+                let _: () = redis::cmd("RESTORE")
+                    .arg(key)
+                    .arg(0)
+                    .arg(value.as_slice())
+                    .query(&mut raw)
+                    .unwrap();
+            }
+        }
+        // Recovering takes time (a restart, a failover): at least the next millisecond.
+        redis_time_passes(&store, lost.now_ms).await;
+
+        let again = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
+        assert_eq!(again.jobs.len(), 1);
+        assert_eq!(again.jobs[0].id, lost.jobs[0].id);
+        assert_ne!(again.jobs[0].token, lost.jobs[0].token);
+        // The worker that held the lost lease finishes late: refused.
+        let stale = settle_one(&store, &mut conn, &lost.jobs[0], Settle::Ack).await;
+        assert_eq!(stale.applied, [false]);
+        let live = settle_one(&store, &mut conn, &again.jobs[0], Settle::Ack).await;
+        assert_eq!(live.applied, [true]);
+    });
+}

@@ -12,7 +12,8 @@
   KEYS[7]     errors     HASH  job id -> last error
   KEYS[8]     endpoints  HASH  endpoint id -> endpoint JSON
   KEYS[9]     dead       ZSET  job id -> time it was discarded (ms)
-  KEYS[10]    seq        STRING counter that issues fencing tokens
+  KEYS[10]    seq        STRING counter that issues fencing tokens, kept at or above the Redis
+                               time in µs
   KEYS[11]    disabled   HASH  endpoint id -> why and when it was disabled (JSON)
   KEYS[12]    deleted    HASH  endpoint id -> when it was last deleted (ms)
   KEYS[12+i]  q          ZSET  "<shard prefix>:q:<endpoint i>": the queue of candidate i
@@ -135,7 +136,15 @@ local out = {now, -1, -1, 0, 0, 0, 0, 0, 0}
 local jobs_out = {}
 if #servable > 0 then
   local share = math.ceil(want / #servable)
-  local next_token = redis.call('INCRBY', seq, want) - want
+  -- Tokens never fall behind the Redis clock (1000 per ms): if Redis loses its latest writes
+  -- (a crash with `appendfsync everysec`, a failover), `seq` rolls back, but the time has moved
+  -- on, so no token issued before the loss is issued again to another lease.
+  local top = redis.call('INCRBY', seq, want)
+  if top - want < now * 1000 then
+    top = now * 1000 + want
+    redis.call('SET', seq, string.format('%.0f', top))
+  end
+  local next_token = top - want
   local left = want
   for _, s in ipairs(servable) do
     if left <= 0 then break end
@@ -157,7 +166,7 @@ if #servable > 0 then
           bury(id, 'endpoint deleted: ' .. e, GONE)
         else
           next_token = next_token + 1
-          local lease = next_token .. ' ' .. (tonumber(attempts) + 1)
+          local lease = string.format('%.0f %d', next_token, tonumber(attempts) + 1)
           redis.call('ZADD', inflight, deadline, id)
           redis.call('HSET', leases, id, lease)
           local n = #jobs_out
