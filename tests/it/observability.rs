@@ -740,7 +740,6 @@ fn alert_rules_cover_the_failure_modes() {
             "herald_first_attempt_lag_seconds_bucket",
         ),
         ("HeraldDeadLettersGrowing", "herald_jobs_discarded_total"),
-        ("HeraldEndpointsDisabled", "herald_endpoints_disabled_total"),
         ("HeraldEndpointsDisabled", "herald_disabled_endpoints"),
         ("HeraldWorkersDown", "herald_worker_info"),
         ("HeraldWorkersDown", "herald_worker_ready"),
