@@ -9,12 +9,17 @@
 //! - [`lease`]: the worker's calls: claim, settle, expired leases, wake-up hints, housekeeping.
 //! - [`endpoints`]: endpoints, their state and subscriptions.
 //! - [`admin`]: counts by state, job lookup, the dead-letter store.
+//! - [`dead_letters`]: the dead-letter store by filter: pages with a cursor, replay and purge.
+//! - [`browse`]: paged listings: endpoints with their health, subscriptions, subscribers.
+//! - [`secrets`]: signing-secret rotation.
 //! - [`error`]: the store's error type, [`StoreError`].
 //!
 //! Every script touches the keys of one shard only, all sharing one hash tag, so the same
 //! code runs on a single Redis and on Redis Cluster. Time always comes from Redis (`TIME`).
 
 pub mod admin;
+pub mod browse;
+pub mod dead_letters;
 pub mod endpoints;
 pub mod error;
 pub mod keys;
@@ -22,9 +27,12 @@ pub mod lease;
 pub mod produce;
 pub mod record;
 pub mod scripts;
+pub mod secrets;
 pub mod store;
 
 pub use admin::{DeadJob, JobInfo, JobState, ShardStats, Stats};
+pub use browse::{EndpointHealth, EndpointQuery, Page, ScanCursor, StatusFilter};
+pub use dead_letters::{DeadCursor, DeadFilter, DeadLetter, DeadPage};
 pub use endpoints::{
     Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, FlowChange, Limits,
     SetEndpoint,
