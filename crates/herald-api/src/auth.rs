@@ -23,7 +23,7 @@ pub const TOKEN_PREFIX: &str = "herald_";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
-    /// Every read: the `GET` routes of the API.
+    /// Every read: `GET` routes of the API, every console page, no console button.
     Read,
     /// Everything.
     Admin,

@@ -1,4 +1,4 @@
-//! herald's management API: the HTTP server of `herald serve`.
+//! herald's management API and operator console: the HTTP server of `herald serve`.
 //!
 //! One small process over the same store the CLI uses, with no logic of its own: every handler
 //! calls the store or the producer library the way the matching `herald` command does.
@@ -9,18 +9,20 @@
 //! - [`model`]: the JSON bodies of API version 1.
 //! - [`v1`]: the routes under `/api/v1`, one module per resource.
 //! - [`openapi`]: the OpenAPI 3.1 document generated from the code, served at `/openapi.json`.
+//! - [`console`]: the operator console at `/`: server-rendered pages over the API's handlers.
 //!
 //! [`run`] is the whole server: `herald serve` reads its settings and signals, then calls it;
 //! tests call it in-process on port 0.
 
 pub mod auth;
+pub mod console;
 pub mod model;
 pub mod openapi;
 pub mod problem;
 pub mod v1;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
@@ -44,11 +46,15 @@ pub const MAX_BODY: usize = 1024 * 1024;
 /// The server's settings (`HERALD_API_*`).
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// The hashed tokens that may call the API.
+    /// The hashed tokens that may call the API and open console sessions.
     pub tokens: Tokens,
     /// CIDRs the SSRF guard lets through when a webhook URL with a literal address is set
     /// (`HERALD_ALLOW_TARGETS`, as for `herald endpoint set`).
     pub allow_targets: AllowList,
+    /// When console cookies are marked `Secure`.
+    pub secure_cookies: SecureCookies,
+    /// How long a console session lasts.
+    pub session_ttl: Duration,
 }
 
 impl ApiConfig {
@@ -57,8 +63,20 @@ impl ApiConfig {
         Self {
             tokens,
             allow_targets: AllowList::default(),
+            secure_cookies: SecureCookies::Auto,
+            session_ttl: Duration::from_secs(12 * 3600),
         }
     }
+}
+
+/// When the console's cookies carry `Secure` (sent back over HTTPS only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecureCookies {
+    /// When the request came over HTTPS, as a TLS-terminating proxy says with
+    /// `X-Forwarded-Proto: https`.
+    Auto,
+    /// Always: the server is only ever reached over HTTPS.
+    Always,
 }
 
 /// What every handler shares.
@@ -70,7 +88,7 @@ pub struct AppState {
     pub guard: Arc<Guard>,
 }
 
-/// The whole application: API, `/healthz`, `/openapi.json`.
+/// The whole application: API, console, `/healthz`, `/openapi.json`.
 pub fn router(cfg: ApiConfig, store: Store) -> Router {
     let state = AppState {
         producer: Producer::new(store.clone()),
@@ -88,6 +106,7 @@ pub fn router(cfg: ApiConfig, store: Store) -> Router {
                 .route_layer(token),
         )
         .nest("/api/v1", api)
+        .merge(console::routes())
         .fallback(|| async { Problem::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -101,7 +120,7 @@ pub fn router(cfg: ApiConfig, store: Store) -> Router {
         .with_state(state)
 }
 
-/// Serves the API on `listener` until `shutdown` is cancelled, then lets the
+/// Serves the API and console on `listener` until `shutdown` is cancelled, then lets the
 /// requests under way finish.
 pub async fn run(
     cfg: ApiConfig,

@@ -12,6 +12,7 @@
 //! - [`dead_letters`]: the dead-letter store by filter: pages with a cursor, replay and purge.
 //! - [`browse`]: paged listings: endpoints with their health, subscriptions, subscribers.
 //! - [`secrets`]: signing-secret rotation.
+//! - [`sessions`]: console sessions of `herald serve`.
 //! - [`error`]: the store's error type, [`StoreError`].
 //!
 //! Every script touches the keys of one shard only, all sharing one hash tag, so the same
@@ -28,6 +29,7 @@ pub mod produce;
 pub mod record;
 pub mod scripts;
 pub mod secrets;
+pub mod sessions;
 pub mod store;
 
 pub use admin::{DeadJob, JobInfo, JobState, ShardStats, Stats};
@@ -45,4 +47,5 @@ pub use lease::{
 pub use produce::{EnqueueStatus, Enqueued, NewJob};
 pub use record::JobRecord;
 pub use scripts::EnqueueCode;
+pub use sessions::Session;
 pub use store::{Store, StoreConfig};

@@ -83,7 +83,7 @@ pub enum Command {
     Dead(DeadCommand),
     /// Local quick start: Redis, a worker, a receiver and two demo dashboards, until Ctrl-C.
     Dev(DevArgs),
-    /// Serve the management API until SIGINT or SIGTERM.
+    /// Serve the management API and the operator console until SIGINT or SIGTERM.
     Serve(ServeArgs),
     /// Tokens for `herald serve`.
     #[command(subcommand)]
@@ -105,6 +105,13 @@ pub struct ServeArgs {
     /// address is set (as for `herald endpoint set`) [default: none].
     #[arg(long)]
     pub allow_targets: Option<String>,
+    /// When console cookies are marked `Secure`: `auto` (when `X-Forwarded-Proto: https` says
+    /// the request came over HTTPS) or `always` [default: auto].
+    #[arg(long)]
+    pub api_secure_cookies: Option<String>,
+    /// How long a console session lasts [default: 12h].
+    #[arg(long)]
+    pub api_session_ttl: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,7 +119,7 @@ pub enum TokenCommand {
     /// Make a token for `herald serve`: prints it once, and the hashed form to list in the
     /// server's HERALD_API_TOKENS (comma-separated), which is all the server keeps.
     New {
-        /// `read`: every GET of the API; `admin`: everything.
+        /// `read`: every GET of the API and every console page; `admin`: everything.
         #[arg(long)]
         scope: herald_api::auth::Scope,
     },

@@ -8,7 +8,7 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use herald_api::auth::Tokens;
-use herald_api::ApiConfig;
+use herald_api::{ApiConfig, SecureCookies};
 use herald_core::RetrySchedule;
 use herald_worker::guard::AllowList;
 use herald_worker::http::EgressProxy;
@@ -245,14 +245,19 @@ struct RawServe {
     api_addr: String,
     api_tokens: Targets,
     allow_targets: Targets,
+    api_secure_cookies: String,
+    api_session_ttl: String,
 }
 
 impl Default for RawServe {
     fn default() -> Self {
+        let d = ApiConfig::new(Tokens::default());
         Self {
             api_addr: DEFAULT_API_ADDR.into(),
             api_tokens: Targets::Text(String::new()),
             allow_targets: Targets::Text(String::new()),
+            api_secure_cookies: "auto".into(),
+            api_session_ttl: humantime::format_duration(d.session_ttl).to_string(),
         }
     }
 }
@@ -267,10 +272,20 @@ struct ServeFlags<'a> {
     api_addr: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     allow_targets: Option<Targets>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_secure_cookies: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_session_ttl: Option<&'a str>,
 }
 
 /// The keys the environment may set for the server, as `HERALD_<KEY>`.
-const SERVE_ENV_KEYS: &[&str] = &["api_addr", "api_tokens", "allow_targets"];
+const SERVE_ENV_KEYS: &[&str] = &[
+    "api_addr",
+    "api_tokens",
+    "allow_targets",
+    "api_secure_cookies",
+    "api_session_ttl",
+];
 
 /// Reads and validates the server's settings: the address to listen on, and the rest.
 pub fn serve_config(args: &ServeArgs) -> Result<(SocketAddr, ApiConfig), Refused> {
@@ -289,6 +304,8 @@ pub fn serve_config(args: &ServeArgs) -> Result<(SocketAddr, ApiConfig), Refused
         .merge(Serialized::defaults(ServeFlags {
             api_addr: args.api_addr.as_deref(),
             allow_targets: args.allow_targets.clone().map(Targets::Text),
+            api_secure_cookies: args.api_secure_cookies.as_deref(),
+            api_session_ttl: args.api_session_ttl.as_deref(),
         }));
     let raw: RawServe = figment
         .extract()
@@ -303,11 +320,22 @@ pub fn serve_config(args: &ServeArgs) -> Result<(SocketAddr, ApiConfig), Refused
         .map_err(|e| Refused(format!("setting api_tokens (HERALD_API_TOKENS): {e}")))?;
     let allow_targets = AllowList::parse(&raw.allow_targets.joined())
         .map_err(|e| Refused(format!("setting allow_targets (HERALD_ALLOW_TARGETS): {e}")))?;
+    let secure_cookies = match raw.api_secure_cookies.trim() {
+        "auto" => SecureCookies::Auto,
+        "always" => SecureCookies::Always,
+        other => {
+            return Err(Refused(format!(
+                "setting api_secure_cookies (HERALD_API_SECURE_COOKIES): {other:?} is not one of auto, always"
+            )))
+        }
+    };
     Ok((
         addr,
         ApiConfig {
             tokens,
             allow_targets,
+            secure_cookies,
+            session_ttl: duration("api_session_ttl", &raw.api_session_ttl)?,
         },
     ))
 }
@@ -436,6 +464,8 @@ mod tests {
             config: None,
             api_addr: None,
             allow_targets: None,
+            api_secure_cookies: None,
+            api_session_ttl: None,
         }
     }
 
@@ -453,16 +483,19 @@ mod tests {
             jail.set_env("HERALD_API_TOKENS", format!("{admin}, {read}"));
             let (addr, cfg) = serve_config(&serve_args()).unwrap();
             assert_eq!(addr.to_string(), DEFAULT_API_ADDR);
+            assert_eq!(cfg.secure_cookies, SecureCookies::Auto);
+            assert_eq!(cfg.session_ttl, Duration::from_secs(12 * 3600));
             assert!(cfg.tokens.scope_of(&read).is_some());
 
             jail.create_file(
                 "api.toml",
-                "api_addr = \"0.0.0.0:9000\"\nallow_targets = [\"10.0.0.0/8\"]",
+                "api_addr = \"0.0.0.0:9000\"\napi_secure_cookies = \"always\"\nallow_targets = [\"10.0.0.0/8\"]",
             )?;
             let mut a = serve_args();
             a.config = Some("api.toml".into());
             let (addr, cfg) = serve_config(&a).unwrap();
             assert_eq!(addr.to_string(), "0.0.0.0:9000");
+            assert_eq!(cfg.secure_cookies, SecureCookies::Always);
             assert_eq!(cfg.allow_targets.to_string(), "10.0.0.0/8");
 
             jail.set_env("HERALD_API_ADDR", "127.0.0.1:9001");
@@ -474,6 +507,10 @@ mod tests {
             let err = serve_config(&a).unwrap_err().to_string();
             assert!(err.contains("HERALD_API_ADDR"), "{err}");
             a.api_addr = None;
+            a.api_secure_cookies = Some("sometimes".into());
+            let err = serve_config(&a).unwrap_err().to_string();
+            assert!(err.contains("HERALD_API_SECURE_COOKIES"), "{err}");
+            a.api_secure_cookies = None;
             jail.set_env("HERALD_API_TOKENS", "herald_plaintext");
             let err = serve_config(&a).unwrap_err().to_string();
             assert!(

@@ -24,6 +24,8 @@ pub struct ApiServer {
     pub admin: String,
     /// A token of scope `read`.
     pub read: String,
+    /// The hashed forms the server was given, admin first.
+    pub hashed: [String; 2],
 }
 
 /// One answer of the server.
@@ -114,7 +116,8 @@ impl ApiServer {
         Self::start_with(redis_url, namespace, shards, |_| {})
     }
 
-    /// [`ApiServer::start`], with the configuration changed by `tune` first.
+    /// [`ApiServer::start`], with the configuration changed by `tune` first (its tokens are
+    /// the admin and read tokens of this server, which `tune` may replace).
     pub fn start_with(
         redis_url: &str,
         namespace: &str,
@@ -160,6 +163,7 @@ impl ApiServer {
                 .expect("HTTP client"),
             admin: admin.token,
             read: read.token,
+            hashed: [admin.hashed, read.hashed],
         }
     }
 
@@ -295,4 +299,111 @@ pub fn get_with_token(addr: &str, path: &str, token: &str) -> (u16, String) {
         .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The value of the `csrf` field of the first form of a page.
+pub fn form_token(page: &str) -> String {
+    let start = page
+        .find("name=\"csrf\" value=\"")
+        .unwrap_or_else(|| panic!("no csrf field in the page:\n{page}"))
+        + "name=\"csrf\" value=\"".len();
+    page[start..]
+        .split('"')
+        .next()
+        .expect("the field's value")
+        .to_owned()
+}
+
+/// The `Set-Cookie` header that sets cookie `name`, if any.
+pub fn set_cookie<'a>(answer: &'a Answer, name: &str) -> Option<&'a str> {
+    answer
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+/// The value a `Set-Cookie` header gives its cookie.
+pub fn cookie_value(set_cookie: &str) -> String {
+    set_cookie
+        .split(';')
+        .next()
+        .and_then(|pair| pair.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .expect("name=value")
+}
+
+/// A logged-in console session: its cookie and its form token.
+#[derive(Debug)]
+pub struct Console<'a> {
+    api: &'a ApiServer,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl ApiServer {
+    /// Logs in to the console with `token` as a browser does (the login form, its cookie and
+    /// form token), and returns the session.
+    pub fn login(&self, token: &str) -> Console<'_> {
+        let form = self.call("GET", "/login", None, None, &[]);
+        assert_eq!(form.status, 200, "{}", form.text());
+        let login_cookie = cookie_value(set_cookie(&form, "herald_login").expect("login cookie"));
+        let req = self
+            .request(Method::POST, "/login")
+            .header("cookie", format!("herald_login={login_cookie}"))
+            .form(&[("token", token), ("csrf", &form_token(&form.text()))]);
+        let answer = self.send("POST /login".into(), req);
+        assert_eq!(answer.status, 303, "login refused: {}", answer.text());
+        assert_eq!(answer.headers["location"], "/");
+        let cookie = cookie_value(set_cookie(&answer, "herald_session").expect("session cookie"));
+        let mut console = Console {
+            api: self,
+            cookie,
+            csrf: String::new(),
+        };
+        let home = console.get("/");
+        assert_eq!(home.status, 200, "{}", home.text());
+        console.csrf = form_token(&home.text());
+        console
+    }
+}
+
+impl Console<'_> {
+    /// `GET path` in this session.
+    pub fn get(&self, path: &str) -> Answer {
+        let req = self
+            .api
+            .request(Method::GET, path)
+            .header("cookie", format!("herald_session={}", self.cookie));
+        self.api.send(format!("GET {path} (console)"), req)
+    }
+
+    /// Posts a form with the session's form token added.
+    pub fn post(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let mut all: Vec<(&str, &str)> = vec![("csrf", &self.csrf)];
+        all.extend_from_slice(fields);
+        self.post_raw(path, &all)
+    }
+
+    /// Posts a form as given (no form token added).
+    pub fn post_raw(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let req = self
+            .api
+            .request(Method::POST, path)
+            .header("cookie", format!("herald_session={}", self.cookie))
+            .form(fields);
+        self.api.send(format!("POST {path} (console)"), req)
+    }
+
+    /// Posts a form and follows its redirect; returns the page it led to.
+    pub fn submit(&self, path: &str, fields: &[(&str, &str)]) -> Answer {
+        let answer = self.post(path, fields);
+        assert_eq!(answer.status, 303, "{}: {}", answer.call, answer.text());
+        let to = answer.headers["location"]
+            .to_str()
+            .expect("location")
+            .to_owned();
+        self.get(&to)
+    }
 }

@@ -1,5 +1,5 @@
 //! `herald serve`: reads its settings, waits for Redis, binds `HERALD_API_ADDR`, and serves the
-//! management API until SIGINT or SIGTERM.
+//! management API and the operator console until SIGINT or SIGTERM.
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -23,6 +23,7 @@ pub async fn run(global: &Global, args: &ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     info!(
         %addr,
+        console = %format!("http://{addr}/"),
         namespace = %global.namespace,
         "herald serve ready"
     );

@@ -1,0 +1,485 @@
+//! The operator console over real HTTP against a real Redis: logging in with a token into a
+//! strict session cookie, form tokens and scopes on every form, every page with what it shows
+//! and every button with what it changes; and a real browser (headless Chromium over
+//! WebDriver) going through an operator's round: find an endpoint, disable and enable it, send
+//! a test event that reaches a receiver through a worker, replay a dead letter.
+
+use herald_api::SecureCookies;
+use herald_core::EndpointId;
+use herald_store::NewJob;
+use serde_json::json;
+
+use crate::support::api::{cookie_value, form_token, set_cookie, ApiServer};
+use crate::support::RedisServer;
+
+fn id(text: &str) -> EndpointId {
+    EndpointId::new(text).unwrap()
+}
+
+fn set_endpoint(api: &ApiServer, e: &str) {
+    api.block_on(
+        api.store()
+            .set_endpoint(&id(e), "https://hooks.example.com/", None),
+    )
+    .unwrap();
+}
+
+#[test]
+fn the_console_logs_in_with_a_token_into_a_strict_session_cookie() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-console-login", 2);
+
+    let away = api.call("GET", "/", None, None, &[]);
+    assert_eq!(
+        (away.status, away.headers["location"].to_str().unwrap()),
+        (303, "/login")
+    );
+    for path in ["/endpoints", "/endpoints/dash-1", "/dead", "/jobs?id=x"] {
+        let answer = api.call("GET", path, None, None, &[]);
+        assert_eq!(answer.status, 303, "{path}");
+    }
+
+    let form = api.call("GET", "/login", None, None, &[]);
+    assert_eq!(form.status, 200);
+    assert_eq!(form.content_type(), "text/html; charset=utf-8");
+    assert!(form.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert_eq!(form.headers["x-frame-options"], "DENY");
+    assert!(!form.text().contains("<script"), "{}", form.text());
+    let login_cookie = set_cookie(&form, "herald_login").unwrap().to_owned();
+    assert!(login_cookie.contains("HttpOnly") && login_cookie.contains("SameSite=Strict"));
+    assert!(
+        !login_cookie.contains("Secure"),
+        "plain HTTP: {login_cookie}"
+    );
+    let csrf = form_token(&form.text());
+    assert_eq!(cookie_value(&login_cookie), csrf);
+
+    let post = |token: &str, cookie: Option<&str>, csrf: &str, headers: &[(&str, &str)]| {
+        let mut req = api
+            .request(reqwest::Method::POST, "/login")
+            .form(&[("token", token), ("csrf", csrf)]);
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("herald_login={c}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        api.send("POST /login".into(), req)
+    };
+    let wrong = post("herald_wrong", Some(&csrf), &csrf, &[]);
+    assert_eq!(wrong.status, 401);
+    assert!(
+        wrong.text().contains("not one this server knows"),
+        "{}",
+        wrong.text()
+    );
+    assert!(set_cookie(&wrong, "herald_session").is_none());
+    let unpaired = post(&api.admin, None, &csrf, &[]);
+    assert_eq!(unpaired.status, 403);
+    assert!(set_cookie(&unpaired, "herald_session").is_none());
+    let mismatched = post(&api.admin, Some("another"), &csrf, &[]);
+    assert_eq!(mismatched.status, 403);
+
+    let ok = post(&api.admin, Some(&csrf), &csrf, &[]);
+    assert_eq!(
+        (ok.status, ok.headers["location"].to_str().unwrap()),
+        (303, "/")
+    );
+    let session = set_cookie(&ok, "herald_session").unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=43200"] {
+        assert!(session.contains(attribute), "{session}");
+    }
+    assert!(!session.contains("Secure"), "{session}");
+    let id = cookie_value(&session);
+    assert!(!id.contains(&api.admin[7..]) && id.len() >= 43, "{session}");
+    // Behind a TLS-terminating proxy, cookies are Secure.
+    let tls = post(
+        &api.admin,
+        Some(&csrf),
+        &csrf,
+        &[("x-forwarded-proto", "https")],
+    );
+    assert!(set_cookie(&tls, "herald_session")
+        .unwrap()
+        .contains("; Secure"));
+
+    // Redis holds the session under the hash of its id, with the token's hashed form only.
+    let mut conn = redis.connection();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    assert!(keys.iter().all(|k| !k.contains(&id)), "{keys:?}");
+    let sessions: Vec<&String> = keys.iter().filter(|k| k.contains(":session:")).collect();
+    assert_eq!(sessions.len(), 2, "{keys:?}");
+    for key in sessions {
+        let fields: Vec<String> = redis::cmd("HVALS").arg(key).query(&mut conn).unwrap();
+        assert!(
+            fields.iter().all(|f| !f.contains(&api.admin[7..])),
+            "{fields:?}"
+        );
+        assert!(fields.contains(&api.hashed[0]), "{fields:?}");
+        let ttl: i64 = redis::cmd("TTL").arg(key).query(&mut conn).unwrap();
+        assert!(ttl > 0 && ttl <= 43200, "{ttl}");
+    }
+
+    let console = api.login(&api.admin);
+    let home = console.get("/");
+    assert!(home.text().contains("Overview") && home.text().contains("admin token"));
+    // Logging out ends the session on the server, not only in the browser.
+    let out = console.post("/logout", &[]);
+    assert_eq!(
+        (out.status, out.headers["location"].to_str().unwrap()),
+        (303, "/login")
+    );
+    assert!(set_cookie(&out, "herald_session")
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert_eq!(console.get("/").status, 303);
+}
+
+#[test]
+fn secure_cookies_can_be_required_and_sessions_end_with_their_token() {
+    let redis = RedisServer::start();
+    let first = ApiServer::start(&redis.url(), "it-console-tokens", 2);
+    let reader = first.login(&first.read);
+    let admin = first.login(&first.admin);
+    // The same deployment served with the read token removed, and Secure always.
+    let admin_hashed = first.hashed[0].clone();
+    let second = ApiServer::start_with(&redis.url(), "it-console-tokens", 2, |cfg| {
+        cfg.tokens = herald_api::auth::Tokens::parse(&admin_hashed).unwrap();
+        cfg.secure_cookies = SecureCookies::Always;
+    });
+    let get = |cookie: &str| {
+        let req = second
+            .request(reqwest::Method::GET, "/")
+            .header("cookie", format!("herald_session={cookie}"));
+        second.send("GET / on the second server".into(), req)
+    };
+    assert_eq!(get(&reader.cookie).status, 303, "the read token is gone");
+    assert_eq!(get(&admin.cookie).status, 200);
+    let form = second.call("GET", "/login", None, None, &[]);
+    assert!(set_cookie(&form, "herald_login")
+        .unwrap()
+        .contains("; Secure"));
+}
+
+#[test]
+fn forms_need_the_session_s_form_token_and_an_admin_token() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-console-csrf", 2);
+    set_endpoint(&api, "dash-1");
+    let enabled = || {
+        api.get("/api/v1/endpoints/dash-1").expect(200)["enabled"]
+            .as_bool()
+            .unwrap()
+    };
+
+    let admin = api.login(&api.admin);
+    for fields in [vec![], vec![("csrf", "forged")], vec![("csrf", "")]] {
+        let answer = admin.post_raw("/endpoints/dash-1/disable", &fields);
+        assert_eq!(answer.status, 403, "{fields:?}: {}", answer.text());
+        assert!(answer.text().contains("expired"), "{}", answer.text());
+    }
+    // Another session's form token is no good either.
+    let other = api.login(&api.admin);
+    assert_ne!(other.csrf, admin.csrf);
+    let answer = admin.post_raw("/endpoints/dash-1/disable", &[("csrf", &other.csrf)]);
+    assert_eq!(answer.status, 403);
+    assert_eq!(admin.post_raw("/logout", &[("csrf", "forged")]).status, 403);
+    assert!(enabled(), "a refused form changed something");
+
+    let reader = api.login(&api.read);
+    let page = reader.get("/endpoints/dash-1").text();
+    assert!(page.contains("read token"), "{page}");
+    assert!(page.contains("the buttons need an admin token"), "{page}");
+    assert!(
+        page.contains("<button type=\"submit\" disabled>Disable</button>"),
+        "{page}"
+    );
+    for (path, fields) in [
+        ("/endpoints/dash-1/disable", vec![]),
+        ("/endpoints/dash-1/test", vec![]),
+        ("/endpoints/dash-1/rotate-secret", vec![("grace", "1h")]),
+        ("/dead/replay", vec![]),
+        ("/dead/purge", vec![("confirm", "yes")]),
+        ("/dead/01JH3W0AB8C9D0E1F2G3H4J5K6/replay", vec![]),
+    ] {
+        let answer = reader.post(path, &fields);
+        assert_eq!(answer.status, 403, "{path}: {}", answer.text());
+        assert!(answer.text().contains("read scope"), "{}", answer.text());
+    }
+    assert!(enabled());
+    assert_eq!(api.get("/api/v1/stats").expect(200)["jobs"]["due"], 0);
+    // A read session may still log out.
+    assert_eq!(reader.post("/logout", &[]).status, 303);
+}
+
+#[test]
+fn the_console_shows_an_endpoint_and_its_buttons_do_what_the_api_does() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-console-endpoint", 2);
+    for e in ["dash-1", "dash-2", "other"] {
+        set_endpoint(&api, e);
+    }
+    api.block_on(api.store().subscribe(
+        &id("dash-1"),
+        "heroku",
+        &herald_core::Subscription::new(herald_core::Level::Warn, ["Apps"]),
+    ))
+    .unwrap();
+    api.block_on(
+        api.store()
+            .disable_endpoint(&id("other"), "<script>alert(1)</script>"),
+    )
+    .unwrap();
+    let console = api.login(&api.admin);
+
+    let home = console.get("/").text();
+    assert!(
+        home.contains("<a href=\"/endpoints/other\">other</a>"),
+        "{home}"
+    );
+    assert!(
+        home.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{home}"
+    );
+    assert!(!home.contains("<script>"), "{home}");
+
+    let list = console.get("/endpoints?search=DASH").text();
+    assert!(
+        list.contains("/endpoints/dash-1") && list.contains("/endpoints/dash-2"),
+        "{list}"
+    );
+    assert!(!list.contains("/endpoints/other"), "{list}");
+    let disabled = console.get("/endpoints?status=disabled").text();
+    assert!(disabled.contains("/endpoints/other") && !disabled.contains("/endpoints/dash-1"));
+
+    let page = console.get("/endpoints/dash-1").text();
+    assert!(page.contains("https://hooks.example.com/"), "{page}");
+    assert!(
+        page.contains("<td>heroku</td><td>warn</td><td>Apps</td>"),
+        "{page}"
+    );
+    assert!(page.contains("No attempt yet."), "{page}");
+
+    let after = console
+        .submit(
+            "/endpoints/dash-1/disable",
+            &[("reason", "receiver migration")],
+        )
+        .text();
+    assert!(
+        after.contains("Endpoint dash-1 disabled; its jobs wait (parked)"),
+        "{after}"
+    );
+    assert!(
+        after.contains("<span class=\"badge bad\">disabled</span>"),
+        "{after}"
+    );
+    assert!(after.contains("receiver migration"), "{after}");
+    assert!(after.contains(">Enable</button>"), "{after}");
+    // The notice is shown once.
+    assert!(!console
+        .get("/endpoints/dash-1")
+        .text()
+        .contains("its jobs wait"));
+    let e = api.get("/api/v1/endpoints/dash-1").expect(200);
+    assert_eq!(e["disabled"]["reason"], "receiver migration");
+
+    let after = console.submit("/endpoints/dash-1/test", &[]).text();
+    assert!(
+        after.contains("it is parked until the endpoint is enabled"),
+        "{after}"
+    );
+    let after = console.submit("/endpoints/dash-1/enable", &[]).text();
+    assert!(
+        after.contains("Endpoint dash-1 enabled; 1 queued jobs are served again."),
+        "{after}"
+    );
+    assert!(
+        after.contains("<span class=\"badge ok\">enabled</span>"),
+        "{after}"
+    );
+
+    let after = console.submit("/endpoints/dash-1/test", &[]).text();
+    let job = after
+        .split("Test event sent as job ")
+        .nth(1)
+        .and_then(|rest| rest.get(..26))
+        .unwrap_or_else(|| panic!("{after}"))
+        .to_owned();
+    let found = api.get(&format!("/api/v1/jobs/{job}")).expect(200);
+    assert_eq!(
+        found["payload"],
+        serde_json::from_str::<serde_json::Value>(herald_core::event::EXAMPLE).unwrap()
+    );
+    let lookup = console.get(&format!("/jobs?id=msg_{job}")).text();
+    assert!(
+        lookup.contains(&job) && lookup.contains("Payload") && lookup.contains("heroku"),
+        "{lookup}"
+    );
+
+    let after = console
+        .submit("/endpoints/dash-1/rotate-secret", &[("grace", "2h")])
+        .text();
+    let secret = after
+        .split("shown once: ")
+        .nth(1)
+        .and_then(|rest| rest.split(". ").next())
+        .unwrap_or_else(|| panic!("{after}"))
+        .to_owned();
+    assert!(after.contains("keep signing for 2h"), "{after}");
+    let stored = api
+        .block_on(api.store().endpoint(&id("dash-1")))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.secrets[0].secret, secret);
+    assert!(
+        !console.get("/endpoints/dash-1").text().contains(&secret),
+        "shown twice"
+    );
+
+    let after = console
+        .submit("/endpoints/dash-1/rotate-secret", &[("grace", "soon")])
+        .text();
+    assert!(
+        after.contains("Not done: grace &quot;soon&quot; is not a duration"),
+        "{after}"
+    );
+
+    // Refused input is a 4xx page.
+    let bad = console.get("/endpoints/a%20b");
+    assert_eq!(bad.status, 400);
+    assert!(bad.text().contains("may only contain"), "{}", bad.text());
+    let missing = console.get("/endpoints/nobody");
+    assert_eq!(missing.status, 404);
+    assert!(missing.text().contains("endpoint nobody not found"));
+    let gone = console.get("/jobs?id=01JH3W0AB8C9D0E1F2G3H4J5K6");
+    assert_eq!(gone.status, 404);
+    assert!(gone.text().contains("delivered jobs leave the store"));
+    let answer = console.post("/endpoints/dash-1/explode", &[]);
+    assert_eq!(answer.status, 303);
+    assert!(console
+        .get("/endpoints/dash-1")
+        .text()
+        .contains("Not done: no console action"));
+}
+
+#[test]
+fn the_console_filters_replays_and_purges_dead_letters() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-console-dead", 2);
+    for e in ["gone-a", "gone-b"] {
+        set_endpoint(&api, e);
+    }
+    let jobs: Vec<NewJob> = (0..3)
+        .map(|i| NewJob::new(id("gone-a"), json!({ "n": i }).to_string()))
+        .chain((0..2).map(|i| NewJob::new(id("gone-b"), json!({ "n": i }).to_string())))
+        .collect();
+    let ids: Vec<String> = api
+        .block_on(api.store().enqueue_batch(&jobs))
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().job_id)
+        .collect();
+    for e in ["gone-a", "gone-b"] {
+        api.block_on(api.store().delete_endpoint(&id(e))).unwrap();
+    }
+    let console = api.login(&api.admin);
+
+    let all = console.get("/dead").text();
+    for job in &ids {
+        assert!(all.contains(job.as_str()), "{job} missing:\n{all}");
+    }
+    assert!(all.contains("endpoint deleted: gone-a"), "{all}");
+    let home = console.get("/").text();
+    assert!(home.contains(ids[0].as_str()), "recent failures: {home}");
+
+    let only_b = console.get("/dead?endpoint=gone-b").text();
+    assert!(
+        only_b.contains(ids[3].as_str()) && !only_b.contains(ids[0].as_str()),
+        "{only_b}"
+    );
+    assert!(only_b.contains("Replay all matching"), "{only_b}");
+    let since = console.get("/dead?since=2000-01-01T00:00").text();
+    assert!(since.contains(ids[0].as_str()), "{since}");
+    let future = console.get("/dead?since=2999-01-01T00:00:00").text();
+    assert!(future.contains("No dead letter on this page."), "{future}");
+    let bad = console.get("/dead?since=yesterday");
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.text()
+            .contains("<p class=\"error\">since &quot;yesterday&quot;"),
+        "{}",
+        bad.text()
+    );
+
+    let back = "/dead?endpoint=gone-a";
+    let after = console
+        .submit(&format!("/dead/{}/replay", ids[0]), &[("back", back)])
+        .text();
+    assert!(
+        after.contains(&format!("Job {} replayed", ids[0])),
+        "{after}"
+    );
+    assert!(
+        after.contains("value=\"gone-a\""),
+        "back on the filtered page: {after}"
+    );
+    assert_eq!(
+        api.get(&format!("/api/v1/jobs/{}", ids[0])).expect(200)["state"],
+        "due"
+    );
+    let after = console
+        .submit(
+            &format!("/dead/{}/replay", ids[0]),
+            &[("back", "https://evil.example/")],
+        )
+        .text();
+    assert!(
+        after.contains("Not done: job") && after.contains("not in the dead-letter store"),
+        "{after}"
+    );
+
+    let after = console
+        .submit("/dead/purge", &[("endpoint", "gone-a")])
+        .text();
+    assert!(after.contains("tick"), "{after}");
+    let after = console
+        .submit("/dead/purge", &[("endpoint", "gone-a"), ("confirm", "yes")])
+        .text();
+    assert!(after.contains("Purged 2 jobs."), "{after}");
+    let after = console
+        .submit(&format!("/dead/{}/purge", ids[3]), &[])
+        .text();
+    assert!(
+        after.contains(&format!("Job {} purged.", ids[3])),
+        "{after}"
+    );
+    let after = console.submit("/dead/replay", &[]).text();
+    assert!(
+        after.contains("Replayed 1 jobs"),
+        "everything left: {after}"
+    );
+    assert_eq!(api.get("/api/v1/stats").expect(200)["jobs"]["dead"], 0);
+}
+
+#[test]
+fn the_overview_counts_jobs_by_state() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-console-overview", 2);
+    set_endpoint(&api, "dash-1");
+    let jobs: Vec<NewJob> = (0..3)
+        .map(|i| NewJob::new(id("dash-1"), json!({ "n": i }).to_string()))
+        .collect();
+    api.block_on(api.store().enqueue_batch(&jobs)).unwrap();
+    let console = api.login(&api.read);
+    let home = console.get("/").text();
+    assert!(
+        home.contains("<div class=\"value\">3</div><div class=\"label\">due</div>"),
+        "{home}"
+    );
+    assert!(home.contains("None: every endpoint is enabled."), "{home}");
+    assert!(home.contains("read token"), "{home}");
+}
