@@ -4,13 +4,20 @@
 //! WebDriver) going through an operator's round: find an endpoint, disable and enable it, send
 //! a test event that reaches a receiver through a worker, replay a dead letter.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use herald_api::SecureCookies;
 use herald_core::EndpointId;
 use herald_store::NewJob;
 use serde_json::json;
 
 use crate::support::api::{cookie_value, form_token, set_cookie, ApiServer};
-use crate::support::RedisServer;
+use crate::support::browser::{chromium_or_skip, Browser};
+use crate::support::process::poll_until;
+use crate::support::receiver::{self, Receiver, Reply, Routes};
+use crate::support::{redis_and_herald, RedisServer, SAFETY_NET};
 
 fn id(text: &str) -> EndpointId {
     EndpointId::new(text).unwrap()
@@ -482,4 +489,200 @@ fn the_overview_counts_jobs_by_state() {
     );
     assert!(home.contains("None: every endpoint is enabled."), "{home}");
     assert!(home.contains("read token"), "{home}");
+}
+
+/// Loads `url` again and again until the page's main text holds `expected`; returns it.
+async fn until_page_shows(browser: &Browser, url: &str, expected: &str) -> String {
+    let deadline = std::time::Instant::now() + SAFETY_NET;
+    loop {
+        browser.goto(url).await;
+        let text = browser.text("main").await;
+        if text.contains(expected) {
+            return text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} never showed {expected:?}; last:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn an_operator_s_round_in_a_real_browser() {
+    let Some((driver, chromium)) = chromium_or_skip() else {
+        return;
+    };
+    let (redis, herald) = redis_and_herald("it-console-browser");
+    let api = ApiServer::start_with(&redis.url(), "it-console-browser", 16, |cfg| {
+        cfg.allow_targets = herald_worker::guard::AllowList::parse("127.0.0.0/8").unwrap();
+    });
+    // /flaky answers 500 until the test fixes it; everything else 200.
+    let fixed = Arc::new(AtomicBool::new(false));
+    let rx = Receiver::start({
+        let fixed = Arc::clone(&fixed);
+        Routes::new()
+            .path("/flaky", move |_, _: &receiver::Request| {
+                Reply::Status(if fixed.load(Ordering::SeqCst) {
+                    200
+                } else {
+                    500
+                })
+            })
+            .otherwise(|_, _| Reply::Status(200))
+    });
+    api.block_on(async {
+        let store = api.store();
+        for (e, path) in [
+            ("dash-1", "/ok"),
+            ("dash-2", "/ok"),
+            ("flaky", "/flaky"),
+            ("shop-7", "/ok"),
+        ] {
+            store
+                .set_endpoint(&id(e), &format!("{}{path}", rx.url()), None)
+                .await
+                .unwrap();
+        }
+        store
+            .disable_endpoint(&id("shop-7"), "receiver migration")
+            .await
+            .unwrap();
+        store
+            .enqueue(&NewJob::new(id("flaky"), r#"{"order":7}"#))
+            .await
+            .unwrap()
+    });
+    let _worker = herald.spawn_worker(&[]);
+    // Four attempts (the test schedule has 3 retries), all refused: a dead letter.
+    poll_until(
+        "the flaky job to die",
+        SAFETY_NET,
+        Duration::from_millis(20),
+        || {
+            let dead = api.get("/api/v1/dead-letters?endpoint=flaky").expect(200);
+            match dead["items"].as_array().unwrap().first() {
+                Some(d) => Ok(d["id"].as_str().unwrap().to_owned()),
+                None => Err(dead.to_string()),
+            }
+        },
+    );
+    let dead_job = api.get("/api/v1/dead-letters?endpoint=flaky").expect(200)["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let flaky_requests = rx.requests().iter().filter(|r| r.path == "/flaky").count();
+    assert_eq!(flaky_requests, 4);
+
+    let base = api.url();
+    api.block_on(async {
+        let browser = Browser::start(&driver, &chromium).await;
+
+        // Log in.
+        browser.goto(&format!("{base}/")).await;
+        assert!(browser.url().await.ends_with("/login"));
+        browser.fill("input#token", &api.admin).await;
+        browser.click("section.login button[type=submit]").await;
+        assert_eq!(browser.url().await, format!("{base}/"));
+        let home = browser.text("main").await;
+        assert!(
+            home.contains("Overview") && home.contains("shop-7"),
+            "{home}"
+        );
+        assert!(home.contains(&dead_job), "recent failures: {home}");
+        browser.screenshot("overview").await;
+
+        // Find the endpoint.
+        browser.click_link("Endpoints").await;
+        browser
+            .fill("form.filters input[name=search]", "dash-1")
+            .await;
+        browser.click("form.filters button[type=submit]").await;
+        let list = browser.text("main table").await;
+        assert!(
+            list.contains("dash-1") && !list.contains("dash-2"),
+            "{list}"
+        );
+        browser.click_link("dash-1").await;
+        assert_eq!(browser.url().await, format!("{base}/endpoints/dash-1"));
+        assert_eq!(browser.text("h1 .badge").await, "enabled");
+
+        // Disable it, then enable it again.
+        browser
+            .fill("input[name=reason]", "maintenance window")
+            .await;
+        browser
+            .click("form[action='/endpoints/dash-1/disable'] button")
+            .await;
+        let notice = browser.text("p.notice").await;
+        assert!(notice.contains("Endpoint dash-1 disabled"), "{notice}");
+        assert_eq!(browser.text("h1 .badge").await, "disabled");
+        assert!(browser.text("p.error").await.contains("maintenance window"));
+        browser
+            .click("form[action='/endpoints/dash-1/enable'] button")
+            .await;
+        assert!(browser
+            .text("p.notice")
+            .await
+            .contains("Endpoint dash-1 enabled"));
+        assert_eq!(browser.text("h1 .badge").await, "enabled");
+
+        // Send a test event: it reaches the receiver through the worker.
+        browser
+            .click("form[action='/endpoints/dash-1/test'] button")
+            .await;
+        let notice = browser.text("p.notice").await;
+        let job = notice
+            .strip_prefix("Test event sent as job ")
+            .and_then(|rest| rest.strip_suffix('.'))
+            .unwrap_or_else(|| panic!("{notice}"))
+            .to_owned();
+        let webhook_id = format!("msg_{job}");
+        let got = rx.wait_until("the test event", SAFETY_NET, |r| {
+            r.iter()
+                .any(|r| r.header("webhook-id") == Some(webhook_id.as_str()))
+        });
+        let delivery = got
+            .iter()
+            .find(|r| r.header("webhook-id") == Some(webhook_id.as_str()))
+            .unwrap();
+        assert_eq!(delivery.path, "/ok");
+        assert_eq!(delivery.json()["slug"], "heroku");
+        let page =
+            until_page_shows(&browser, &format!("{base}/endpoints/dash-1"), "delivered").await;
+        assert!(page.contains(&job), "{page}");
+        browser.screenshot("endpoint").await;
+
+        // Replay the dead letter once its receiver is fixed.
+        browser.click_link("Dead letters").await;
+        browser
+            .fill("form.filters input[name=endpoint]", "flaky")
+            .await;
+        browser.click("form.filters button[type=submit]").await;
+        let table = browser.text("main table").await;
+        assert!(
+            table.contains(&dead_job) && table.contains("retries exhausted"),
+            "{table}"
+        );
+        browser.screenshot("dead-letters").await;
+        fixed.store(true, Ordering::SeqCst);
+        browser
+            .click(&format!("form[action='/dead/{dead_job}/replay'] button"))
+            .await;
+        let notice = browser.text("p.notice").await;
+        assert!(
+            notice.contains(&format!("Job {dead_job} replayed")),
+            "{notice}"
+        );
+        let replayed = rx.wait_until("the replayed delivery", SAFETY_NET, |r| {
+            r.iter().filter(|r| r.path == "/flaky").count() > flaky_requests
+        });
+        let last = replayed.iter().rfind(|r| r.path == "/flaky").unwrap();
+        assert_eq!(last.webhook_id(), format!("msg_{dead_job}"));
+        assert_eq!(last.json(), serde_json::json!({"order": 7}));
+        let table = browser.text("main table").await;
+        assert!(table.contains("No dead letter on this page."), "{table}");
+
+        browser.close().await;
+    });
 }
