@@ -686,3 +686,153 @@ fn an_operator_s_round_in_a_real_browser() {
         browser.close().await;
     });
 }
+
+#[test]
+fn herald_dev_serves_the_console_with_a_token_it_prints() {
+    let (redis, herald) = redis_and_herald("it-console-dev");
+    let mut cmd = std::process::Command::new(crate::support::herald::HERALD_BIN);
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("HERALD_") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("HERALD_REDIS_URL", redis.url())
+        .env("HERALD_NAMESPACE", herald.namespace())
+        .args([
+            "dev",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ]);
+    let dev = crate::support::process::Proc::spawn("herald dev", cmd, None);
+    let line = dev
+        .wait_for_line(SAFETY_NET, |l| l.contains("console at http://"))
+        .unwrap_or_else(|| panic!("no console line:\n{}", dev.output()));
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_owned();
+    let token = line
+        .rsplit(' ')
+        .next()
+        .filter(|t| t.starts_with("herald_"))
+        .unwrap_or_else(|| panic!("no token in {line:?}"))
+        .to_owned();
+    let (status, body) = crate::support::api::get_with_token(&addr, "/api/v1/stats", &token);
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = crate::support::api::get_with_token(&addr, "/api/v1/stats", "herald_other");
+    assert_eq!(status, 401);
+    let (status, page) = crate::support::http_get(&addr, "/login");
+    assert_eq!(status, 200);
+    assert!(page.contains("Log in"), "{page}");
+    // The demo's dashboard shows up in the console's API.
+    poll_until(
+        "the demo dashboard",
+        SAFETY_NET,
+        Duration::from_millis(50),
+        || {
+            let (status, body) = crate::support::api::get_with_token(
+                &addr,
+                "/api/v1/endpoints/demo-dashboard",
+                &token,
+            );
+            if status == 200 {
+                Ok(())
+            } else {
+                Err(body)
+            }
+        },
+    );
+    dev.signal(nix::sys::signal::Signal::SIGINT);
+    let status = dev
+        .wait_exit(SAFETY_NET)
+        .expect("herald dev stops on Ctrl-C");
+    assert!(status.success(), "{}", dev.output());
+}
+
+#[test]
+fn herald_serve_runs_in_the_compose_fleet_and_on_kubernetes() {
+    use crate::observability::yaml_documents;
+    let default_port: u16 = herald_api_default_port();
+
+    let compose = &yaml_documents("docker-compose.yml")[0];
+    let serve = &compose["services"]["serve"];
+    assert_eq!(serve["command"], json!(["serve"]));
+    assert_eq!(serve["image"], compose["services"]["worker"]["image"]);
+    assert_eq!(
+        serve["environment"]["HERALD_API_ADDR"],
+        format!("0.0.0.0:{default_port}")
+    );
+    assert!(serve["environment"]["HERALD_API_TOKENS"].is_string());
+    assert_eq!(
+        serve["ports"],
+        json!([format!("127.0.0.1:{default_port}:{default_port}")])
+    );
+
+    let docs = yaml_documents("deploy/k8s/serve.yaml");
+    let deployment = docs
+        .iter()
+        .find(|d| d["kind"] == "Deployment")
+        .expect("Deployment");
+    let service = docs
+        .iter()
+        .find(|d| d["kind"] == "Service")
+        .expect("Service");
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["args"], json!(["serve"]));
+    let env = container["env"].as_array().expect("env");
+    let var = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    assert_eq!(
+        var("HERALD_API_ADDR")["value"],
+        format!("0.0.0.0:{default_port}")
+    );
+    assert_eq!(
+        var("HERALD_API_TOKENS")["valueFrom"]["secretKeyRef"]["name"],
+        "herald-api"
+    );
+    assert_eq!(
+        var("HERALD_REDIS_URL")["valueFrom"]["secretKeyRef"]["name"],
+        "herald-redis"
+    );
+    // The same namespace and shard count as the workers.
+    assert_eq!(
+        container["envFrom"][0]["configMapRef"]["name"],
+        "herald-worker"
+    );
+    assert_eq!(container["ports"][0]["containerPort"], json!(default_port));
+    for probe in ["livenessProbe", "readinessProbe"] {
+        assert_eq!(container[probe]["httpGet"]["path"], "/healthz", "{probe}");
+        assert_eq!(
+            container[probe]["httpGet"]["port"],
+            container["ports"][0]["name"]
+        );
+    }
+    let selector = &deployment["spec"]["selector"]["matchLabels"];
+    assert_eq!(
+        &deployment["spec"]["template"]["metadata"]["labels"],
+        selector
+    );
+    assert_eq!(&service["spec"]["selector"], selector);
+    assert_eq!(
+        service["spec"]["ports"][0]["targetPort"],
+        container["ports"][0]["name"]
+    );
+}
+
+/// The port `herald serve` listens on by default (`HERALD_API_ADDR`), as its `--help` says.
+fn herald_api_default_port() -> u16 {
+    let herald = crate::support::Herald::new("redis://127.0.0.1:1", "it-console-port");
+    let help = herald.ok(&["serve", "--help"]).stdout;
+    help.split("[default: 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(']').next())
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("no default address in `herald serve --help`:\n{help}"))
+}

@@ -81,7 +81,8 @@ pub enum Command {
     /// The dead-letter store: jobs that were discarded.
     #[command(subcommand)]
     Dead(DeadCommand),
-    /// Local quick start: Redis, a worker, a receiver and two demo dashboards, until Ctrl-C.
+    /// Local quick start: Redis, a worker, the console, a receiver and two demo dashboards,
+    /// until Ctrl-C.
     Dev(DevArgs),
     /// Serve the management API and the operator console until SIGINT or SIGTERM.
     Serve(ServeArgs),
@@ -133,6 +134,9 @@ pub struct DevArgs {
     /// Address for the worker's /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
+    /// Address for the management API and the operator console (a free port if it is busy).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub api_addr: String,
 }
 
 #[derive(Debug, Args)]
