@@ -572,7 +572,7 @@ fn yaml_to_json(y: &Yaml) -> Value {
 }
 
 /// Every document of a YAML file, as JSON values.
-fn yaml_documents(relative: &str) -> Vec<Value> {
+pub(crate) fn yaml_documents(relative: &str) -> Vec<Value> {
     YamlLoader::load_from_str(&read(relative))
         .unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"))
         .iter()
