@@ -29,6 +29,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/endpoints/dash-1/test"),
     ("GET", "/api/v1/endpoints/dash-1/attempts"),
     ("POST", "/api/v1/endpoints/dash-1/jobs"),
+    ("POST", "/api/v1/endpoints/dash-1/jobs/batch"),
     ("GET", "/api/v1/endpoints/dash-1/subscriptions"),
     ("PUT", "/api/v1/endpoints/dash-1/subscriptions/heroku"),
     ("DELETE", "/api/v1/endpoints/dash-1/subscriptions/heroku"),
@@ -797,8 +798,37 @@ fn raw_jobs_are_enqueued_once_per_key_and_looked_up() {
     assert_eq!(got["endpoint"], "dash-1");
     assert_eq!(got["attempts"], 0);
     assert_eq!(got["payload"], payload);
+    let batch = api
+        .admin(
+            "POST",
+            "/api/v1/endpoints/dash-1/jobs/batch?delay=1h",
+            Some(json!([{"n": 1}, [2], "three"])),
+        )
+        .expect(202);
+    assert_eq!(batch["enqueued"], 3);
+    let third = batch["jobs"][2]["job_id"].as_str().unwrap();
+    assert_eq!(
+        api.get(&format!("/api/v1/jobs/{third}")).expect(200)["payload"],
+        "three"
+    );
+    for (body, words) in [
+        (json!([]), "1 to 1000"),
+        (json!({"n": 1}), "JSON array"),
+        (json!((0..1001).collect::<Vec<_>>()), "not 1001"),
+    ] {
+        let p = api
+            .admin("POST", "/api/v1/endpoints/dash-1/jobs/batch", Some(body))
+            .problem(400);
+        assert!(p["detail"].as_str().unwrap().contains(words), "{p}");
+    }
+    api.admin(
+        "POST",
+        "/api/v1/endpoints/nobody/jobs/batch",
+        Some(json!([{}])),
+    )
+    .problem(404);
     let stats = api.get("/api/v1/stats").expect(200);
-    assert_eq!(stats["jobs"]["scheduled"], 2, "{stats}");
+    assert_eq!(stats["jobs"]["scheduled"], 5, "{stats}");
     assert_eq!(stats["shards"].as_array().unwrap().len(), 2);
 }
 

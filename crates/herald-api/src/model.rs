@@ -394,6 +394,13 @@ impl From<Enqueued> for EnqueuedJob {
     }
 }
 
+/// What a batch enqueue did: every job, in the order given.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EnqueuedBatch {
+    pub enqueued: u64,
+    pub jobs: Vec<EnqueuedJob>,
+}
+
 /// Subscribes an endpoint to a service.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

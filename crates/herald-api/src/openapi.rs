@@ -114,6 +114,7 @@ fn healthz() {}
         v1::subscriptions::of_service,
         v1::jobs::publish,
         v1::jobs::enqueue,
+        v1::jobs::enqueue_batch,
         v1::jobs::get,
         v1::jobs::stats,
         v1::dead::list,

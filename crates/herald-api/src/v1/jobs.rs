@@ -8,7 +8,9 @@ use herald_core::{job_id_key, StatusEvent};
 use herald_store::NewJob;
 
 use super::{duration, endpoint_id};
-use crate::model::{EnqueueQuery, EnqueuedJob, Job, PublishReport, StatsReport, StatusEventBody};
+use crate::model::{
+    EnqueueQuery, EnqueuedBatch, EnqueuedJob, Job, PublishReport, StatsReport, StatusEventBody,
+};
 use crate::openapi::{ReadProblems, WriteProblems};
 use crate::problem::{ApiPath, ApiQuery, JsonBytes, Problem};
 use crate::AppState;
@@ -113,6 +115,65 @@ pub async fn enqueue(
         StatusCode::OK
     };
     Ok((status, Json(done.into())))
+}
+
+/// Most jobs in one batch: as `herald enqueue --ndjson` sends them.
+pub const MOST_PER_BATCH: usize = 1000;
+
+/// Enqueues many raw JSON payloads for one endpoint in one pipelined round trip (as
+/// `herald enqueue --ndjson`): the body is a JSON array of payloads, each checked before any
+/// is enqueued.
+#[utoipa::path(
+    post,
+    operation_id = "enqueueJobs",
+    path = "/api/v1/endpoints/{id}/jobs/batch",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The endpoint id"), EnqueueQuery),
+    request_body(content = Vec<Object>, description = "A JSON array of 1 to 1000 payloads, each the body POSTed to the endpoint"),
+    responses((status = 202, description = "Enqueued, in the order given", body = EnqueuedBatch), WriteProblems),
+    security(("bearer" = ["admin"]))
+)]
+pub async fn enqueue_batch(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<EnqueueQuery>,
+    JsonBytes(body): JsonBytes,
+) -> Result<(StatusCode, Json<EnqueuedBatch>), Problem> {
+    let endpoint = endpoint_id(&id)?;
+    let delay = q
+        .delay
+        .as_deref()
+        .map(|d| duration("delay", d))
+        .transpose()?
+        .unwrap_or_default();
+    let payloads: Vec<Box<serde_json::value::RawValue>> =
+        serde_json::from_slice(&body).map_err(|e| {
+            Problem::bad_request(format!("the body must be a JSON array of payloads: {e}"))
+        })?;
+    if payloads.is_empty() || payloads.len() > MOST_PER_BATCH {
+        return Err(Problem::bad_request(format!(
+            "a batch holds 1 to {MOST_PER_BATCH} payloads, not {}",
+            payloads.len()
+        )));
+    }
+    let jobs: Vec<NewJob> = payloads
+        .iter()
+        .map(|p| NewJob {
+            delay,
+            ..NewJob::new(endpoint.clone(), p.get().as_bytes().to_vec())
+        })
+        .collect();
+    let mut done = Vec::with_capacity(jobs.len());
+    for result in s.producer.enqueue_batch(&jobs).await? {
+        done.push(EnqueuedJob::from(result?));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EnqueuedBatch {
+            enqueued: done.len() as u64,
+            jobs: done,
+        }),
+    ))
 }
 
 /// One job: state, attempts, next attempt, last error, payload. Delivered jobs leave the

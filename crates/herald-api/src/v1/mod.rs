@@ -40,6 +40,7 @@ pub fn routes() -> Router<AppState> {
         .route("/endpoints/{id}/test", post(endpoints::send_test))
         .route("/endpoints/{id}/attempts", get(endpoints::attempts))
         .route("/endpoints/{id}/jobs", post(jobs::enqueue))
+        .route("/endpoints/{id}/jobs/batch", post(jobs::enqueue_batch))
         .route(
             "/endpoints/{id}/subscriptions",
             get(subscriptions::of_endpoint),
