@@ -1271,3 +1271,38 @@ fn the_cli_filters_replays_and_sends_test_events_like_the_api() {
         "{again}"
     );
 }
+
+#[test]
+fn a_rare_filter_gives_short_pages_with_a_cursor_until_its_matches() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-api-rare", 1);
+    for e in ["rare", "many"] {
+        api.admin(
+            "PUT",
+            &format!("/api/v1/endpoints/{e}"),
+            Some(json!({"url": "https://hooks.example.com/"})),
+        )
+        .expect(201);
+    }
+    let rare = enqueue(&api, "rare", 1);
+    api.admin("DELETE", "/api/v1/endpoints/rare", None)
+        .expect(200);
+    let (items, _) = api.all_pages("/api/v1/dead-letters?endpoint=rare");
+    after_redis_time(&api, items[0]["dead_at_ms"].as_i64().unwrap());
+    // Newer than the rare one: more than one page examines.
+    enqueue(&api, "many", 3000);
+    api.admin("DELETE", "/api/v1/endpoints/many", None)
+        .expect(200);
+
+    let first = api.get("/api/v1/dead-letters?endpoint=rare").expect(200);
+    assert_eq!(first["items"], json!([]), "{first}");
+    assert!(first["next_cursor"].is_string(), "{first}");
+    let (found, pages) = api.all_pages("/api/v1/dead-letters?endpoint=rare");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["id"], rare[0].as_str());
+    assert!(pages >= 2, "{pages}");
+    // The console follows the empty pages to the match.
+    let console = api.login(&api.read);
+    let page = console.get("/dead?endpoint=rare").text();
+    assert!(page.contains(rare[0].as_str()), "{page}");
+}

@@ -17,6 +17,8 @@
   ARGV[6]  most matches to return (at least 1)
   ARGV[7]  most entries to examine, matching or not (at least 1): bounds the time one call
            holds Redis however rare the matches are
+  ARGV[8]  "1": positions only: every entry matches (ARGV[4] and ARGV[5] must be ""), and
+           neither its record nor its reason is read (both come back ""); "0" otherwise
 
   Returns {done, last_time, last_id, then 4 entries per match: id, discard time, the record's
   header line ("" when the record is missing or unreadable), the reason ("" when none)}.
@@ -28,6 +30,7 @@ local dead, jobs, errors = KEYS[1], KEYS[2], KEYS[3]
 local hi, after, lo = ARGV[1], ARGV[2], ARGV[3]
 local endpoint, reason = ARGV[4], ARGV[5]
 local want, budget = tonumber(ARGV[6]), tonumber(ARGV[7])
+local positions = ARGV[8] == '1'
 local hi_time = tonumber(hi)
 
 -- Byte-wise a < b, as Redis orders members of equal score (Lua's own comparison follows the
@@ -57,14 +60,23 @@ while true do
     -- Entries at the starting time up to the starting id were seen by the previous call.
     if after == '' or tonumber(at) ~= hi_time or before(id, after) then
       examined = examined + 1
-      local record = redis.call('HGET', jobs, id)
-      local header = record and string.match(record, '^(1 %d+ %d+ %S+)\n') or ''
-      local match = endpoint == '' or string.match(header, '^1 %d+ %d+ (%S+)$') == endpoint
-      local why = redis.call('HGET', errors, id) or ''
-      if match and reason ~= '' then
+      -- Each condition reads only what it needs, the cheaper one first; an entry that fails
+      -- one costs no more reads.
+      local header, why
+      local match = true
+      if positions then
+        header, why = '', ''
+      elseif reason ~= '' then
+        why = redis.call('HGET', errors, id) or ''
         match = string.find(string.lower(why), reason, 1, true) ~= nil
       end
+      if match and not positions then
+        local record = redis.call('HGET', jobs, id)
+        header = record and string.match(record, '^(1 %d+ %d+ %S+)\n') or ''
+        match = endpoint == '' or string.match(header, '^1 %d+ %d+ (%S+)$') == endpoint
+      end
       if match then
+        why = why or redis.call('HGET', errors, id) or ''
         found = found + 1
         out[#out + 1] = id
         out[#out + 1] = at

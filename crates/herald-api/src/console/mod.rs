@@ -37,6 +37,10 @@ const STYLE: &str = include_str!("console.css");
 /// Endpoints or dead letters per console page.
 const PAGE: usize = 50;
 
+/// Most API pages one console page follows while they come back empty (a search or filter
+/// that matches rarely: each API page examines a bounded part of the store).
+const MOST_EMPTY_PAGES: usize = 20;
+
 /// The console's routes.
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -307,16 +311,31 @@ async fn endpoints(
     ConsoleQuery(q): ConsoleQuery<EndpointsQuery>,
 ) -> Response {
     let notice = notice(&s, &op).await;
-    let listed = v1::endpoints::list(
-        State(s),
-        ApiQuery(EndpointListQuery {
-            search: Some(q.search.clone()),
-            status: Some(q.status.clone()),
-            limit: Some(PAGE),
-            cursor: q.cursor,
-        }),
-    )
-    .await;
+    let mut cursor = q.cursor;
+    let mut follows = 0;
+    let listed = loop {
+        let listed = v1::endpoints::list(
+            State(s.clone()),
+            ApiQuery(EndpointListQuery {
+                search: Some(q.search.clone()),
+                status: Some(q.status.clone()),
+                limit: Some(PAGE),
+                cursor: cursor.take(),
+            }),
+        )
+        .await;
+        follows += 1;
+        match &listed {
+            Ok(Json(list))
+                if list.items.is_empty()
+                    && list.next_cursor.is_some()
+                    && follows < MOST_EMPTY_PAGES =>
+            {
+                cursor = list.next_cursor.clone();
+            }
+            _ => break listed,
+        }
+    };
     match listed {
         Ok(Json(list)) => views::page(
             StatusCode::OK,
@@ -498,18 +517,33 @@ async fn dead(
 ) -> Response {
     let notice = notice(&s, &op).await;
     let sel = q.selection();
-    let listed = v1::dead::list(
-        State(s),
-        ApiQuery(DeadListQuery {
-            endpoint: sel.endpoint,
-            reason: sel.reason,
-            since: sel.since,
-            until: sel.until,
-            limit: Some(PAGE),
-            cursor: q.cursor.clone(),
-        }),
-    )
-    .await;
+    let mut cursor = q.cursor.clone();
+    let mut follows = 0;
+    let listed = loop {
+        let listed = v1::dead::list(
+            State(s.clone()),
+            ApiQuery(DeadListQuery {
+                endpoint: sel.endpoint.clone(),
+                reason: sel.reason.clone(),
+                since: sel.since.clone(),
+                until: sel.until.clone(),
+                limit: Some(PAGE),
+                cursor: cursor.take(),
+            }),
+        )
+        .await;
+        follows += 1;
+        match &listed {
+            Ok(Json(list))
+                if list.items.is_empty()
+                    && list.next_cursor.is_some()
+                    && follows < MOST_EMPTY_PAGES =>
+            {
+                cursor = list.next_cursor.clone();
+            }
+            _ => break listed,
+        }
+    };
     match listed {
         Ok(Json(list)) => views::page(
             StatusCode::OK,
