@@ -12,6 +12,8 @@
 //! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
 //! - `isolation`: healthy endpoints' deliveries next to one that never answers, against
 //!   the same without it (issue 10).
+//! - `api`: the management API's read routes (`herald serve`) with 10,000 endpoints and
+//!   100,000 dead letters in the store, p50 and p99 per route.
 //! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
 //! Modules: `env` (Redis, worker processes, what is read from them), `receiver` (the HTTP
@@ -78,6 +80,8 @@ enum Scenario {
     Scripts(scenarios::ScriptsArgs),
     /// Healthy endpoints' delivered rate and latency with and without one that never answers.
     Isolation(scenarios::IsolationArgs),
+    /// The management API's read routes over 10,000 endpoints and 100,000 dead letters.
+    Api(scenarios::ApiArgs),
     /// Runs the receiver alone until interrupted; prints its base URL first.
     Receive(ReceiveArgs),
     /// The bare POST loop of the ceiling (run by `ceiling` as a separate process).
@@ -168,6 +172,7 @@ fn main() -> anyhow::Result<()> {
                 "isolation",
                 json!({ "isolation": scenarios::isolation(&bench, a).await? }),
             ),
+            Scenario::Api(a) => ("api", json!({ "api": scenarios::api(&bench, a).await? })),
             Scenario::Receive(_) | Scenario::PostLoop(_) => unreachable!("handled above"),
         };
         anyhow::Ok((name, results, machine))

@@ -241,6 +241,25 @@ pub fn summary(results: &Value) -> Vec<Row> {
             noise(with),
         ));
     }
+    if let Some(a) = results.get("api") {
+        for r in a["routes"].as_array().into_iter().flatten() {
+            let p99 = f(&r["p99_ms"]);
+            rows.push(with_noise(
+                row(
+                    format!(
+                        "api: {} ({} endpoints, {} dead letters; p50 / p99)",
+                        r["route"].as_str().unwrap_or("?"),
+                        n(f(&a["endpoints"])),
+                        n(f(&a["dead_letters"]))
+                    ),
+                    format!("{:.2} / {p99:.2} ms", f(&r["p50_ms"])),
+                    "p99 < 20 ms",
+                    Some(p99 < 20.0),
+                ),
+                noise(a),
+            ));
+        }
+    }
     rows
 }
 

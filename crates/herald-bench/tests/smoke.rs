@@ -88,6 +88,14 @@ fn every_scenario_runs_and_delivers_each_job_once() {
             "--isolation-timeout",
             "1s",
         ])
+        .args([
+            "--api-endpoints",
+            "100",
+            "--api-dead",
+            "1000",
+            "--api-requests",
+            "20",
+        ])
         .stdout(Stdio::null())
         .status()
         .expect("running herald-bench");
@@ -130,6 +138,14 @@ fn every_scenario_runs_and_delivers_each_job_once() {
         isolation["delivered_rate_ratio"].as_f64().is_some(),
         "{isolation}"
     );
+    // Every read route answered (a failed answer fails the run), each request timed.
+    let api = &r["api"];
+    assert_eq!(api["dead_letters"].as_u64(), Some(1000), "{api}");
+    let routes = api["routes"].as_array().expect("api routes");
+    assert!(routes.len() >= 10, "{api}");
+    for route in routes {
+        assert_eq!(route["requests"].as_u64(), Some(20), "{route}");
+    }
     assert!(doc["summary"].as_array().is_some_and(|s| !s.is_empty()));
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Args;
 use serde_json::Value;
 
+use super::api::{api, ApiArgs};
 use super::backlog::{backlog, BacklogArgs};
 use super::ceiling::CeilingArgs;
 use super::enqueue::{enqueue_rate, EnqueueArgs};
@@ -51,8 +52,10 @@ pub struct AllArgs {
     pub scripts: ScriptsArgs,
     #[command(flatten)]
     pub isolation: IsolationArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Scenarios to leave out, comma-separated (throughput, enqueue, latency, backlog, memory,
-    /// idle, scripts, isolation).
+    /// idle, scripts, isolation, api).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
 }
@@ -113,6 +116,10 @@ pub async fn all(b: &Bench, args: &AllArgs) -> anyhow::Result<Value> {
     if on("isolation") {
         step("isolation");
         out.insert("isolation".into(), isolation(b, &args.isolation).await?);
+    }
+    if on("api") {
+        step("api");
+        out.insert("api".into(), api(b, &args.api).await?);
     }
     Ok(Value::Object(out))
 }

@@ -14,9 +14,11 @@
 //! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
 //! - `isolation`: healthy endpoints' deliveries with and without one endpoint that never
 //!   answers (issue 10).
+//! - `api`: the management API's read routes over 10,000 endpoints and 100,000 dead letters.
 //! - `all`: every scenario in turn.
 
 mod all;
+mod api;
 mod backlog;
 mod ceiling;
 mod enqueue;
@@ -29,6 +31,7 @@ mod shared;
 mod throughput;
 
 pub use all::{all, AllArgs};
+pub use api::{api, ApiArgs};
 pub use backlog::{backlog, BacklogArgs};
 pub use ceiling::{ceiling, post_loop, CeilingArgs, PostLoopArgs};
 pub use enqueue::{enqueue_rate, EnqueueArgs};
