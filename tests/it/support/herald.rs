@@ -444,6 +444,11 @@ impl Worker {
             .sum()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
     /// Whether the process has not exited yet.
     pub fn is_running(&self) -> bool {
         self.proc.exit_status().is_none()

@@ -4,11 +4,15 @@
 //! - [`receiver`]: an axum server that records requests and answers by policy.
 //! - [`herald`]: CLI commands and worker processes of the binary under test.
 //! - [`process`]: child-process supervision shared by the above (output capture, exit events).
+//! - [`proxy`]: a loopback TCP proxy that can blackhole its connections (a dropped flow).
+//! - [`sockets`]: a process's TCP sockets, from `/proc` (whose connection, keepalive timers).
 
 pub mod herald;
 pub mod process;
+pub mod proxy;
 pub mod receiver;
 pub mod redis_server;
+pub mod sockets;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
