@@ -25,7 +25,10 @@
 //!   by a half-open connection, operators acting while workers deliver; every job accounted for.
 //! - [`wire`]: a producer in shell, through the documented Lua script.
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
+//! - [`check`]: `herald check` finds every broken invariant, also while workers deliver, and
+//!   `--repair` fixes the safe ones.
 
+mod check;
 mod cli_errors;
 mod delivery;
 mod endpoints;

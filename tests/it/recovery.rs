@@ -1,5 +1,6 @@
 //! Nothing is lost when things go wrong: a worker killed mid-delivery, a worker asked to stop
-//! while receivers are slow, job records that cannot be read, and Redis going away mid-delivery.
+//! while receivers are slow, job records that cannot be read, Redis going away mid-delivery, and
+//! a mass discard that would overflow the dead-letter store.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -221,4 +222,20 @@ fn a_redis_outage_is_ridden_out_and_outcomes_reach_redis_when_it_returns() {
         [format!("msg_{during}"), format!("msg_{after}")],
         "each job exactly once: {got:?}"
     );
+}
+
+#[test]
+fn a_mass_discard_is_trimmed_to_the_dead_letter_bound_in_one_round() {
+    let (_redis, herald) = redis_and_herald("it-recovery-trim");
+    herald.set_endpoint("doomed", "http://127.0.0.1:9/doomed");
+    herald.ok(&["endpoint", "disable", "doomed", "--reason", "test"]);
+    herald.enqueue_many("doomed", (0..2500).map(|i| json!({ "n": i })));
+    herald.ok(&["endpoint", "delete", "doomed"]);
+    assert_eq!(herald.stats().dead, 2500);
+
+    // 16 shards share a bound of 100: at most 7 entries in each.
+    let _worker = herald.spawn_worker(&[("HERALD_DEAD_MAX", "100")]);
+    let stats = herald.wait_for_stats("the dead letters trimmed", SAFETY_NET, |s| s.dead <= 7);
+    assert_eq!(stats.dead, 7, "{stats:?}");
+    herald.assert_check_clean();
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use herald_core::{EndpointId, JobId};
 use herald_store::{
-    Claim, ClaimedJob, EnqueueStatus, Namespace, NewJob, Settle, Settlement, Store, StoreConfig,
-    StoreError, Strike,
+    Claim, ClaimedJob, EnqueueStatus, JobState, Namespace, NewJob, Settle, Settlement, Store,
+    StoreConfig, StoreError, Strike,
 };
 
 use crate::support::RedisServer;
@@ -582,5 +582,115 @@ fn the_enqueue_scripts_take_delays_and_lifetimes_in_decimal_digits_only() {
             .map(|v| redis::from_redis_value(v.clone()).unwrap())
             .collect();
         assert_eq!(codes, [-3, 1]);
+    });
+}
+
+#[test]
+fn a_settle_batch_counts_strikes_in_the_order_the_attempts_ended() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        for _ in 0..6 {
+            store
+                .enqueue(&NewJob::new(ep.clone(), b"{}".to_vec()))
+                .await
+                .unwrap();
+        }
+        let claimed = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
+        assert_eq!(claimed.jobs.len(), 6);
+        // fail, fail, ok, fail, fail, fail: never 5 strikes in a row.
+        let batch: Vec<Settlement> = claimed
+            .jobs
+            .iter()
+            .enumerate()
+            .map(|(i, job)| {
+                if i == 2 {
+                    return settlement(job, Settle::Ack);
+                }
+                let mut failed = settlement(
+                    job,
+                    Settle::Retry {
+                        delay: Duration::from_secs(60),
+                        error: "refused: test".into(),
+                    },
+                );
+                failed.strike = Strike::One;
+                failed
+            })
+            .collect();
+        let report = store.settle(&mut conn, 0, &batch, 5, 32).await.unwrap();
+        assert!(report.applied.iter().all(|a| *a), "{report:?}");
+        assert!(report.disabled.is_empty(), "{report:?}");
+        let now = store.now_ms(&mut conn).await.unwrap();
+        let state = store.endpoint_state(&ep, now).await.unwrap().unwrap();
+        assert!(state.disabled.is_none(), "{state:?}");
+        assert_eq!(state.strikes, 3, "{state:?}");
+    });
+}
+
+#[test]
+fn a_claim_held_up_past_its_callers_timeout_leases_nothing() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let ns = Namespace::new("it-store").unwrap();
+        let mut cfg = StoreConfig::new(redis.url(), ns, 1);
+        cfg.response_timeout = Duration::from_millis(300);
+        let store = Store::open(cfg).unwrap();
+        store.check().await.unwrap();
+        let ep = EndpointId::new("dash-1").unwrap();
+        store
+            .set_endpoint(&ep, "https://hooks.example.com/", None)
+            .await
+            .unwrap();
+        let job = store
+            .enqueue(&NewJob::new(ep, b"{}".to_vec()))
+            .await
+            .unwrap();
+        let mut conn = store.conn().await.unwrap();
+        // A first claim names the endpoints whose turn has come (and reads the Redis clock).
+        let first = store
+            .claim(&mut conn, 0, 10, Duration::from_secs(60), &[], 32)
+            .await
+            .unwrap();
+        assert_eq!(first.candidates, ["dash-1"]);
+
+        // Redis holds every command for 1.5 s, as a paused or stopped Redis would: the claim
+        // times out at the client, then runs when Redis goes on.
+        let mut admin = redis.connection();
+        let _: () = redis::cmd("CLIENT")
+            .arg("PAUSE")
+            .arg(1500)
+            .arg("ALL")
+            .query(&mut admin)
+            .unwrap();
+        let held = store
+            .claim(
+                &mut conn,
+                0,
+                10,
+                Duration::from_secs(60),
+                &first.candidates,
+                32,
+            )
+            .await;
+        assert!(held.is_err(), "the claim should time out: {held:?}");
+        // A command after it on the same connection answers once the claim has run (those sent
+        // while Redis still holds them time out too).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .is_err()
+        {
+            assert!(std::time::Instant::now() < deadline, "Redis never went on");
+        }
+
+        let info = store.job(&job.job_id).await.unwrap().unwrap();
+        assert_eq!(info.state, JobState::Due, "{info:?}");
+        assert_eq!(info.attempts, Some(0), "{info:?}");
+        let claim = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
+        assert_eq!(claim.jobs.len(), 1);
+        assert_eq!(claim.jobs[0].attempts, 1);
     });
 }

@@ -21,7 +21,13 @@
   ARGV[2]     lease length in ms
   ARGV[3]     in-flight limit of an endpoint without a flow record
   ARGV[4]     most candidates to return
-  ARGV[4+i]   candidate endpoint i, in the order of its queue key
+  ARGV[5]     the Redis time (ms) after which the worker no longer waits for the reply; 0: none
+  ARGV[5+i]   candidate endpoint i, in the order of its queue key
+
+  A call that Redis runs after ARGV[5] (it was held up: Redis paused, or a slow network) leases
+  nothing and changes nothing: the worker gave up on it, so jobs leased now would sit on leases
+  nobody holds until they expired, each charged an attempt. It answers no job, the candidates
+  it was given, and now as next_ready_ms.
 
   The worker names the endpoints to serve (candidates): those this script answered last time,
   from the head of `ready`. Each is checked afresh (it may have been served meanwhile by
@@ -57,6 +63,12 @@ local want = tonumber(ARGV[1])
 local deadline = now + tonumber(ARGV[2])
 local default_max = tonumber(ARGV[3])
 local most_candidates = tonumber(ARGV[4])
+local valid_until = tonumber(ARGV[5])
+if valid_until > 0 and now > valid_until then
+  local late = {now, now, -1, 0, 0, 0, 0, 0, #ARGV - 5}
+  for i = 6, #ARGV do late[#late + 1] = ARGV[i] end
+  return late
+end
 local discarded = 0
 local held = {0, 0, 0, 0}
 local IN_FLIGHT, ADAPTIVE, RATE, PAUSE = 1, 2, 3, 4
@@ -75,8 +87,8 @@ end
 
 -- First pass: which candidates can be served now, and how many jobs each may take at most.
 local servable = {}
-for i = 5, #ARGV do
-  local e, q = ARGV[i], KEYS[8 + i]
+for i = 6, #ARGV do
+  local e, q = ARGV[i], KEYS[7 + i]
   do
     local json = redis.call('HGET', endpoints, e)
     if not json then

@@ -336,7 +336,6 @@ impl Store {
                 .key(k.subscriptions(id.as_str()))
                 .key(&k.ready)
                 .key(&k.flow)
-                .key(&k.busy)
                 .arg(id.as_str())
                 .arg(DELETE_BATCH)
                 .invoke_async(&mut conn)

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionLike;
-use redis::{FromRedisValue, Value};
+use redis::{FromRedisValue, ScriptInvocation, Value};
 
 use crate::record::JobRecord;
 use crate::store::{protocol, Result};
-use crate::{Store, StoreError};
+use crate::{ShardKeys, Store, StoreError};
 
 /// Attempts kept per endpoint in its attempt log.
 pub const ATTEMPT_LOG_LEN: usize = 50;
@@ -171,10 +171,163 @@ fn with_head(reply: Vec<i64>, head: usize, n: usize, script: &'static str) -> Re
     }
 }
 
+/// Settlements of one shard gathered into one call per kind (ack, fail, release), run in that
+/// order.
+struct SettlePart<'a> {
+    keys: &'a ShardKeys,
+    acks: ScriptInvocation<'a>,
+    fails: ScriptInvocation<'a>,
+    releases: ScriptInvocation<'a>,
+    /// The positions in the batch of the items of each call.
+    index: [Vec<usize>; 3],
+}
+
+impl<'a> SettlePart<'a> {
+    fn new(store: &'a Store, shard: u16, disable_after: u32, default_max_in_flight: u32) -> Self {
+        let k = store.keys(shard);
+        let s = &store.inner.scripts;
+        let (mut acks, mut fails, mut releases) = (
+            s.ack.prepare_invoke(),
+            s.fail.prepare_invoke(),
+            s.release.prepare_invoke(),
+        );
+        acks.key(&k.inflight)
+            .key(&k.leases)
+            .key(&k.jobs)
+            .key(&k.errors)
+            .key(&k.strikes)
+            .key(&k.busy)
+            .key(&k.ready)
+            .key(&k.flow)
+            .arg(ATTEMPT_LOG_LEN);
+        fails
+            .key(&k.inflight)
+            .key(&k.leases)
+            .key(&k.jobs)
+            .key(&k.errors)
+            .key(&k.dead)
+            .key(&k.strikes)
+            .key(&k.disabled)
+            .key(&k.busy)
+            .key(&k.ready)
+            .key(&k.flow)
+            .arg(disable_after)
+            .arg(ATTEMPT_LOG_LEN)
+            .arg(default_max_in_flight);
+        releases
+            .key(&k.inflight)
+            .key(&k.leases)
+            .key(&k.busy)
+            .key(&k.ready)
+            .key(&k.disabled);
+        Self {
+            keys: k,
+            acks,
+            fails,
+            releases,
+            index: Default::default(),
+        }
+    }
+
+    /// Adds item `i` of the batch to the call of its kind.
+    fn push(&mut self, i: usize, item: &Settlement) {
+        let k = self.keys;
+        let lease = lease_text(item.token, item.attempt);
+        let entry = item.log_entry.as_deref().unwrap_or("");
+        let strike = match item.strike {
+            Strike::None => 0,
+            Strike::One => 1,
+            Strike::DisableNow => 2,
+        };
+        let (delay, error) = match &item.action {
+            Settle::Ack => {
+                self.acks
+                    .key(k.attempts(&item.endpoint))
+                    .arg(&item.id)
+                    .arg(&lease)
+                    .arg(&item.endpoint)
+                    .arg(entry);
+                self.index[0].push(i);
+                return;
+            }
+            Settle::Release => {
+                self.releases
+                    .key(k.queue(&item.endpoint))
+                    .arg(&item.id)
+                    .arg(&lease)
+                    .arg(&item.endpoint);
+                self.index[2].push(i);
+                return;
+            }
+            Settle::Retry { delay, error } => (delay.as_millis() as i64, error),
+            Settle::Discard { reason } => (-1, reason),
+        };
+        self.fails
+            .key(k.queue(&item.endpoint))
+            .key(k.attempts(&item.endpoint))
+            .arg(&item.id)
+            .arg(&lease)
+            .arg(delay)
+            .arg(error)
+            .arg(&item.endpoint)
+            .arg(strike)
+            .arg(entry)
+            .arg(item.congestion.unwrap_or(0).max(0))
+            .arg(item.pause.map_or(0, |d| d.as_millis() as u64));
+        self.index[1].push(i);
+    }
+
+    /// Runs the calls (acks, then failures, then hand-backs) and records their results.
+    async fn run<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        items: &[Settlement],
+        report: &mut SettleReport,
+    ) -> Result<()> {
+        let index = &self.index;
+        if !index[0].is_empty() {
+            let reply: Vec<i64> = self.acks.invoke_async(conn).await?;
+            let flags = with_head(reply, 1, index[0].len(), "ack")?;
+            report.unblocked += flags[0].max(0) as u64;
+            for (i, f) in index[0].iter().zip(&flags[1..]) {
+                report.applied[*i] = *f == 1;
+            }
+        }
+        if !index[1].is_empty() {
+            let reply: Vec<i64> = self.fails.invoke_async(conn).await?;
+            let flags = with_head(reply, 2, index[1].len(), "fail")?;
+            if flags[0] >= 0 {
+                report.next_due_ms = Some(report.next_due_ms.map_or(flags[0], |d| d.min(flags[0])));
+            }
+            report.unblocked += flags[1].max(0) as u64;
+            for (i, f) in index[1].iter().zip(&flags[2..]) {
+                report.applied[*i] = *f >= 1;
+                if *f == 2 {
+                    report.disabled.push(items[*i].endpoint.clone());
+                }
+            }
+        }
+        if !index[2].is_empty() {
+            let reply: Vec<i64> = self.releases.invoke_async(conn).await?;
+            let flags = with_head(reply, 1, index[2].len(), "release")?;
+            report.unblocked += flags[0].max(0) as u64;
+            for (i, f) in index[2].iter().zip(&flags[1..]) {
+                report.applied[*i] = *f == 1;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Leases up to `max` due jobs of one shard, serving the `candidates` endpoints (those the
     /// previous claim of this shard answered) endpoint by endpoint. `default_max_in_flight` is
     /// the limit of an endpoint without flow settings.
+    ///
+    /// Send it on a pooled connection: the claim carries the Redis time after which its caller
+    /// will have given up waiting (the pool's response timeout), and Redis runs it as a no-op
+    /// after that, so a claim held up (Redis paused, a slow network) never leases jobs that
+    /// nobody will deliver.
     pub async fn claim<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -201,12 +354,15 @@ impl Store {
             .arg(max)
             .arg(lease.as_millis() as u64)
             .arg(default_max_in_flight)
-            .arg(CANDIDATES);
+            .arg(CANDIDATES)
+            .arg(self.given_up_after().unwrap_or(0));
         for endpoint in candidates {
             call.key(k.queue(endpoint)).arg(endpoint);
         }
         let reply: Vec<Value> = call.invoke_async(conn).await?;
-        parse_claim(reply)
+        let claim = parse_claim(reply)?;
+        self.observe_clock(claim.now_ms);
+        Ok(claim)
     }
 
     /// Takes back the leases of one shard that expired by `now_ms` (Redis time), at most 100
@@ -264,9 +420,14 @@ impl Store {
         })
     }
 
-    /// Settles leased jobs of one shard: one script call per kind of settlement present.
-    /// `disable_after` is the strike count that disables an endpoint; `default_max_in_flight`
-    /// the limit of an endpoint without flow settings.
+    /// Settles leased jobs of one shard, in the order given as far as it matters: an
+    /// endpoint's acks and failures apply in the order of `items` (a success resets its
+    /// strikes and grows its adaptive limit; a failure counts a strike and may cut it), so the
+    /// batch is cut where an endpoint's settlements change between success and failure. Each
+    /// part costs one script call per kind of settlement present in it; a batch in which no
+    /// endpoint has both costs at most three. `disable_after` is the strike count that
+    /// disables an endpoint; `default_max_in_flight` the limit of an endpoint without flow
+    /// settings.
     pub async fn settle<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -275,119 +436,30 @@ impl Store {
         disable_after: u32,
         default_max_in_flight: u32,
     ) -> Result<SettleReport> {
-        let k = self.keys(shard);
-        let s = &self.inner.scripts;
         let mut report = SettleReport {
             applied: vec![false; items.len()],
             ..SettleReport::default()
         };
-        let (mut acks, mut fails, mut releases) = (
-            s.ack.prepare_invoke(),
-            s.fail.prepare_invoke(),
-            s.release.prepare_invoke(),
-        );
-        acks.key(&k.inflight)
-            .key(&k.leases)
-            .key(&k.jobs)
-            .key(&k.errors)
-            .key(&k.strikes)
-            .key(&k.busy)
-            .key(&k.ready)
-            .key(&k.flow)
-            .arg(ATTEMPT_LOG_LEN);
-        fails
-            .key(&k.inflight)
-            .key(&k.leases)
-            .key(&k.jobs)
-            .key(&k.errors)
-            .key(&k.dead)
-            .key(&k.strikes)
-            .key(&k.disabled)
-            .key(&k.busy)
-            .key(&k.ready)
-            .key(&k.flow)
-            .arg(disable_after)
-            .arg(ATTEMPT_LOG_LEN)
-            .arg(default_max_in_flight);
-        releases
-            .key(&k.inflight)
-            .key(&k.leases)
-            .key(&k.busy)
-            .key(&k.ready)
-            .key(&k.disabled);
-        let mut index: [Vec<usize>; 3] = Default::default();
+        let mut part = SettlePart::new(self, shard, disable_after, default_max_in_flight);
+        // Per endpoint of the current part: whether its settlements there are successes.
+        let mut outcome: HashMap<&str, bool> = HashMap::new();
         for (i, item) in items.iter().enumerate() {
-            let lease = lease_text(item.token, item.attempt);
-            let entry = item.log_entry.as_deref().unwrap_or("");
-            let strike = match item.strike {
-                Strike::None => 0,
-                Strike::One => 1,
-                Strike::DisableNow => 2,
+            let success = match item.action {
+                Settle::Ack => Some(true),
+                Settle::Retry { .. } | Settle::Discard { .. } => Some(false),
+                Settle::Release => None,
             };
-            let mut fail = |delay: i64, error: &str| {
-                fails
-                    .key(k.queue(&item.endpoint))
-                    .key(k.attempts(&item.endpoint))
-                    .arg(&item.id)
-                    .arg(&lease)
-                    .arg(delay)
-                    .arg(error)
-                    .arg(&item.endpoint)
-                    .arg(strike)
-                    .arg(entry)
-                    .arg(item.congestion.unwrap_or(0).max(0))
-                    .arg(item.pause.map_or(0, |d| d.as_millis() as u64));
-                index[1].push(i);
-            };
-            match &item.action {
-                Settle::Ack => {
-                    acks.key(k.attempts(&item.endpoint))
-                        .arg(&item.id)
-                        .arg(&lease)
-                        .arg(&item.endpoint)
-                        .arg(entry);
-                    index[0].push(i);
-                }
-                Settle::Retry { delay, error } => fail(delay.as_millis() as i64, error),
-                Settle::Discard { reason } => fail(-1, reason),
-                Settle::Release => {
-                    releases
-                        .key(k.queue(&item.endpoint))
-                        .arg(&item.id)
-                        .arg(&lease)
-                        .arg(&item.endpoint);
-                    index[2].push(i);
+            if let Some(success) = success {
+                if outcome.insert(&item.endpoint, success) == Some(!success) {
+                    part.run(conn, items, &mut report).await?;
+                    part = SettlePart::new(self, shard, disable_after, default_max_in_flight);
+                    outcome.clear();
+                    outcome.insert(&item.endpoint, success);
                 }
             }
+            part.push(i, item);
         }
-        if !index[0].is_empty() {
-            let reply: Vec<i64> = acks.invoke_async(conn).await?;
-            let flags = with_head(reply, 1, index[0].len(), "ack")?;
-            report.unblocked += flags[0].max(0) as u64;
-            for (i, f) in index[0].iter().zip(&flags[1..]) {
-                report.applied[*i] = *f == 1;
-            }
-        }
-        if !index[1].is_empty() {
-            let reply: Vec<i64> = fails.invoke_async(conn).await?;
-            let flags = with_head(reply, 2, index[1].len(), "fail")?;
-            report.next_due_ms = (flags[0] >= 0).then_some(flags[0]);
-            report.unblocked += flags[1].max(0) as u64;
-            for (i, f) in index[1].iter().zip(&flags[2..]) {
-                report.applied[*i] = *f >= 1;
-                if *f == 2 {
-                    report.disabled.push(items[*i].endpoint.clone());
-                }
-            }
-        }
-        if !index[2].is_empty() {
-            let reply: Vec<i64> = releases.invoke_async(conn).await?;
-            let flags = with_head(reply, 1, index[2].len(), "release")?;
-            report.unblocked += flags[0].max(0) as u64;
-            for (i, f) in index[2].iter().zip(&flags[1..]) {
-                report.applied[*i] = *f == 1;
-            }
-        }
+        part.run(conn, items, &mut report).await?;
         Ok(report)
     }
 

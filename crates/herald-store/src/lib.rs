@@ -9,12 +9,14 @@
 //! - [`lease`]: the worker's calls: claim, settle, expired leases, wake-up hints, housekeeping.
 //! - [`endpoints`]: endpoints, their state and subscriptions.
 //! - [`admin`]: counts by state, job lookup, the dead-letter store.
+//! - [`check`]: `herald check`: the store's invariants verified, and repaired on request.
 //! - [`error`]: the store's error type, [`StoreError`].
 //!
 //! Every script touches the keys of one shard only, all sharing one hash tag, so the same
 //! code runs on a single Redis and on Redis Cluster. Time always comes from Redis (`TIME`).
 
 pub mod admin;
+pub mod check;
 pub mod endpoints;
 pub mod error;
 pub mod keys;
@@ -25,6 +27,7 @@ pub mod scripts;
 pub mod store;
 
 pub use admin::{DeadJob, JobInfo, JobState, ShardStats, Stats};
+pub use check::{CheckReport, Violation, ViolationKind};
 pub use endpoints::{
     Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, FlowChange, Limits,
     SetEndpoint,

@@ -57,6 +57,9 @@ pub struct Scripts {
     pub purge: Script,
     pub dead_trim: Script,
     pub stats: Script,
+    pub scan_records: Script,
+    pub check_job: Script,
+    pub check_endpoint: Script,
 }
 
 /// A worker-side script: `scripts/prelude/flow.lua`, then the script itself.
@@ -81,19 +84,22 @@ impl Default for Scripts {
             expire: with_flow!("expire-8.lua"),
             resume: Script::new(include_str!("../scripts/resume-7.lua")),
             disable: Script::new(include_str!("../scripts/disable-2.lua")),
-            delete_endpoint: Script::new(include_str!("../scripts/delete-endpoint-12.lua")),
+            delete_endpoint: Script::new(include_str!("../scripts/delete-endpoint-11.lua")),
             sweep_parked: Script::new(include_str!("../scripts/sweep-parked-3.lua")),
             replay: Script::new(include_str!("../scripts/replay-5.lua")),
             purge: Script::new(include_str!("../scripts/purge-3.lua")),
             dead_trim: Script::new(include_str!("../scripts/dead-trim-3.lua")),
             stats: Script::new(include_str!("../scripts/stats-4.lua")),
+            scan_records: Script::new(include_str!("../scripts/scan-records-1.lua")),
+            check_job: Script::new(include_str!("../scripts/check-job-7.lua")),
+            check_endpoint: Script::new(include_str!("../scripts/check-endpoint-12.lua")),
         }
     }
 }
 
 impl Scripts {
     /// Every script, for loading them all at once.
-    pub fn all(&self) -> [&Script; 15] {
+    pub fn all(&self) -> [&Script; 18] {
         [
             &self.enqueue,
             &self.enqueue_batch,
@@ -110,6 +116,9 @@ impl Scripts {
             &self.purge,
             &self.dead_trim,
             &self.stats,
+            &self.scan_records,
+            &self.check_job,
+            &self.check_endpoint,
         ]
     }
 }

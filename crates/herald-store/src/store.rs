@@ -11,7 +11,7 @@
 //! peer gone without closing (a flow dropped by a NAT or a load balancer) is noticed.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool_redis::{Manager, Pool, Runtime};
 use herald_core::{shard_of, EndpointId};
@@ -55,11 +55,16 @@ impl StoreConfig {
 pub(crate) struct Inner {
     pub pool: Pool,
     pub client: redis::Client,
-    pub response_timeout: Duration,
     pub namespace: Namespace,
     pub shards: u16,
     pub keys: Vec<ShardKeys>,
     pub scripts: Scripts,
+    /// How long a pooled connection waits for a reply; a blocking wait, this much beyond its
+    /// own timeout.
+    pub response_timeout: Duration,
+    /// The latest reading of the Redis clock (ms) and the moment it arrived: what a claim's
+    /// "valid until" is reckoned from.
+    pub clock: std::sync::Mutex<Option<(Instant, i64)>>,
 }
 
 /// The Redis store of one deployment. Cheap to clone.
@@ -137,11 +142,12 @@ impl Store {
             inner: Arc::new(Inner {
                 pool,
                 client,
-                response_timeout: cfg.response_timeout,
                 namespace: cfg.namespace,
                 shards: cfg.shards,
                 keys,
                 scripts: Scripts::default(),
+                response_timeout: cfg.response_timeout,
+                clock: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -273,7 +279,25 @@ impl Store {
     /// The Redis clock, in ms since the Unix epoch.
     pub async fn now_ms<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<i64> {
         let t: (i64, i64) = redis::cmd("TIME").query_async(conn).await?;
-        Ok(now_from_time(t))
+        let now = now_from_time(t);
+        self.observe_clock(now);
+        Ok(now)
+    }
+
+    /// Records a reading of the Redis clock that just arrived.
+    pub(crate) fn observe_clock(&self, redis_ms: i64) {
+        let mut clock = self.inner.clock.lock().unwrap_or_else(|e| e.into_inner());
+        *clock = Some((Instant::now(), redis_ms));
+    }
+
+    /// The Redis time (ms) after which a call sent now on a pooled connection has been given
+    /// up on by its caller, reckoned from the latest reading of the Redis clock (a little early,
+    /// by the reading's own trip back); `None` before any reading.
+    pub(crate) fn given_up_after(&self) -> Option<i64> {
+        let clock = self.inner.clock.lock().unwrap_or_else(|e| e.into_inner());
+        clock.map(|(at, redis_ms)| {
+            redis_ms + (at.elapsed() + self.inner.response_timeout).as_millis() as i64
+        })
     }
 
     /// Leaves a wake-up hint: `shard` may have work due at `at_ms`.

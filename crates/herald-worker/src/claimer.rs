@@ -32,10 +32,6 @@ use crate::delivery::{self, Done};
 use crate::metrics as m;
 use crate::{Backoff, Ctx};
 
-/// Time between two rounds of housekeeping (dead-letter bounds, parked jobs past the retry
-/// window); jittered like the scan.
-const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(300);
-
 fn local_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -163,7 +159,6 @@ struct Claimer {
     blocking: Option<MultiplexedConnection>,
     backoff: Backoff,
     next_scan: Instant,
-    next_housekeeping: Instant,
     /// Redis clock minus local clock, learned from each claim.
     offset_ms: i64,
 }
@@ -190,7 +185,6 @@ impl Claimer {
             blocking: None,
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
             next_scan: Instant::now(),
-            next_housekeeping: Instant::now(),
             offset_ms: 0,
         }
     }
@@ -219,15 +213,11 @@ impl Claimer {
         }
     }
 
-    /// The safety-net scan, housekeeping, and timers that came due.
+    /// The safety-net scan, and timers that came due.
     async fn due_rounds(&mut self) {
         if Instant::now() >= self.next_scan {
             self.queue.all_hot();
             self.next_scan = Instant::now() + jittered(self.ctx.cfg.poll_interval);
-        }
-        if Instant::now() >= self.next_housekeeping {
-            self.next_housekeeping = Instant::now() + jittered(HOUSEKEEPING_EVERY);
-            housekeeping(&self.ctx, &mut self.conn).await;
         }
         self.queue.promote(self.redis_now());
     }
@@ -523,58 +513,6 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
     tokio::select! {
         _ = tokio::time::sleep(d) => {}
         _ = shutdown.cancelled() => {}
-    }
-}
-
-/// Bounds the dead-letter store of every shard (by count share and by age), and discards
-/// parked jobs older than the retry window.
-async fn housekeeping(ctx: &Ctx, conn: &mut Option<MultiplexedConnection>) {
-    let c = match conn.as_mut() {
-        Some(c) => c,
-        None => match ctx.store.conn().await {
-            Ok(c) => conn.insert(deadpool_redis::Connection::take(c)),
-            Err(e) => {
-                ctx.redis_failed(m::RedisOp::Housekeeping, &e);
-                return;
-            }
-        },
-    };
-    let shards = u64::from(ctx.store.shards());
-    let keep = ctx.cfg.dead_max.div_ceil(shards);
-    for shard in 0..ctx.store.shards() {
-        match ctx
-            .store
-            .trim_dead(c, shard, keep, ctx.cfg.dead_max_age, 1000)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => debug!(shard, removed = n, "dead-letter store trimmed"),
-            Err(e) => {
-                ctx.redis_failed(m::RedisOp::Trim, &e);
-                *conn = None;
-                return;
-            }
-        }
-        match ctx
-            .store
-            .sweep_parked(c, shard, ctx.cfg.retry.window())
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => {
-                m::discarded(m::DiscardReason::ParkedTooLong).increment(n);
-                debug!(
-                    shard,
-                    discarded = n,
-                    "parked jobs past the retry window discarded"
-                );
-            }
-            Err(e) => {
-                ctx.redis_failed(m::RedisOp::Sweep, &e);
-                *conn = None;
-                return;
-            }
-        }
     }
 }
 

@@ -4,6 +4,8 @@
 //! - `claimer`: the claim loop (wake-up hints, timers, safety-net scan, capacity).
 //! - `delivery`: one delivery as a state machine, from claimed job to settlement.
 //! - `settler`: batched, outage-proof writing of settlements.
+//! - `housekeeping`: dead-letter bounds and parked jobs past the retry window, beside the
+//!   claim loop.
 //! - [`guard`]: the SSRF guard: blocked address ranges, the allow list, the vetting resolver.
 //! - [`http`]: the shared HTTP client, the request, and the classification of failures.
 //! - [`metrics`]: metric names, and the `/metrics`, `/healthz`, `/readyz` server.
@@ -25,6 +27,7 @@ mod claimer;
 pub mod config;
 mod delivery;
 pub mod guard;
+mod housekeeping;
 pub mod http;
 pub mod metrics;
 mod sampler;
@@ -133,6 +136,7 @@ pub async fn run(
     });
 
     let sampler = tokio::spawn(sampler::run(ctx.clone(), shutdown.clone()));
+    let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), shutdown.clone()));
     tokio::spawn(metrics::upkeep(Duration::from_secs(5), server_stop.clone()));
 
     let (tx, rx) = mpsc::channel(ctx.cfg.concurrency * 2 + 16);
@@ -141,6 +145,8 @@ pub async fn run(
     let mut tasks = claimer::run(ctx.clone(), tx, shutdown, hard_stop.clone()).await;
 
     health.set_draining();
+    // Deliveries that ended but were not joined yet are not in flight.
+    while tasks.try_join_next().is_some() {}
     info!(in_flight = tasks.len(), "draining");
     let drained =
         tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
@@ -164,6 +170,7 @@ pub async fn run(
     }
     // The sampler stopped at the shutdown signal; wait for it to hand its lock over.
     let _ = sampler.await;
+    let _ = housekeeping.await;
     server_stop.cancel();
     if let Some(server) = server {
         let _ = server.await;

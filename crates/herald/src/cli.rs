@@ -71,6 +71,10 @@ pub enum Command {
     Enqueue(EnqueueArgs),
     /// Count jobs by state: due, scheduled, in flight, dead.
     Stats,
+    /// Verify the store's invariants: every job in exactly one place with its record, leases
+    /// and in-flight counts in agreement, no endpoint left unserved, nothing left of a deleted
+    /// endpoint but its tombstone. Exits 1 when a violation remains.
+    Check(CheckArgs),
     /// Inspect one job.
     #[command(subcommand)]
     Job(JobCommand),
@@ -79,6 +83,15 @@ pub enum Command {
     Dead(DeadCommand),
     /// Local quick start: Redis, a worker, a receiver and two demo dashboards, until Ctrl-C.
     Dev(DevArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also fix what has one safe fix: stranded jobs back into their queue, orphan leases,
+    /// members and error lines removed, counters recounted, unserved endpoints back in
+    /// `ready`, index entries rewritten from the endpoint's own subscriptions.
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Debug, Args)]

@@ -106,6 +106,18 @@ impl Herald {
         self.run(args).assert_success()
     }
 
+    /// Runs `herald check --json` and asserts that it found no violation (exit 0, none listed).
+    pub fn assert_check_clean(&self) {
+        let out = self.run(&["check", "--json"]);
+        assert!(out.success(), "`herald check` found violations:\n{out}");
+        let report = out.json();
+        assert_eq!(
+            report["violations"].as_array().map(Vec::len),
+            Some(0),
+            "`herald check` exited 0 but listed violations:\n{out}"
+        );
+    }
+
     /// `herald endpoint set ID --url URL`.
     pub fn set_endpoint(&self, id: &str, url: &str) {
         self.ok(&["endpoint", "set", id, "--url", url]);

@@ -1,5 +1,6 @@
 //! The subcommands. Each module runs one family; this one opens the store and dispatches.
 
+mod check;
 mod dead;
 mod dev;
 mod endpoint;
@@ -154,6 +155,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish { file } => publish::run(g, &file).await,
         Command::Dev(args) => dev::run(g, &args).await,
         Command::Stats => inspect::stats(g).await,
+        Command::Check(args) => check::run(g, &args).await,
         Command::Job(crate::cli::JobCommand::Get { job_id }) => inspect::job(g, &job_id).await,
         Command::Dead(cmd) => dead::run(g, cmd).await,
     }

@@ -1,0 +1,807 @@
+//! `herald check`: walks every shard and verifies the invariants of `docs/wire-format.md`
+//! (every job in exactly one place with its record, leases and `inflight` in agreement,
+//! per-endpoint counters equal to what they count, no endpoint left unserved, nothing left of a
+//! deleted endpoint but its tombstone, subscriptions indexed both ways), and repairs on request
+//! what has one safe fix.
+//!
+//! The walk reads with `SCAN`-family commands while workers run, so it can see a job between
+//! two places. Everything it finds out of place is therefore looked at again, in one Redis
+//! instant, by `check-job-7.lua` or `check-endpoint-12.lua`, which also make the repairs: only
+//! what is still wrong then is reported. Subscriptions live in two slots (the endpoint's shard
+//! and the service's index), so their second look reads both again, a moment apart.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use redis::aio::ConnectionLike;
+use serde::Serialize;
+
+use herald_core::EndpointId;
+
+use crate::keys::FORMAT;
+use crate::lease::BLOCKED;
+use crate::store::{protocol, Result};
+use crate::{ShardKeys, Store};
+
+/// How many entries one `SCAN`-family step asks for.
+const SCAN_COUNT: usize = 1000;
+
+/// A broken invariant, by kind. The names are stable: `herald check --json` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViolationKind {
+    /// A job record in no place: no queue, not in flight, not dead. Nothing would ever
+    /// deliver or discard it.
+    Stranded,
+    /// A job in two places or more.
+    Duplicated,
+    /// A job in the queue of another endpoint than its record names.
+    Misfiled,
+    /// A queue, `inflight` or `dead` lists a job without a record.
+    OrphanMember,
+    /// A lease for a job that is not in flight.
+    OrphanLease,
+    /// A job in flight without a lease (its lease deadline takes it back).
+    LeaseMissing,
+    /// A dead job without its reason.
+    DeadWithoutReason,
+    /// An error line for a job without a record.
+    OrphanError,
+    /// Jobs queued for an enabled endpoint that is not in `ready`: no claim looks at them.
+    QueueNotReady,
+    /// An endpoint blocked at its in-flight limit with nothing in flight.
+    BlockedIdle,
+    /// An endpoint's `busy` count differs from its jobs in flight.
+    BusyCount,
+    /// State left of an endpoint that does not exist.
+    LeftoverKeys,
+    /// A subscription of an endpoint missing from its service's index (publishing skips it).
+    SubscriptionUnindexed,
+    /// A service's index names a subscriber that does not subscribe (or does not exist).
+    SubscriberOrphan,
+}
+
+impl ViolationKind {
+    /// The kind named by a check script's code.
+    fn from_code(code: &str) -> Option<Self> {
+        Some(match code {
+            "stranded" => Self::Stranded,
+            "duplicated" => Self::Duplicated,
+            "misfiled" => Self::Misfiled,
+            "orphan_member" => Self::OrphanMember,
+            "orphan_lease" => Self::OrphanLease,
+            "lease_missing" => Self::LeaseMissing,
+            "dead_without_reason" => Self::DeadWithoutReason,
+            "orphan_error" => Self::OrphanError,
+            "queue_not_ready" => Self::QueueNotReady,
+            "blocked_idle" => Self::BlockedIdle,
+            "busy_count" => Self::BusyCount,
+            "leftover_keys" => Self::LeftoverKeys,
+            _ => return None,
+        })
+    }
+
+    /// The name `--json` prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stranded => "stranded",
+            Self::Duplicated => "duplicated",
+            Self::Misfiled => "misfiled",
+            Self::OrphanMember => "orphan_member",
+            Self::OrphanLease => "orphan_lease",
+            Self::LeaseMissing => "lease_missing",
+            Self::DeadWithoutReason => "dead_without_reason",
+            Self::OrphanError => "orphan_error",
+            Self::QueueNotReady => "queue_not_ready",
+            Self::BlockedIdle => "blocked_idle",
+            Self::BusyCount => "busy_count",
+            Self::LeftoverKeys => "leftover_keys",
+            Self::SubscriptionUnindexed => "subscription_unindexed",
+            Self::SubscriberOrphan => "subscriber_orphan",
+        }
+    }
+
+    /// Whether `--repair` has a safe fix for it. A job in two places, or in another endpoint's
+    /// queue, has none (which place is right cannot be told); a missing lease needs none (its
+    /// lease deadline takes the job back).
+    pub fn repairable(self) -> bool {
+        !matches!(self, Self::Duplicated | Self::Misfiled | Self::LeaseMissing)
+    }
+}
+
+/// One broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Violation {
+    pub kind: ViolationKind,
+    /// The shard, or none for the services' subscriber indexes.
+    pub shard: Option<u16>,
+    /// What it is about: a job id, or an endpoint id (with the service slug, for
+    /// subscriptions: `<endpoint id> <slug>`).
+    pub subject: String,
+    pub detail: String,
+    /// Whether `--repair` fixed it.
+    pub repaired: bool,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    pub shards: u16,
+    /// Job records walked.
+    pub jobs: u64,
+    /// Endpoints walked (existing ones).
+    pub endpoints: u64,
+    pub violations: Vec<Violation>,
+}
+
+impl CheckReport {
+    /// True when every violation found was repaired (or none was found).
+    pub fn clean(&self) -> bool {
+        self.violations.iter().all(|v| v.repaired)
+    }
+}
+
+/// Where the walk saw a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Place {
+    Queue(String),
+    InFlight,
+    Dead,
+}
+
+/// The keys of one shard that the namespace-wide `SCAN` found, by endpoint.
+#[derive(Debug, Default)]
+struct ShardKeyNames {
+    queues: BTreeSet<String>,
+    attempt_logs: HashSet<String>,
+    subscriptions: BTreeSet<String>,
+}
+
+/// What the walk of one shard read.
+#[derive(Debug, Default)]
+struct ShardWalk {
+    /// Job id -> the endpoint its record names (`None`: unreadable record).
+    records: HashMap<String, Option<String>>,
+    places: HashMap<String, Vec<Place>>,
+    queue_sizes: HashMap<String, u64>,
+    leases: HashSet<String>,
+    errors: HashSet<String>,
+    in_flight: HashSet<String>,
+    dead: HashSet<String>,
+}
+
+/// `pattern` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Every key matching `pattern` (`SCAN`, a step at a time).
+async fn scan_keys<C: ConnectionLike + Send>(conn: &mut C, pattern: &str) -> Result<Vec<String>> {
+    let mut cursor = 0u64;
+    let mut keys = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
+/// Every member of a sorted set, or every field of a hash (`ZSCAN`/`HSCAN`), without scores
+/// or values.
+async fn scan_members<C: ConnectionLike + Send>(
+    conn: &mut C,
+    command: &str,
+    key: &str,
+) -> Result<Vec<String>> {
+    let mut cursor = 0u64;
+    let mut members = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd(command)
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await?;
+        members.extend(batch.into_iter().step_by(2));
+        if next == 0 {
+            return Ok(members);
+        }
+        cursor = next;
+    }
+}
+
+/// Every field and value of a hash (`HSCAN`).
+async fn scan_hash<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+) -> Result<Vec<(String, String)>> {
+    let mut cursor = 0u64;
+    let mut entries = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await?;
+        entries.extend(batch);
+        if next == 0 {
+            return Ok(entries);
+        }
+        cursor = next;
+    }
+}
+
+/// The endpoint a record header (`1 <attempts> <enqueued_ms> <endpoint>`) names.
+fn header_endpoint(header: &str) -> Option<String> {
+    let mut parts = header.split(' ');
+    (parts.next()? == "1").then_some(())?;
+    parts.next()?.parse::<u32>().ok()?;
+    parts.next()?.parse::<i64>().ok()?;
+    let endpoint = parts.next()?;
+    (!endpoint.is_empty() && parts.next().is_none()).then(|| endpoint.to_owned())
+}
+
+/// `{code, detail, code, detail, …}` from a check script.
+fn parse_findings(
+    script: &'static str,
+    reply: Vec<String>,
+) -> Result<Vec<(ViolationKind, String)>> {
+    if reply.len() % 2 != 0 {
+        return Err(protocol(script, "odd number of entries"));
+    }
+    reply
+        .chunks(2)
+        .map(|pair| {
+            ViolationKind::from_code(&pair[0])
+                .map(|kind| (kind, pair[1].clone()))
+                .ok_or_else(|| protocol(script, format!("unknown code {:?}", pair[0])))
+        })
+        .collect()
+}
+
+impl Store {
+    /// Walks every shard and verifies the store's invariants; with `repair`, fixes what has one
+    /// safe fix. Safe to run while workers deliver (what the walk sees out of place is looked
+    /// at again atomically before it is reported), though a busy deployment makes it slower.
+    pub async fn check_invariants(&self, repair: bool) -> Result<CheckReport> {
+        let mut conn = self.conn().await?;
+        let ns = self.namespace().as_str();
+        let mut report = CheckReport {
+            shards: self.shards(),
+            ..CheckReport::default()
+        };
+
+        // One pass over the namespace's keys finds the per-endpoint keys of every shard and
+        // the services' subscriber indexes.
+        let mut names: BTreeMap<u16, ShardKeyNames> = BTreeMap::new();
+        let mut services: Vec<String> = Vec::new();
+        let shard_open = format!("{ns}:{FORMAT}:{{{ns}.");
+        let service_prefix = format!("{ns}:{FORMAT}:service:");
+        for key in scan_keys(&mut conn, &format!("{}:{FORMAT}:*", glob_escape(ns))).await? {
+            if let Some(slug) = key.strip_prefix(&service_prefix) {
+                services.push(slug.to_owned());
+                continue;
+            }
+            let Some((shard, name)) = key
+                .strip_prefix(&shard_open)
+                .and_then(|rest| rest.split_once("}:"))
+            else {
+                continue;
+            };
+            let Ok(shard) = shard.parse::<u16>() else {
+                continue;
+            };
+            let entry = names.entry(shard).or_default();
+            if let Some(e) = name.strip_prefix("q:") {
+                entry.queues.insert(e.to_owned());
+            } else if let Some(e) = name.strip_prefix("attempts:") {
+                entry.attempt_logs.insert(e.to_owned());
+            } else if let Some(e) = name.strip_prefix("subs:") {
+                entry.subscriptions.insert(e.to_owned());
+            }
+        }
+
+        let mut subscriptions: Vec<(u16, String)> = Vec::new();
+        for shard in 0..self.shards() {
+            let names = names.remove(&shard).unwrap_or_default();
+            let k = self.keys(shard).clone();
+            let endpoints: Vec<String> = redis::cmd("HKEYS")
+                .arg(&k.endpoints)
+                .query_async(&mut conn)
+                .await?;
+            report.endpoints += endpoints.len() as u64;
+            let walk = self.walk_shard(&mut conn, &k, &names).await?;
+            report.jobs += walk.records.len() as u64;
+            for (id, queues) in suspect_jobs(&walk) {
+                let findings = self.check_job(&mut conn, &k, &id, &queues, repair).await?;
+                report
+                    .violations
+                    .extend(findings.into_iter().map(|(kind, detail)| Violation {
+                        kind,
+                        shard: Some(shard),
+                        subject: id.clone(),
+                        detail,
+                        repaired: repair && kind.repairable(),
+                    }));
+            }
+            let endpoints: HashSet<String> = endpoints.into_iter().collect();
+            for e in self
+                .suspect_endpoints(&mut conn, &k, &walk, &names, &endpoints)
+                .await?
+            {
+                let findings = self.check_endpoint(&mut conn, &k, &e, repair).await?;
+                report
+                    .violations
+                    .extend(findings.into_iter().map(|(kind, detail)| Violation {
+                        kind,
+                        shard: Some(shard),
+                        subject: e.clone(),
+                        detail,
+                        repaired: repair && kind.repairable(),
+                    }));
+            }
+            subscriptions.extend(
+                names
+                    .subscriptions
+                    .into_iter()
+                    .filter(|e| endpoints.contains(e))
+                    .map(|e| (shard, e)),
+            );
+        }
+        let found = self
+            .check_subscriptions(&mut conn, &subscriptions, &services, repair)
+            .await?;
+        report.violations.extend(found);
+        Ok(report)
+    }
+
+    /// Reads where every job of a shard is, its records' endpoints, leases and error lines.
+    async fn walk_shard<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        k: &ShardKeys,
+        names: &ShardKeyNames,
+    ) -> Result<ShardWalk> {
+        let mut walk = ShardWalk::default();
+        let mut cursor = "0".to_owned();
+        loop {
+            let reply: Vec<String> = self
+                .inner
+                .scripts
+                .scan_records
+                .key(&k.jobs)
+                .arg(&cursor)
+                .arg(SCAN_COUNT)
+                .invoke_async(conn)
+                .await?;
+            let mut it = reply.into_iter();
+            cursor = it
+                .next()
+                .ok_or_else(|| protocol("scan-records", "empty reply"))?;
+            while let (Some(id), Some(header)) = (it.next(), it.next()) {
+                walk.records.insert(id, header_endpoint(&header));
+            }
+            if cursor == "0" {
+                break;
+            }
+        }
+        for e in &names.queues {
+            let members = scan_members(conn, "ZSCAN", &k.queue(e)).await?;
+            walk.queue_sizes.insert(e.clone(), members.len() as u64);
+            for id in members {
+                walk.places
+                    .entry(id)
+                    .or_default()
+                    .push(Place::Queue(e.clone()));
+            }
+        }
+        for id in scan_members(conn, "ZSCAN", &k.inflight).await? {
+            walk.places
+                .entry(id.clone())
+                .or_default()
+                .push(Place::InFlight);
+            walk.in_flight.insert(id);
+        }
+        for id in scan_members(conn, "ZSCAN", &k.dead).await? {
+            walk.places.entry(id.clone()).or_default().push(Place::Dead);
+            walk.dead.insert(id);
+        }
+        walk.leases = scan_members(conn, "HSCAN", &k.leases)
+            .await?
+            .into_iter()
+            .collect();
+        walk.errors = scan_members(conn, "HSCAN", &k.errors)
+            .await?
+            .into_iter()
+            .collect();
+        Ok(walk)
+    }
+
+    /// The endpoints of a shard whose state, as the walk read it, breaks an invariant.
+    async fn suspect_endpoints<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        k: &ShardKeys,
+        walk: &ShardWalk,
+        names: &ShardKeyNames,
+        endpoints: &HashSet<String>,
+    ) -> Result<BTreeSet<String>> {
+        let disabled: HashSet<String> = redis::cmd("HKEYS")
+            .arg(&k.disabled)
+            .query_async::<Vec<String>>(conn)
+            .await?
+            .into_iter()
+            .collect();
+        let strikes: Vec<String> = redis::cmd("HKEYS")
+            .arg(&k.strikes)
+            .query_async(conn)
+            .await?;
+        let flow: Vec<String> = scan_members(conn, "HSCAN", &k.flow).await?;
+        let busy: HashMap<String, i64> =
+            redis::cmd("HGETALL").arg(&k.busy).query_async(conn).await?;
+        let mut ready: HashMap<String, f64> = HashMap::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
+                .arg(&k.ready)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(SCAN_COUNT)
+                .query_async(conn)
+                .await?;
+            ready.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        let mut counted: HashMap<&str, i64> = HashMap::new();
+        for id in &walk.in_flight {
+            if let Some(Some(e)) = walk.records.get(id) {
+                *counted.entry(e.as_str()).or_default() += 1;
+            }
+        }
+
+        let mut suspects = BTreeSet::new();
+        for (e, size) in &walk.queue_sizes {
+            if *size > 0 && !disabled.contains(e) && !ready.contains_key(e) {
+                suspects.insert(e.clone());
+            }
+        }
+        for (e, score) in &ready {
+            if *score >= BLOCKED && counted.get(e.as_str()).copied().unwrap_or(0) == 0 {
+                suspects.insert(e.clone());
+            }
+        }
+        let counters: BTreeSet<&str> = busy
+            .keys()
+            .map(String::as_str)
+            .chain(counted.keys().copied())
+            .collect();
+        for e in counters {
+            if busy.get(e).copied().unwrap_or(0) != counted.get(e).copied().unwrap_or(0) {
+                suspects.insert(e.to_owned());
+            }
+        }
+        let leftovers = disabled
+            .iter()
+            .chain(&strikes)
+            .chain(&flow)
+            .chain(&names.attempt_logs)
+            .chain(&names.subscriptions);
+        for e in leftovers {
+            if !endpoints.contains(e) {
+                suspects.insert(e.clone());
+            }
+        }
+        Ok(suspects)
+    }
+
+    /// Looks again at one job in one Redis instant (`check-job-7.lua`), repairing with `repair`.
+    async fn check_job<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        k: &ShardKeys,
+        id: &str,
+        queues: &[String],
+        repair: bool,
+    ) -> Result<Vec<(ViolationKind, String)>> {
+        let mut call = self.inner.scripts.check_job.prepare_invoke();
+        call.key(&k.jobs)
+            .key(&k.inflight)
+            .key(&k.leases)
+            .key(&k.dead)
+            .key(&k.errors)
+            .key(&k.ready)
+            .key(&k.disabled)
+            .arg(id)
+            .arg(if repair { 1 } else { 0 });
+        for e in queues {
+            call.key(k.queue(e)).arg(e);
+        }
+        let reply: Vec<String> = call.invoke_async(conn).await?;
+        parse_findings("check-job", reply)
+    }
+
+    /// Looks again at one endpoint in one Redis instant (`check-endpoint-12.lua`), repairing
+    /// with `repair`.
+    async fn check_endpoint<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        k: &ShardKeys,
+        e: &str,
+        repair: bool,
+    ) -> Result<Vec<(ViolationKind, String)>> {
+        let reply: Vec<String> = self
+            .inner
+            .scripts
+            .check_endpoint
+            .key(&k.endpoints)
+            .key(&k.disabled)
+            .key(&k.deleted)
+            .key(&k.ready)
+            .key(&k.busy)
+            .key(&k.flow)
+            .key(&k.strikes)
+            .key(&k.inflight)
+            .key(&k.jobs)
+            .key(k.queue(e))
+            .key(k.attempts(e))
+            .key(k.subscriptions(e))
+            .arg(e)
+            .arg(if repair { 1 } else { 0 })
+            .invoke_async(conn)
+            .await?;
+        parse_findings("check-endpoint", reply)
+    }
+
+    /// Compares every existing endpoint's subscriptions with the services' subscriber indexes.
+    /// The endpoint's own hash is the truth (it is written first): an index entry that differs
+    /// is rewritten from it, one it does not have is removed.
+    async fn check_subscriptions<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        subscriptions: &[(u16, String)],
+        services: &[String],
+        repair: bool,
+    ) -> Result<Vec<Violation>> {
+        let ns = self.namespace();
+        // (endpoint, slug) -> subscription JSON, from both sides.
+        let mut own: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (shard, e) in subscriptions {
+            for (slug, sub) in scan_hash(conn, &self.keys(*shard).subscriptions(e)).await? {
+                own.insert((e.clone(), slug), sub);
+            }
+        }
+        let mut indexed: BTreeMap<(String, String), String> = BTreeMap::new();
+        for slug in services {
+            for (e, sub) in scan_hash(conn, &ns.service_subscribers(slug)).await? {
+                indexed.insert((e, slug.clone()), sub);
+            }
+        }
+        let mut suspects: BTreeSet<(String, String)> = BTreeSet::new();
+        for (pair, sub) in &own {
+            if indexed.get(pair) != Some(sub) {
+                suspects.insert(pair.clone());
+            }
+        }
+        for pair in indexed.keys() {
+            if !own.contains_key(pair) {
+                suspects.insert(pair.clone());
+            }
+        }
+
+        let mut found = Vec::new();
+        for (e, slug) in suspects {
+            let index = ns.service_subscribers(&slug);
+            let (exists, sub, entry) = match EndpointId::new(&e) {
+                Ok(id) => {
+                    let keys = self.keys_of(&id);
+                    let (exists, sub, entry): (bool, Option<String>, Option<String>) =
+                        redis::pipe()
+                            .hexists(&keys.endpoints, &e)
+                            .hget(keys.subscriptions(&e), &slug)
+                            .hget(&index, &e)
+                            .query_async(conn)
+                            .await?;
+                    // A subscription of an endpoint that does not exist is a leftover (its
+                    // shard's check reports it); the index must not list it.
+                    (exists, sub.filter(|_| exists), entry)
+                }
+                Err(_) => {
+                    let entry: Option<String> = redis::cmd("HGET")
+                        .arg(&index)
+                        .arg(&e)
+                        .query_async(conn)
+                        .await?;
+                    (false, None, entry)
+                }
+            };
+            let (kind, detail) = match (&sub, &entry) {
+                (Some(s), Some(i)) if s == i => continue,
+                (None, None) => continue,
+                (Some(_), _) => (
+                    ViolationKind::SubscriptionUnindexed,
+                    format!("subscribes to {slug}, but the service's index does not say so"),
+                ),
+                (None, Some(_)) => (
+                    ViolationKind::SubscriberOrphan,
+                    if exists {
+                        format!("listed by the index of {slug}, but does not subscribe to it")
+                    } else {
+                        format!("listed by the index of {slug}, but does not exist")
+                    },
+                ),
+            };
+            if repair {
+                let mut fix = match &sub {
+                    Some(_) => redis::cmd("HSET"),
+                    None => redis::cmd("HDEL"),
+                };
+                fix.arg(&index).arg(&e);
+                if let Some(s) = &sub {
+                    fix.arg(s);
+                }
+                let _: () = fix.query_async(conn).await?;
+            }
+            found.push(Violation {
+                kind,
+                shard: None,
+                subject: format!("{e} {slug}"),
+                detail,
+                repaired: repair,
+            });
+        }
+        Ok(found)
+    }
+}
+
+/// The jobs of a shard that the walk saw out of place, with the queues to look at for each:
+/// the one its record names first, then any other it was seen in.
+fn suspect_jobs(walk: &ShardWalk) -> BTreeMap<String, Vec<String>> {
+    let mut suspects: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let queues_of = |id: &str| -> Vec<String> {
+        let mut queues: Vec<String> = Vec::new();
+        if let Some(Some(e)) = walk.records.get(id) {
+            queues.push(e.clone());
+        }
+        for place in walk.places.get(id).into_iter().flatten() {
+            if let Place::Queue(e) = place {
+                if !queues.contains(e) {
+                    queues.push(e.clone());
+                }
+            }
+        }
+        queues
+    };
+    for (id, endpoint) in &walk.records {
+        let places = walk.places.get(id).map(Vec::as_slice).unwrap_or_default();
+        let misplaced = match places {
+            [Place::Queue(e)] => endpoint.as_ref().is_some_and(|r| r != e),
+            [_] => false,
+            _ => true,
+        };
+        if misplaced {
+            suspects.insert(id.clone(), queues_of(id));
+        }
+    }
+    let unrecorded = walk
+        .places
+        .keys()
+        .chain(&walk.leases)
+        .chain(&walk.errors)
+        .filter(|id| !walk.records.contains_key(*id));
+    let lease_mismatch = walk
+        .leases
+        .symmetric_difference(&walk.in_flight)
+        .chain(walk.dead.difference(&walk.errors));
+    for id in unrecorded.chain(lease_mismatch) {
+        if !suspects.contains_key(id) {
+            suspects.insert(id.clone(), queues_of(id));
+        }
+    }
+    suspects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("herald"), "herald");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn record_headers_name_their_endpoint() {
+        assert_eq!(
+            header_endpoint("1 0 1795730620162 dash-1").as_deref(),
+            Some("dash-1")
+        );
+        assert_eq!(header_endpoint("2 0 1 dash-1"), None);
+        assert_eq!(header_endpoint("1 x 1 dash-1"), None);
+        assert_eq!(header_endpoint("1 0 1 "), None);
+        assert_eq!(header_endpoint("1 0 1 a b"), None);
+    }
+
+    #[test]
+    fn only_out_of_place_jobs_are_suspects() {
+        let mut walk = ShardWalk::default();
+        let rec = |walk: &mut ShardWalk, id: &str, e: &str, places: Vec<Place>| {
+            walk.records.insert(id.to_owned(), Some(e.to_owned()));
+            if !places.is_empty() {
+                walk.places.insert(id.to_owned(), places);
+            }
+        };
+        rec(&mut walk, "queued", "a", vec![Place::Queue("a".into())]);
+        rec(&mut walk, "flying", "a", vec![Place::InFlight]);
+        walk.in_flight.insert("flying".into());
+        walk.leases.insert("flying".into());
+        rec(&mut walk, "buried", "a", vec![Place::Dead]);
+        walk.dead.insert("buried".into());
+        walk.errors.insert("buried".into());
+        rec(&mut walk, "stranded", "a", vec![]);
+        rec(
+            &mut walk,
+            "twice",
+            "a",
+            vec![Place::Queue("a".into()), Place::Dead],
+        );
+        walk.dead.insert("twice".into());
+        walk.errors.insert("twice".into());
+        rec(&mut walk, "misfiled", "a", vec![Place::Queue("b".into())]);
+        walk.places
+            .insert("ghost".into(), vec![Place::Queue("c".into())]);
+        walk.leases.insert("lonely-lease".into());
+        let suspects = suspect_jobs(&walk);
+        let ids: Vec<&str> = suspects.keys().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            ["ghost", "lonely-lease", "misfiled", "stranded", "twice"]
+        );
+        assert_eq!(suspects["misfiled"], ["a", "b"]);
+        assert_eq!(suspects["ghost"], ["c"]);
+        assert_eq!(suspects["stranded"], ["a"]);
+    }
+
+    #[test]
+    fn every_script_code_has_a_kind() {
+        for code in [
+            "stranded",
+            "duplicated",
+            "misfiled",
+            "orphan_member",
+            "orphan_lease",
+            "lease_missing",
+            "dead_without_reason",
+            "orphan_error",
+            "queue_not_ready",
+            "blocked_idle",
+            "busy_count",
+            "leftover_keys",
+        ] {
+            let kind = ViolationKind::from_code(code).expect(code);
+            assert_eq!(kind.as_str(), code);
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Housekeeping, in a task of its own beside the claim loop: keeps every shard's dead-letter
+//! store within its bounds (count and age) and discards parked jobs past the retry window.
+//!
+//! Each round goes on in steps of [`STEP`] entries per script call until a shard is within its
+//! bounds, so a mass discard (an endpoint with a million parked jobs deleted) is trimmed within
+//! one round rather than a thousand entries per round; the claim loop never waits for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use redis::aio::MultiplexedConnection;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::metrics as m;
+use crate::Ctx;
+
+/// Time between two rounds; jittered by ±20 % so that workers spread theirs.
+const EVERY: Duration = Duration::from_secs(300);
+
+/// Time before the next round after a round that Redis failed.
+const RETRY_AFTER: Duration = Duration::from_secs(5);
+
+/// Most dead-letter entries one script call removes: about a millisecond of Redis.
+const STEP: u64 = 1000;
+
+/// Runs rounds until `shutdown` is cancelled: the first at once, then every [`EVERY`].
+pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    loop {
+        let next = match round(&ctx, &mut conn, &shutdown).await {
+            true => EVERY.mul_f64(rand::rng().random_range(0.8..=1.2)),
+            false => RETRY_AFTER,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(next) => {}
+            _ = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One round over every shard. False when Redis failed (the round is taken again soon).
+async fn round(
+    ctx: &Ctx,
+    conn: &mut Option<MultiplexedConnection>,
+    shutdown: &CancellationToken,
+) -> bool {
+    let c = match conn.as_mut() {
+        Some(c) => c,
+        None => match ctx.store.conn().await {
+            Ok(c) => conn.insert(deadpool_redis::Connection::take(c)),
+            Err(e) => {
+                ctx.redis_failed(m::RedisOp::Housekeeping, &e);
+                return false;
+            }
+        },
+    };
+    let shards = u64::from(ctx.store.shards());
+    let keep = ctx.cfg.dead_max.div_ceil(shards);
+    for shard in 0..ctx.store.shards() {
+        let mut trimmed = 0;
+        loop {
+            if shutdown.is_cancelled() {
+                return true;
+            }
+            match ctx
+                .store
+                .trim_dead(c, shard, keep, ctx.cfg.dead_max_age, STEP)
+                .await
+            {
+                Ok(n) => {
+                    trimmed += n;
+                    if n < STEP {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    ctx.redis_failed(m::RedisOp::Trim, &e);
+                    *conn = None;
+                    return false;
+                }
+            }
+        }
+        if trimmed > 0 {
+            debug!(shard, removed = trimmed, "dead-letter store trimmed");
+        }
+        match ctx
+            .store
+            .sweep_parked(c, shard, ctx.cfg.retry.window())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => {
+                m::discarded(m::DiscardReason::ParkedTooLong).increment(n);
+                debug!(
+                    shard,
+                    discarded = n,
+                    "parked jobs past the retry window discarded"
+                );
+            }
+            Err(e) => {
+                ctx.redis_failed(m::RedisOp::Sweep, &e);
+                *conn = None;
+                return false;
+            }
+        }
+    }
+    true
+}
