@@ -130,9 +130,11 @@ fn malformed_job_records_go_to_the_dead_letter_store_and_the_worker_goes_on() {
 
     let garbage = "01J000000000000000000BAD01";
     let unknown_version = "01J000000000000000000BAD02";
+    let not_json = "01J000000000000000000BAD04";
     let bad = [
         (garbage, "\u{0}\u{1} not a job record at all"),
         (unknown_version, "9 0 1700000000000 dash-1\n{\"n\":1}"),
+        (not_json, "1 0 1700000000000 dash-1\nnot JSON {"),
     ];
     for (id, record) in bad {
         redis::cmd("HSET")
@@ -154,18 +156,49 @@ fn malformed_job_records_go_to_the_dead_letter_store_and_the_worker_goes_on() {
         .arg("dash-1")
         .exec(&mut con)
         .expect("ZADD");
+    // A job of an endpoint that never existed (written behind the enqueue script's back).
+    let orphan = "01J000000000000000000BAD03";
+    redis::cmd("HSET")
+        .arg(key("jobs"))
+        .arg(orphan)
+        .arg("1 0 1700000000000 ghost\n{}")
+        .exec(&mut con)
+        .expect("HSET");
+    redis::cmd("ZADD")
+        .arg(key("q:ghost"))
+        .arg(0)
+        .arg(orphan)
+        .exec(&mut con)
+        .expect("ZADD");
+    redis::cmd("ZADD")
+        .arg(key("ready"))
+        .arg(0)
+        .arg("ghost")
+        .exec(&mut con)
+        .expect("ZADD");
 
     let worker = herald.spawn_worker(&[]);
-    herald.wait_for_stats("both bad records dead", SAFETY_NET, |s| {
-        s.dead == 2 && s.queued() == 0 && s.in_flight == 0
+    herald.wait_for_stats("the bad records dead", SAFETY_NET, |s| {
+        s.dead == 4 && s.queued() == 0 && s.in_flight == 0
     });
+    assert_eq!(
+        worker.metric("herald_jobs_discarded_total{reason=\"malformed\"}"),
+        3.0
+    );
+    let shown = herald.ok(&["job", "get", not_json, "--json"]).json();
+    assert_eq!(shown["raw_payload"], "not JSON {", "{shown}");
+    assert_eq!(
+        worker.metric("herald_jobs_discarded_total{reason=\"endpoint_gone\"}"),
+        1.0
+    );
+    worker.wait_for_line(SAFETY_NET, |l| l.contains("deleted or unknown endpoint"));
     assert!(worker.is_running(), "the worker died on bad data");
 
     let good = herald.enqueue("dash-1", &json!({"fine": true}));
     let requests = rx.wait_for(1, SAFETY_NET);
     assert_eq!(requests[0].webhook_id(), format!("msg_{good}"));
     herald.wait_for_stats("the good job delivered", SAFETY_NET, |s| {
-        s.dead == 2 && s.queued() == 0 && s.in_flight == 0
+        s.dead == 4 && s.queued() == 0 && s.in_flight == 0
     });
     assert!(worker.is_running(), "the worker died on bad data");
     worker.stop(SAFETY_NET);
@@ -175,7 +208,7 @@ fn malformed_job_records_go_to_the_dead_letter_store_and_the_worker_goes_on() {
     let ids: HashSet<&str> = dead.iter().filter_map(|j| j["id"].as_str()).collect();
     assert_eq!(
         ids,
-        HashSet::from([garbage, unknown_version]),
+        HashSet::from([garbage, unknown_version, orphan, not_json]),
         "dead list: {dead:?}"
     );
     for job in &dead {

@@ -12,7 +12,8 @@
   KEYS[7]     errors     HASH  job id -> last error
   KEYS[8]     endpoints  HASH  endpoint id -> endpoint JSON
   KEYS[9]     dead       ZSET  job id -> time it was discarded (ms)
-  KEYS[10]    seq        STRING counter that issues fencing tokens
+  KEYS[10]    seq        STRING counter that issues fencing tokens, kept at or above the Redis
+                               time in µs
   KEYS[11]    disabled   HASH  endpoint id -> why and when it was disabled (JSON)
   KEYS[12]    deleted    HASH  endpoint id -> when it was last deleted (ms)
   KEYS[12+i]  q          ZSET  "<shard prefix>:q:<endpoint i>": the queue of candidate i
@@ -46,9 +47,11 @@
   queue until it is enabled); a paused one waits until its pause ends. A job whose record is
   unreadable is discarded.
 
-  Returns {now_ms, next_ready_ms, next_lease_deadline_ms, discarded, held_in_flight,
-  held_adaptive, held_rate, held_pause, C, candidate 1 .. candidate C, job...}: next_* are -1
-  when nothing is waiting (an endpoint at its limit waits for a settlement, not for time);
+  Returns {now_ms, next_ready_ms, next_lease_deadline_ms, discarded_gone, discarded_malformed,
+  held_in_flight, held_adaptive, held_rate, held_pause, C, candidate 1 .. candidate C, job...}:
+  next_* are -1 when nothing is waiting (an endpoint at its limit waits for a settlement, not
+  for time); discarded_* count the jobs this call sent to the dead-letter store because their
+  endpoint was deleted or unknown, or their record unreadable;
   held_* count the endpoints this call held back with due work, by cause; the candidates are
   the endpoints whose turn has come, oldest first, for the next call; each leased job adds
   four entries: id, lease ("<token> <attempt>"; settling scripts take it back as is), the job
@@ -65,18 +68,21 @@ local default_max = tonumber(ARGV[3])
 local most_candidates = tonumber(ARGV[4])
 local valid_until = tonumber(ARGV[5])
 if valid_until > 0 and now > valid_until then
-  local late = {now, now, -1, 0, 0, 0, 0, 0, #ARGV - 5}
+  local late = {now, now, -1, 0, 0, 0, 0, 0, 0, #ARGV - 5}
   for i = 6, #ARGV do late[#late + 1] = ARGV[i] end
   return late
 end
-local discarded = 0
+-- Jobs discarded, by cause: their endpoint is gone (deleted or unknown), their record is
+-- unreadable.
+local discarded = {0, 0}
+local GONE, MALFORMED = 1, 2
 local held = {0, 0, 0, 0}
 local IN_FLIGHT, ADAPTIVE, RATE, PAUSE = 1, 2, 3, 4
 
-local function bury(id, reason)
+local function bury(id, reason, cause)
   redis.call('ZADD', dead, now, id)
   redis.call('HSET', errors, id, reason)
-  discarded = discarded + 1
+  discarded[cause] = discarded[cause] + 1
 end
 
 -- The cause that holds back an endpoint at its limit.
@@ -96,7 +102,7 @@ for i = 6, #ARGV do
       if redis.call('HEXISTS', deleted, e) == 1 then why = 'endpoint deleted: ' .. e end
       for _, id in ipairs(redis.call('ZRANGE', q, 0, want - 1)) do
         redis.call('ZREM', q, id)
-        bury(id, why)
+        bury(id, why, GONE)
       end
       if redis.call('EXISTS', q) == 0 then redis.call('ZREM', ready, e) end
     elseif redis.call('HEXISTS', disabled, e) == 1 then
@@ -123,14 +129,22 @@ for i = 6, #ARGV do
   end
 end
 
-local out = {now, -1, -1, 0, 0, 0, 0, 0}
+local out = {now, -1, -1, 0, 0, 0, 0, 0, 0}
 
 -- Second pass: lease each servable endpoint's share of due jobs. One INCRBY reserves a token
 -- for every job that may be leased; tokens not used are simply never issued.
 local jobs_out = {}
 if #servable > 0 then
   local share = math.ceil(want / #servable)
-  local next_token = redis.call('INCRBY', seq, want) - want
+  -- Tokens never fall behind the Redis clock (1000 per ms): if Redis loses its latest writes
+  -- (a crash with `appendfsync everysec`, a failover), `seq` rolls back, but the time has moved
+  -- on, so no token issued before the loss is issued again to another lease.
+  local top = redis.call('INCRBY', seq, want)
+  if top - want < now * 1000 then
+    top = now * 1000 + want
+    redis.call('SET', seq, string.format('%.0f', top))
+  end
+  local next_token = top - want
   local left = want
   for _, s in ipairs(servable) do
     if left <= 0 then break end
@@ -147,12 +161,12 @@ if #servable > 0 then
       if rec then
         local version, attempts, enqueued = string.match(rec, '^(%d+) (%d+) (%d+) %S+\n')
         if version ~= '1' then
-          bury(id, 'malformed: the job record header is unreadable')
+          bury(id, 'malformed: the job record header is unreadable', MALFORMED)
         elseif s.gone and tonumber(enqueued) <= s.gone then
-          bury(id, 'endpoint deleted: ' .. e)
+          bury(id, 'endpoint deleted: ' .. e, GONE)
         else
           next_token = next_token + 1
-          local lease = next_token .. ' ' .. (tonumber(attempts) + 1)
+          local lease = string.format('%.0f %d', next_token, tonumber(attempts) + 1)
           redis.call('ZADD', inflight, deadline, id)
           redis.call('HSET', leases, id, lease)
           local n = #jobs_out
@@ -201,10 +215,10 @@ local first = redis.call('ZRANGE', ready, 0, 0, 'WITHSCORES')
 if first[2] and tonumber(first[2]) < BLOCKED then out[2] = tonumber(first[2]) end
 local lease_first = redis.call('ZRANGE', inflight, 0, 0, 'WITHSCORES')
 if lease_first[2] then out[3] = tonumber(lease_first[2]) end
-out[4] = discarded
-for c = 1, 4 do out[4 + c] = held[c] end
+out[4], out[5] = discarded[GONE], discarded[MALFORMED]
+for c = 1, 4 do out[5 + c] = held[c] end
 local candidates = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, most_candidates)
-out[9] = #candidates
+out[10] = #candidates
 for _, e in ipairs(candidates) do out[#out + 1] = e end
 for _, v in ipairs(jobs_out) do out[#out + 1] = v end
 return out

@@ -2,7 +2,7 @@
   expire-8.lua: take back the jobs of one shard whose lease ran out (their worker died, hung, or
   lost its connection): each expired lease counts as a failed attempt ("lease_expired"), the
   job goes back to its endpoint's queue, due at once, or to the dead-letter store when that was
-  its last attempt, and its endpoint's slot comes free. Sent with prelude/flow.lua prepended.
+  its last attempt (the second time: see below), and its endpoint's slot comes free. Sent with prelude/flow.lua prepended.
 
   KEYS[1]    inflight  ZSET  job id -> lease deadline (ms)
   KEYS[2]    leases    HASH  job id -> the current lease: "<fencing token> <attempt>"
@@ -14,8 +14,13 @@
   KEYS[8]    disabled  HASH  endpoint id -> why and when it was disabled (JSON)
   KEYS[8+i]  q         ZSET  "<shard prefix>:q:<endpoint id>" of the i-th job: its queue
 
-  ARGV[1]  attempts allowed in all (retries + 1): an expired lease that used the last one
-           sends the job to the dead-letter store
+  The job's last allowed attempt is the exception: its worker may have died (or lost the
+  claim's reply) before sending it, so the first time its lease expires it is put back without
+  counting it (the error line ends with "; not counted: the last attempt is given once more");
+  the second time, the job goes to the dead-letter store. A job that brings down every worker
+  that takes it therefore still ends, one attempt later.
+
+  ARGV[1]  attempts allowed in all (retries + 1)
   ARGV     then pairs: job id, its endpoint id (as its record names it)
 
   The caller finds the expired jobs (ZRANGEBYSCORE inflight -inf <now>) and their endpoints
@@ -30,6 +35,7 @@ local inflight, leases, jobs, errors, dead, busy, ready, disabled =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local now = now_ms()
 local max_attempts = tonumber(ARGV[1])
+local RETRY_NOTE = '; not counted: the last attempt is given once more'
 local out = {0, 0, 0}
 local i = 0
 for g = 2, #ARGV, 2 do
@@ -51,11 +57,23 @@ for g = 2, #ARGV, 2 do
       end
       local why = 'lease_expired: the worker did not settle attempt ' .. attempts ..
         ' before its lease ran out'
+      local again = false
       if attempts >= max_attempts then
+        -- A worker that dies (or loses a claim's reply) may never have sent the job: its last
+        -- attempt is given once more, not counted; a second expiry of it ends the job, so a
+        -- job that brings down every worker still ends.
+        local last = redis.call('HGET', errors, id) or ''
+        again = string.sub(last, -string.len(RETRY_NOTE)) ~= RETRY_NOTE
+        if again and version then
+          redis.call('HSET', jobs, id, version .. ' ' .. (attempts - 1) .. rest)
+        end
+      end
+      if attempts >= max_attempts and not again then
         redis.call('ZADD', dead, now, id)
         redis.call('HSET', errors, id, why .. '; retries exhausted')
         out[2] = out[2] + 1
       else
+        if again then why = why .. RETRY_NOTE end
         redis.call('ZADD', KEYS[8 + i], now, id)
         redis.call('HSET', errors, id, why)
         if redis.call('HEXISTS', disabled, e) == 0 then offer(ready, e, now) end

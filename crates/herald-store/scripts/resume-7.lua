@@ -20,12 +20,15 @@
   ARGV[3]  with ARGV[2]: the flow settings "<max in flight> <interval_ms> <burst>" (interval 0:
            no rate). Setting an endpoint starts its adaptive limit at the maximum and clears
            a pause; enabling only leaves them as they are.
+  ARGV[4]  with ARGV[2]: the endpoint JSON the caller read before making ARGV[2] ("" when the
+           endpoint did not exist): ARGV[2] is written only if that is still what is stored
 
   Returns {created, queued}: created is 1 when the endpoint did not exist before, queued the
   jobs in its queue; or {-1} when ARGV[2] is "" and the endpoint does not exist; or {-2},
   nothing written, when the id was deleted in this very millisecond: a job enqueued for the new
   endpoint in that millisecond could not be told from the old one's, so call again a
-  millisecond later.
+  millisecond later; or {-3}, nothing written, when the stored JSON is no longer ARGV[4] (an
+  operator changed or deleted the endpoint meanwhile): read it again and redo the change.
 ]]
 
 local endpoints, disabled, strikes, deleted, ready, flow, q =
@@ -42,6 +45,9 @@ if ARGV[2] ~= '' then
   local gone = tonumber(redis.call('HGET', deleted, endpoint))
   if gone and gone >= now and redis.call('HEXISTS', endpoints, endpoint) == 0 then
     return {-2}
+  end
+  if (redis.call('HGET', endpoints, endpoint) or '') ~= ARGV[4] then
+    return {-3}
   end
   created = redis.call('HSET', endpoints, endpoint, ARGV[2])
   -- The rate clock (tat) is kept, so that setting an endpoint again does not reset its rate.

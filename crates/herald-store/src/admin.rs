@@ -70,6 +70,10 @@ pub struct JobInfo {
     pub last_error: Option<String>,
     /// The payload as stored, when it is JSON.
     pub payload: Option<serde_json::Value>,
+    /// The payload's bytes (invalid UTF-8 replaced), when it is not JSON: what a worker
+    /// discarded as `malformed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw_payload: Option<String>,
     /// The stored record, when it could not be parsed.
     pub raw_record: Option<String>,
 }
@@ -88,6 +92,9 @@ struct Found {
 
 fn job_info(id: &str, shard: u16, state: JobState, raw: &[u8], found: Found) -> JobInfo {
     let record = JobRecord::parse(raw);
+    let payload: Option<serde_json::Value> = record
+        .as_ref()
+        .and_then(|r| serde_json::from_slice(&r.payload).ok());
     JobInfo {
         id: id.to_owned(),
         shard,
@@ -99,9 +106,11 @@ fn job_info(id: &str, shard: u16, state: JobState, raw: &[u8], found: Found) -> 
         lease_deadline_ms: found.inflight.map(|s| s as i64),
         dead_at_ms: found.dead.map(|s| s as i64),
         last_error: found.last_error,
-        payload: record
-            .as_ref()
-            .and_then(|r| serde_json::from_slice(&r.payload).ok()),
+        payload: payload.clone(),
+        raw_payload: match (&record, payload) {
+            (Some(r), None) => Some(String::from_utf8_lossy(&r.payload).into_owned()),
+            _ => None,
+        },
         raw_record: match record {
             Some(_) => None,
             None => Some(String::from_utf8_lossy(raw).into_owned()),

@@ -195,7 +195,9 @@ impl Store {
     }
 
     /// [`Store::set_endpoint`], changing its flow settings too. Setting an endpoint starts its
-    /// adaptive limit at the configured maximum and ends a pause.
+    /// adaptive limit at the configured maximum and ends a pause. The change is made against
+    /// the stored configuration it read: when an operator changed the endpoint meanwhile, it is
+    /// read again and the change made again on top of theirs.
     pub async fn set_endpoint_with(
         &self,
         id: &EndpointId,
@@ -204,45 +206,104 @@ impl Store {
         flow: FlowChange,
     ) -> Result<SetEndpoint> {
         let mut conn = self.conn().await?;
-        let now = self.now_ms(&mut conn).await?;
-        let existing = self.endpoint(id).await?;
-        let record = EndpointRecord {
-            url: url.to_owned(),
-            secrets: match (secret, &existing) {
-                (Some(secret), _) => vec![EndpointSecret {
-                    secret,
-                    expires_at_ms: None,
-                }],
-                (None, Some(e)) => e.secrets.clone(),
-                (None, None) => Vec::new(),
-            },
-            created_at_ms: existing.as_ref().map_or(now, |e| e.created_at_ms),
-            updated_at_ms: now,
-            max_in_flight: flow
-                .max_in_flight
-                .or_else(|| existing.as_ref().and_then(|e| e.max_in_flight)),
-            rate: flow
-                .rate
-                .unwrap_or_else(|| existing.as_ref().and_then(|e| e.rate)),
-        };
-        let json = serde_json::to_string(&record).expect("endpoint record serialises");
-        let (created, resumed) = self.resume(id, &json, &record.flow_settings()).await?;
-        Ok(SetEndpoint {
-            created,
-            resumed,
-            record,
-        })
+        loop {
+            let now = self.now_ms(&mut conn).await?;
+            let (raw, existing) = self.endpoint_raw(id).await?;
+            let record = EndpointRecord {
+                url: url.to_owned(),
+                secrets: match (&secret, &existing) {
+                    (Some(secret), _) => vec![EndpointSecret {
+                        secret: secret.clone(),
+                        expires_at_ms: None,
+                    }],
+                    (None, Some(e)) => e.secrets.clone(),
+                    (None, None) => Vec::new(),
+                },
+                created_at_ms: existing.as_ref().map_or(now, |e| e.created_at_ms),
+                updated_at_ms: now,
+                max_in_flight: flow
+                    .max_in_flight
+                    .or_else(|| existing.as_ref().and_then(|e| e.max_in_flight)),
+                rate: flow
+                    .rate
+                    .unwrap_or_else(|| existing.as_ref().and_then(|e| e.rate)),
+            };
+            let json = serde_json::to_string(&record).expect("endpoint record serialises");
+            let Some((created, resumed)) = self
+                .resume(
+                    id,
+                    &json,
+                    &record.flow_settings(),
+                    raw.as_deref().unwrap_or(""),
+                )
+                .await?
+            else {
+                continue;
+            };
+            return Ok(SetEndpoint {
+                created,
+                resumed,
+                record,
+            });
+        }
+    }
+
+    /// Changes an endpoint's stored configuration with `change` (no state change; for secret
+    /// rotation), against the configuration it read: when an operator changed it meanwhile,
+    /// `change` runs again on what they stored. Returns what was stored; refuses an endpoint
+    /// that does not exist (or was deleted meanwhile) without writing anything.
+    pub async fn update_endpoint(
+        &self,
+        id: &EndpointId,
+        mut change: impl FnMut(&mut EndpointRecord, i64),
+    ) -> Result<EndpointRecord> {
+        let mut conn = self.conn().await?;
+        loop {
+            let now = self.now_ms(&mut conn).await?;
+            let (Some(raw), Some(mut record)) = self.endpoint_raw(id).await? else {
+                return Err(StoreError::UnknownEndpoint(id.to_string()));
+            };
+            change(&mut record, now);
+            let json = serde_json::to_string(&record).expect("endpoint record serialises");
+            let written: i64 = self
+                .inner
+                .scripts
+                .update_endpoint
+                .key(&self.keys_of(id).endpoints)
+                .arg(id.as_str())
+                .arg(&raw)
+                .arg(&json)
+                .invoke_async(&mut conn)
+                .await?;
+            match written {
+                1 => return Ok(record),
+                0 => continue,
+                -1 => return Err(StoreError::UnknownEndpoint(id.to_string())),
+                other => return Err(protocol("update-endpoint", format!("{other}"))),
+            }
+        }
     }
 
     /// Enables an endpoint; its parked jobs are served again (those already due at once),
     /// attempt counts kept. Returns how many jobs its queue holds.
     pub async fn enable_endpoint(&self, id: &EndpointId) -> Result<u64> {
-        Ok(self.resume(id, "", "").await?.1)
+        let (_, queued) = self
+            .resume(id, "", "", "")
+            .await?
+            .expect("enabling compares nothing");
+        Ok(queued)
     }
 
-    /// Runs `resume-7.lua`: stores `json` and `flow` (unless empty), clears the disabled state,
-    /// and puts the endpoint's queue back in the claims' way.
-    async fn resume(&self, id: &EndpointId, json: &str, flow: &str) -> Result<(bool, u64)> {
+    /// Runs `resume-7.lua`: stores `json` and `flow` (unless empty) if the stored JSON is still
+    /// `read`, clears the disabled state, and puts the endpoint's queue back in the claims'
+    /// way. `None` when the stored JSON changed meanwhile (nothing written).
+    async fn resume(
+        &self,
+        id: &EndpointId,
+        json: &str,
+        flow: &str,
+        read: &str,
+    ) -> Result<Option<(bool, u64)>> {
         let mut conn = self.conn().await?;
         let k = self.keys_of(id);
         let reply = loop {
@@ -260,6 +321,7 @@ impl Store {
                 .arg(id.as_str())
                 .arg(json)
                 .arg(flow)
+                .arg(read)
                 .invoke_async(&mut conn)
                 .await?;
             // Deleted in this very millisecond: set it in a later one (a few round trips), so
@@ -270,6 +332,7 @@ impl Store {
         };
         let (created, moved) = match reply.as_slice() {
             [-1] => return Err(StoreError::UnknownEndpoint(id.to_string())),
+            [-3] => return Ok(None),
             [c, queued] => (*c == 1, *queued as u64),
             other => return Err(protocol("resume", format!("{other:?}"))),
         };
@@ -277,7 +340,7 @@ impl Store {
             let now = self.now_ms(&mut conn).await?;
             self.wake(&mut conn, self.shard_of(id), now).await?;
         }
-        Ok((created, moved))
+        Ok(Some((created, moved)))
     }
 
     /// Disables an endpoint by hand. Returns false when it already was.
@@ -365,17 +428,22 @@ impl Store {
             .transpose()
     }
 
-    /// Stores a changed configuration as it is (no state change); for secret rotation.
-    pub async fn update_endpoint(&self, id: &EndpointId, record: &EndpointRecord) -> Result<()> {
+    /// An endpoint's configuration as stored, and parsed.
+    async fn endpoint_raw(
+        &self,
+        id: &EndpointId,
+    ) -> Result<(Option<String>, Option<EndpointRecord>)> {
         let mut conn = self.conn().await?;
-        let json = serde_json::to_string(record).expect("endpoint record serialises");
-        let _: i64 = redis::cmd("HSET")
+        let raw: Option<String> = redis::cmd("HGET")
             .arg(&self.keys_of(id).endpoints)
             .arg(id.as_str())
-            .arg(json)
             .query_async(&mut conn)
             .await?;
-        Ok(())
+        let record = raw
+            .as_deref()
+            .map(|raw| serde_json::from_str(raw).map_err(|e| unreadable(id.as_str(), e)))
+            .transpose()?;
+        Ok((raw, record))
     }
 
     /// Everything about one endpoint, if it exists.
@@ -482,18 +550,26 @@ impl Store {
 
     /// Subscribes an endpoint to a service (replacing an earlier subscription to it).
     pub async fn subscribe(&self, id: &EndpointId, slug: &str, sub: &Subscription) -> Result<()> {
-        if self.endpoint(id).await?.is_none() {
-            return Err(StoreError::UnknownEndpoint(id.to_string()));
-        }
         let mut conn = self.conn().await?;
         let json = serde_json::to_string(sub).expect("subscription serialises");
-        // The service's list is what publishers read: write it last, so that a subscriber
-        // is never notified without the endpoint's own list saying so.
-        let _: () = redis::pipe()
-            .hset(self.keys_of(id).subscriptions(id.as_str()), slug, &json)
-            .ignore()
-            .query_async(&mut conn)
+        let k = self.keys_of(id);
+        // The endpoint's own list first, and only while it exists; the service's list, which
+        // publishers read, last, so that a subscriber is never notified without the endpoint's
+        // own list saying so.
+        let written: i64 = self
+            .inner
+            .scripts
+            .subscribe
+            .key(&k.endpoints)
+            .key(k.subscriptions(id.as_str()))
+            .arg(id.as_str())
+            .arg(slug)
+            .arg(&json)
+            .invoke_async(&mut conn)
             .await?;
+        if written != 1 {
+            return Err(StoreError::UnknownEndpoint(id.to_string()));
+        }
         let _: () = redis::pipe()
             .hset(
                 self.inner.namespace.service_subscribers(slug),

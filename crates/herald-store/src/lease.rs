@@ -56,8 +56,11 @@ pub struct Claim {
     pub next_ready_ms: Option<i64>,
     /// The shard's earliest lease deadline (ms), if any job is in flight.
     pub next_lease_deadline_ms: Option<i64>,
-    /// Jobs sent to the dead-letter store by this call (unreadable, endpoint deleted).
-    pub discarded: u64,
+    /// Jobs sent to the dead-letter store by this call because their endpoint was deleted or
+    /// never existed.
+    pub discarded_gone: u64,
+    /// Jobs sent to the dead-letter store by this call because their record is unreadable.
+    pub discarded_malformed: u64,
     pub held: Held,
     /// The endpoints whose turn has come, oldest first: what the next claim of this shard
     /// should name.
@@ -568,7 +571,7 @@ impl Store {
 }
 
 fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
-    const HEAD: usize = 9;
+    const HEAD: usize = 10;
     const PER_JOB: usize = 4;
     if reply.len() < HEAD {
         return Err(protocol("claim", format!("{} entries", reply.len())));
@@ -580,7 +583,8 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
     let now_ms = int(it.next())?;
     let next_ready = int(it.next())?;
     let next_lease = int(it.next())?;
-    let discarded = int(it.next())? as u64;
+    let discarded_gone = int(it.next())? as u64;
+    let discarded_malformed = int(it.next())? as u64;
     let held = Held {
         in_flight: int(it.next())? as u64,
         adaptive: int(it.next())? as u64,
@@ -638,7 +642,8 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
         now_ms,
         next_ready_ms: (next_ready >= 0).then_some(next_ready),
         next_lease_deadline_ms: (next_lease >= 0).then_some(next_lease),
-        discarded,
+        discarded_gone,
+        discarded_malformed,
         held,
         candidates,
         jobs,

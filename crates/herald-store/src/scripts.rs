@@ -60,6 +60,8 @@ pub struct Scripts {
     pub scan_records: Script,
     pub check_job: Script,
     pub check_endpoint: Script,
+    pub update_endpoint: Script,
+    pub subscribe: Script,
 }
 
 /// A worker-side script: `scripts/prelude/flow.lua`, then the script itself.
@@ -93,13 +95,15 @@ impl Default for Scripts {
             scan_records: Script::new(include_str!("../scripts/scan-records-1.lua")),
             check_job: Script::new(include_str!("../scripts/check-job-7.lua")),
             check_endpoint: Script::new(include_str!("../scripts/check-endpoint-12.lua")),
+            update_endpoint: Script::new(include_str!("../scripts/update-endpoint-1.lua")),
+            subscribe: Script::new(include_str!("../scripts/subscribe-2.lua")),
         }
     }
 }
 
 impl Scripts {
     /// Every script, for loading them all at once.
-    pub fn all(&self) -> [&Script; 18] {
+    pub fn all(&self) -> [&Script; 20] {
         [
             &self.enqueue,
             &self.enqueue_batch,
@@ -119,6 +123,8 @@ impl Scripts {
             &self.scan_records,
             &self.check_job,
             &self.check_endpoint,
+            &self.update_endpoint,
+            &self.subscribe,
         ]
     }
 }

@@ -26,7 +26,7 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use crate::delivery::{self, Done};
 use crate::metrics as m;
@@ -387,8 +387,21 @@ impl Claimer {
         c: &MultiplexedConnection,
     ) {
         self.offset_ms = claim.now_ms - local_ms();
-        if claim.discarded > 0 {
-            m::discarded(m::DiscardReason::Claim).increment(claim.discarded);
+        if claim.discarded_gone > 0 {
+            m::discarded(m::DiscardReason::EndpointGone).increment(claim.discarded_gone);
+            info!(
+                shard,
+                discarded = claim.discarded_gone,
+                "jobs of a deleted or unknown endpoint sent to the dead-letter store (herald dead list shows them)"
+            );
+        }
+        if claim.discarded_malformed > 0 {
+            m::discarded(m::DiscardReason::Malformed).increment(claim.discarded_malformed);
+            warn!(
+                shard,
+                discarded = claim.discarded_malformed,
+                "jobs with an unreadable record sent to the dead-letter store (herald dead list shows them)"
+            );
         }
         record_held(&claim.held);
         let got = claim.jobs.len();

@@ -75,7 +75,7 @@ label_values! {
     DiscardReason {
         RetriesExhausted => "retries_exhausted",
         Malformed => "malformed",
-        Claim => "claim",
+        EndpointGone => "endpoint_gone",
         LeaseExpired => "lease_expired",
         ParkedTooLong => "parked_too_long",
         Other => "other",

@@ -159,31 +159,25 @@ fn describe_limits(max_in_flight: u32, rate: Option<Rate>) -> String {
 
 /// Puts a fresh secret first and lets the active ones expire after `grace`.
 async fn rotate(store: &Store, id: &EndpointId, grace: Duration) -> anyhow::Result<String> {
-    let mut record = store
-        .endpoint(id)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| Refused(format!("endpoint {id} not found")))?;
-    let mut conn = store.conn().await.map_err(store_error)?;
-    let now = store.now_ms(&mut conn).await.map_err(store_error)?;
-    let expires = now + grace.as_millis() as i64;
-    record
-        .secrets
-        .retain(|s| s.expires_at_ms.is_none_or(|t| t > now));
-    for s in &mut record.secrets {
-        s.expires_at_ms = Some(s.expires_at_ms.map_or(expires, |t| t.min(expires)));
-    }
     let secret = Secret::generate().expose();
-    record.secrets.insert(
-        0,
-        EndpointSecret {
-            secret: secret.clone(),
-            expires_at_ms: None,
-        },
-    );
-    record.updated_at_ms = now;
     store
-        .update_endpoint(id, &record)
+        .update_endpoint(id, |record, now| {
+            let expires = now + grace.as_millis() as i64;
+            record
+                .secrets
+                .retain(|s| s.expires_at_ms.is_none_or(|t| t > now));
+            for s in &mut record.secrets {
+                s.expires_at_ms = Some(s.expires_at_ms.map_or(expires, |t| t.min(expires)));
+            }
+            record.secrets.insert(
+                0,
+                EndpointSecret {
+                    secret: secret.clone(),
+                    expires_at_ms: None,
+                },
+            );
+            record.updated_at_ms = now;
+        })
         .await
         .map_err(store_error)?;
     Ok(secret)

@@ -64,6 +64,9 @@ pub fn print_job(job: &JobInfo) {
     if let Some(raw) = &job.raw_record {
         outln!("raw record:    {raw:?}");
     }
+    if let Some(raw) = &job.raw_payload {
+        outln!("payload (not JSON): {raw:?}");
+    }
 }
 
 pub async fn job(global: &Global, id: &str) -> anyhow::Result<()> {
