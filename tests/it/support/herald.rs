@@ -471,6 +471,11 @@ impl Worker {
         self.proc.signal(Signal::SIGTERM);
     }
 
+    /// Sends `sig` to the process (SIGSTOP freezes it, SIGCONT lets it go on).
+    pub fn signal(&self, sig: Signal) {
+        self.proc.signal(sig);
+    }
+
     /// Kills the process at once: no drain, no release of its leases.
     pub fn sigkill(&self) {
         self.proc.signal(Signal::SIGKILL);
