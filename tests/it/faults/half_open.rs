@@ -1,15 +1,21 @@
 //! A half-open connection: the proxy between the workers and Redis stops forwarding without
-//! closing anything, so that only the workers' own deadlines can tell them Redis is gone.
+//! closing anything, so that only the workers' own deadlines can tell them Redis is gone; an
+//! idle worker, a loaded fleet, and the TCP keepalive that would notice a real dropped flow.
 
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::{hook_path, none_dead, Failure, Fleet, Ledger, Scale, BATCH};
 use crate::support::process::poll_until;
 use crate::support::proxy::Proxy;
 use crate::support::receiver::{self, Receiver};
 use crate::support::sockets::{tcp_sockets_of, TcpSocket, ESTABLISHED, KEEPALIVE_TIMER};
 use crate::support::{http_get, redis_and_herald, SAFETY_NET};
+
+/// The workers' lease under load.
+const LEASE: Duration = Duration::from_secs(30);
 
 /// How often a test asks a worker's `/readyz`.
 const PROBE_EVERY: Duration = Duration::from_millis(50);
@@ -116,4 +122,51 @@ fn every_redis_connection_of_a_worker_is_kept_alive_by_tcp() {
     );
     assert!(sockets.len() >= 2, "{sockets:?}");
     worker.stop(SAFETY_NET);
+}
+
+#[test]
+fn workers_cut_off_from_redis_by_half_open_connections_carry_on_once_they_heal() {
+    let scale = Scale::from_env();
+    // Short: until every worker has noticed; long: 100 s, longer than the lease.
+    let (jobs, hold) = scale.pick((3_000, Duration::ZERO), (10_000, Duration::from_secs(100)));
+    let (redis, herald) = redis_and_herald("it-faults-half-open-load");
+    let proxy = Proxy::start(redis.port());
+    // At most 3 × 8 / 50 ms = 480 deliveries a second: the run is cut in the middle.
+    let rx = Receiver::start(receiver::slow(Duration::from_millis(50)));
+    let ledger = Ledger::new();
+    for endpoint in ["dash-1", "dash-2"] {
+        herald.set_endpoint(
+            endpoint,
+            &format!("{}{}", rx.url(), hook_path(endpoint, 0, 0)),
+        );
+    }
+    for (i, start) in (0..jobs).step_by(BATCH).enumerate() {
+        let endpoint = if i % 2 == 0 { "dash-1" } else { "dash-2" };
+        ledger.enqueue(&herald, endpoint, 0, BATCH.min(jobs - start));
+    }
+    let through_proxy = herald
+        .clone()
+        .with_env("HERALD_REDIS_URL", &proxy.redis_url());
+    let fleet = Fleet::start(
+        &through_proxy,
+        3,
+        &[
+            ("HERALD_CONCURRENCY", "8"),
+            ("HERALD_LEASE", "30s"),
+            ("HERALD_RETRY_SCHEDULE", &["100ms"; 10].join(",")),
+        ],
+    );
+
+    rx.wait_for_distinct(jobs / 3, scale.drain_net());
+    let failure = Failure::shared("connections to redis blackholed", &rx, LEASE);
+    let cut = Instant::now();
+    proxy.blackhole();
+    fleet.wait_for_readyz(503, SAFETY_NET);
+    thread::sleep(hold.saturating_sub(cut.elapsed()));
+    proxy.heal();
+    ledger.failure(failure.over());
+    fleet.wait_for_readyz(200, SAFETY_NET);
+
+    ledger.account("half-open", &herald, &rx, none_dead, scale.drain_net());
+    fleet.stop();
 }
