@@ -385,10 +385,11 @@ impl Ledger {
                 .map(|n| format!("job {n}: {:?}", state.jobs[n]))
                 .collect();
             panic!(
-                "{} of {} jobs neither delivered nor dead, e.g.:\n{}",
+                "{} of {} jobs neither delivered nor dead, e.g.:\n{}\nherald check:\n{}",
                 lost.len(),
                 state.jobs.len(),
-                shown.join("\n")
+                shown.join("\n"),
+                herald.run(&["check"])
             );
         }
 
