@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{hook_path, Enqueued, Fleet, Job, Ledger, Scale};
+use super::{hook_path, Enqueued, Fleet, Job, Ledger, Scale, BATCH};
 use crate::support::process::poll_until;
 use crate::support::receiver::{self, Receiver};
 use crate::support::redis_server::free_port;
@@ -233,4 +233,30 @@ fn operators_acting_while_workers_deliver_strand_and_misdeliver_nothing() {
     );
     fleet.stop();
     assert!(figures.delivered > 0, "{figures}");
+}
+
+#[test]
+fn replaying_every_dead_job_ends_while_workers_send_them_straight_back() {
+    const JOBS: usize = 20_000;
+    let (_redis, herald) = redis_and_herald("it-faults-replay-all");
+    let rx = Receiver::start(receiver::always(200));
+    herald.set_endpoint("gone", &format!("{}/hooks/gone", rx.url()));
+    let ledger = Ledger::new();
+    for _ in 0..JOBS / BATCH {
+        assert_eq!(ledger.enqueue(&herald, "gone", 0, BATCH), Enqueued::All);
+    }
+    herald.ok(&["endpoint", "delete", "gone"]);
+    herald.wait_for_stats("every job dead", SAFETY_NET, |s| s.dead == JOBS as u64);
+
+    // A replayed job of a deleted endpoint goes straight back to the dead-letter store: the
+    // replay takes each job dead when it began once, and ends. (All of them in one shard, far
+    // above that shard's share of the default dead-letter bound: no trimming here.)
+    let worker = herald.spawn_worker(&[("HERALD_DEAD_MAX", "10000000")]);
+    let out = herald.ok(&["dead", "replay", "--all", "--json"]);
+    assert_eq!(out.json()["replayed"], JOBS, "{out}");
+    herald.wait_for_stats("every job dead again", SAFETY_NET, |s| {
+        s.dead == JOBS as u64 && s.queued() == 0 && s.in_flight == 0
+    });
+    worker.stop(SAFETY_NET);
+    assert_eq!(rx.count(), 0, "a job of the deleted endpoint was delivered");
 }
