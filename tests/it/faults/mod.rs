@@ -94,10 +94,12 @@ pub struct Fleet<'h> {
 }
 
 impl<'h> Fleet<'h> {
-    /// Starts `size` workers with `env` over the test defaults.
+    /// Starts `size` workers with `env` over the test defaults. The dead-letter store is never
+    /// trimmed (its bound is far above any run): the ledger reads every dead job back.
     pub fn start(herald: &'h Herald, size: usize, env: &[(&str, &str)]) -> Fleet<'h> {
-        let env: Vec<(String, String)> = env
+        let env: Vec<(String, String)> = [("HERALD_DEAD_MAX", "100000000")]
             .iter()
+            .chain(env)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         let mut fleet = Fleet {
