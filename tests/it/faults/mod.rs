@@ -170,6 +170,11 @@ impl<'h> Fleet<'h> {
         }
     }
 
+    /// The sum over the running workers of metric `name` (every label set together).
+    pub fn metric(&self, name: &str) -> f64 {
+        self.workers.iter().map(|w| w.metric(name)).sum()
+    }
+
     /// Stops every worker with SIGTERM and checks that each drained and exited 0.
     pub fn stop(self) {
         for worker in &self.workers {
