@@ -27,9 +27,15 @@
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
 //! - [`check`]: `herald check` finds every broken invariant, also while workers deliver, and
 //!   `--repair` fixes the safe ones.
+//! - [`console`]: the operator console over HTTP (login, session cookie, form tokens, scopes,
+//!   every page and button), and a real headless Chromium going through an operator's round.
+//! - [`api`]: the management API of `herald serve` over HTTP: every route, tokens and scopes,
+//!   4xx problems for bad input, cursors, the test event through a worker, the CLI's twins.
 
+mod api;
 mod check;
 mod cli_errors;
+mod console;
 mod delivery;
 mod endpoints;
 mod enqueue_batch;

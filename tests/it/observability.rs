@@ -572,7 +572,7 @@ fn yaml_to_json(y: &Yaml) -> Value {
 }
 
 /// Every document of a YAML file, as JSON values.
-fn yaml_documents(relative: &str) -> Vec<Value> {
+pub(crate) fn yaml_documents(relative: &str) -> Vec<Value> {
     YamlLoader::load_from_str(&read(relative))
         .unwrap_or_else(|e| panic!("{relative} is not valid YAML: {e}"))
         .iter()
@@ -740,7 +740,6 @@ fn alert_rules_cover_the_failure_modes() {
             "herald_first_attempt_lag_seconds_bucket",
         ),
         ("HeraldDeadLettersGrowing", "herald_jobs_discarded_total"),
-        ("HeraldEndpointsDisabled", "herald_endpoints_disabled_total"),
         ("HeraldEndpointsDisabled", "herald_disabled_endpoints"),
         ("HeraldWorkersDown", "herald_worker_info"),
         ("HeraldWorkersDown", "herald_worker_ready"),
@@ -772,6 +771,56 @@ fn alert_rules_cover_the_failure_modes() {
         prometheus["scrape_configs"][0]["dns_sd_configs"][0]["port"],
         json!(9464),
         "Prometheus scrapes the workers' default metrics port"
+    );
+}
+
+/// Minutes in a promtool duration such as `90s`, `5m` or `1h`.
+fn minutes(duration: &str) -> f64 {
+    let (number, unit) = duration.split_at(duration.len() - 1);
+    let number: f64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("{duration:?} is not a duration like 5m"));
+    match unit {
+        "s" => number / 60.0,
+        "m" => number,
+        "h" => number * 60.0,
+        _ => panic!("{duration:?} is not a duration like 5m"),
+    }
+}
+
+#[test]
+fn every_alert_rule_has_a_unit_test_in_which_it_fires_and_then_resolves() {
+    let rules = &yaml_documents("deploy/prometheus/alerts.yml")[0];
+    let names: BTreeSet<&str> = rules["groups"]
+        .as_array()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_array().expect("rules"))
+        .map(|r| r["alert"].as_str().expect("alert name"))
+        .collect();
+    let tests = &yaml_documents("deploy/prometheus/alerts.test.yml")[0];
+    // Per unit test and alert, its evaluations in time order: (minute, firing).
+    let mut resolved = BTreeSet::new();
+    for test in tests["tests"].as_array().expect("tests") {
+        let mut evals: BTreeMap<&str, Vec<(f64, bool)>> = BTreeMap::new();
+        for eval in test["alert_rule_test"].as_array().into_iter().flatten() {
+            let name = eval["alertname"].as_str().expect("alertname");
+            let at = minutes(eval["eval_time"].as_str().expect("eval_time"));
+            let firing = eval["exp_alerts"].as_array().is_some_and(|a| !a.is_empty());
+            evals.entry(name).or_default().push((at, firing));
+        }
+        for (name, mut evals) in evals {
+            evals.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let fired = evals.iter().position(|(_, firing)| *firing);
+            if fired.is_some_and(|i| evals[i..].iter().any(|(_, firing)| !firing)) {
+                resolved.insert(name);
+            }
+        }
+    }
+    let missing: Vec<&&str> = names.difference(&resolved).collect();
+    assert!(
+        missing.is_empty(),
+        "alerts.test.yml never shows these firing and then resolving: {missing:?}"
     );
 }
 

@@ -79,6 +79,20 @@ pub fn valid_slug(slug: &str) -> bool {
         })
 }
 
+/// A service slug that [`check_slug`] refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("service slug {0:?} must be 1 to 100 characters of a-z, 0-9, '.', '_', '-'")]
+pub struct SlugError(pub String);
+
+/// [`valid_slug`], with the error operators see.
+pub fn check_slug(slug: &str) -> Result<&str, SlugError> {
+    if valid_slug(slug) {
+        Ok(slug)
+    } else {
+        Err(SlugError(slug.to_owned()))
+    }
+}
+
 impl StatusEvent {
     /// Reads an event from JSON, refusing missing fields, unknown fields and unknown statuses.
     pub fn from_json(bytes: &[u8]) -> Result<Self, EventError> {
@@ -160,6 +174,18 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// A subscription at `level` to the components named (trimmed; empty names are dropped).
+    pub fn new(level: Level, components: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        Self {
+            level,
+            components: components
+                .into_iter()
+                .map(|c| c.as_ref().trim().to_owned())
+                .filter(|c| !c.is_empty())
+                .collect(),
+        }
+    }
+
     fn names(&self, group: Option<&str>, name: &str) -> bool {
         self.components.iter().any(|c| {
             c == name
@@ -191,6 +217,16 @@ mod tests {
     use Status::*;
 
     const SEED: &str = EXAMPLE;
+
+    #[test]
+    fn slugs_and_subscriptions_are_checked_as_operators_type_them() {
+        assert_eq!(check_slug("heroku"), Ok("heroku"));
+        let err = check_slug("Heroku!").unwrap_err().to_string();
+        assert!(err.contains("\"Heroku!\"") && err.contains("a-z"), "{err}");
+        let sub = Subscription::new(Level::Down, [" Apps ", "", "EU/Database"]);
+        assert_eq!(sub.components, ["Apps", "EU/Database"]);
+        assert_eq!(sub.level, Level::Down);
+    }
 
     #[test]
     fn the_documented_example_round_trips() {

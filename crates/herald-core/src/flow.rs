@@ -91,6 +91,28 @@ impl FromStr for Rate {
     }
 }
 
+/// Reads a rate setting as operators write it: a [`Rate`] (`50/s`), or `none` (or `off`) for
+/// no rate limit.
+pub fn parse_rate_setting(text: &str) -> Result<Option<Rate>, RateError> {
+    match text.trim() {
+        "none" | "off" => Ok(None),
+        rate => rate.parse().map(Some),
+    }
+}
+
+/// Why an in-flight limit was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("max_in_flight {0} must be between 1 and {MAX_IN_FLIGHT_CEILING}")]
+pub struct MaxInFlightError(pub u64);
+
+/// Checks an in-flight limit: 1 to [`MAX_IN_FLIGHT_CEILING`].
+pub fn check_max_in_flight(n: u64) -> Result<u32, MaxInFlightError> {
+    match u32::try_from(n) {
+        Ok(n) if (1..=MAX_IN_FLIGHT_CEILING).contains(&n) => Ok(n),
+        _ => Err(MaxInFlightError(n)),
+    }
+}
+
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.count, self.per.suffix())
@@ -125,6 +147,28 @@ mod tests {
         for bad in ["", "50", "50/d", "0/s", "-1/s", "x/s", "2000000/s", "50/"] {
             assert!(bad.parse::<Rate>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn rate_settings_and_in_flight_limits() {
+        assert_eq!(parse_rate_setting(" none "), Ok(None));
+        assert_eq!(parse_rate_setting("off"), Ok(None));
+        assert_eq!(
+            parse_rate_setting("5/m"),
+            Ok(Some(Rate {
+                count: 5,
+                per: Per::Minute
+            }))
+        );
+        assert!(parse_rate_setting("fast").is_err());
+        assert_eq!(check_max_in_flight(1), Ok(1));
+        assert_eq!(check_max_in_flight(10_000), Ok(10_000));
+        assert_eq!(check_max_in_flight(0), Err(MaxInFlightError(0)));
+        assert_eq!(check_max_in_flight(10_001), Err(MaxInFlightError(10_001)));
+        assert!(check_max_in_flight(u64::MAX)
+            .unwrap_err()
+            .to_string()
+            .contains("between 1 and 10000"));
     }
 
     #[test]

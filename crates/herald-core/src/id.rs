@@ -106,6 +106,12 @@ impl FromStr for JobId {
     }
 }
 
+/// A job id as the store keys it: the `msg_` prefix of the `webhook-id` header, if any, removed
+/// (operators copy ids from either place).
+pub fn job_id_key(text: &str) -> &str {
+    text.strip_prefix("msg_").unwrap_or(text)
+}
+
 /// The shard (`0..shards`) that holds an endpoint and all of its jobs.
 ///
 /// FNV-1a (32-bit) of the id's bytes, modulo the shard count. It is part of the wire format
@@ -151,5 +157,7 @@ mod tests {
         assert_eq!(id.to_string().parse::<JobId>().unwrap(), id);
         assert_eq!(id.webhook_id().parse::<JobId>().unwrap(), id);
         assert!("nope".parse::<JobId>().is_err());
+        assert_eq!(job_id_key(&id.webhook_id()), id.to_string());
+        assert_eq!(job_id_key("01ABC"), "01ABC");
     }
 }

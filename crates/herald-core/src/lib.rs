@@ -18,9 +18,12 @@ pub mod schedule;
 pub mod signing;
 pub mod webhook_url;
 
-pub use event::{EventError, Level, Status, StatusEvent, Subscription};
-pub use flow::{Per, Rate, RateError, DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_CEILING};
-pub use id::{shard_of, EndpointId, InvalidId, JobId};
+pub use event::{check_slug, EventError, Level, SlugError, Status, StatusEvent, Subscription};
+pub use flow::{
+    check_max_in_flight, parse_rate_setting, MaxInFlightError, Per, Rate, RateError,
+    DEFAULT_MAX_IN_FLIGHT, MAX_IN_FLIGHT_CEILING,
+};
+pub use id::{job_id_key, shard_of, EndpointId, InvalidId, JobId};
 pub use outcome::{FailureClass, Outcome};
 pub use schedule::{RetrySchedule, ScheduleError};
 pub use signing::{Secret, SecretError};

@@ -1,8 +1,9 @@
 //! Publishing a status-change event: one delivery job for every subscribed endpoint whose
-//! notification level and component filter admit the change.
+//! notification level and component filter admit the change; and the test event an operator
+//! sends one endpoint to check that it receives.
 
 use herald_core::{EndpointId, StatusEvent};
-use herald_store::{EnqueueStatus, NewJob};
+use herald_store::{EnqueueStatus, Enqueued, NewJob};
 use serde::Serialize;
 
 use crate::{ProduceError, Producer};
@@ -14,6 +15,9 @@ pub struct Published {
     pub enqueued: u64,
     /// Jobs parked because their endpoint is disabled (delivered when it is enabled again).
     pub parked: u64,
+    /// Subscribers that already had a job for this idempotency key: nothing was written for
+    /// them (their first job is in `jobs`).
+    pub duplicates: u64,
     /// Subscribers whose level or component filter does not admit this change.
     pub skipped_by_level: u64,
     /// Subscribers whose endpoint no longer exists.
@@ -25,6 +29,16 @@ pub struct Published {
 impl Producer {
     /// Fans `event` out to the subscribers of its service, in one pipelined round trip.
     pub async fn publish(&self, event: &StatusEvent) -> Result<Published, ProduceError> {
+        self.publish_once(event, None).await
+    }
+
+    /// [`Producer::publish`] with an idempotency key: publishing again with the same key (within
+    /// the key's lifetime, 24 hours) writes no second job for a subscriber that got the first.
+    pub async fn publish_once(
+        &self,
+        event: &StatusEvent,
+        idempotency_key: Option<&str>,
+    ) -> Result<Published, ProduceError> {
         let subscribers = self.store().subscribers(&event.slug).await?;
         let payload = event.to_json();
         let mut report = Published::default();
@@ -38,7 +52,10 @@ impl Producer {
                 report.skipped_unknown_endpoint += 1;
                 continue;
             };
-            jobs.push(NewJob::new(endpoint, payload.clone()));
+            jobs.push(NewJob {
+                idempotency_key: idempotency_key.map(str::to_owned),
+                ..NewJob::new(endpoint, payload.clone())
+            });
         }
         self.check().await?;
         let results = self.store().enqueue_batch(&jobs).await?;
@@ -47,7 +64,8 @@ impl Producer {
                 Ok(done) => {
                     match done.status {
                         EnqueueStatus::Parked => report.parked += 1,
-                        EnqueueStatus::Queued | EnqueueStatus::Duplicate => report.enqueued += 1,
+                        EnqueueStatus::Queued => report.enqueued += 1,
+                        EnqueueStatus::Duplicate => report.duplicates += 1,
                     }
                     report.jobs.push((job.endpoint.to_string(), done.job_id));
                 }
@@ -58,5 +76,19 @@ impl Producer {
             }
         }
         Ok(report)
+    }
+}
+
+impl Producer {
+    /// Sends one endpoint a test event: the example event of the product documentation, as a
+    /// job through the normal queue (signed with the endpoint's secrets, retried, logged in its
+    /// attempt log like any other). A disabled endpoint's test event is parked until it is
+    /// enabled.
+    pub async fn send_test_event(&self, endpoint: &EndpointId) -> Result<Enqueued, ProduceError> {
+        self.enqueue(
+            endpoint,
+            herald_core::event::EXAMPLE.trim().as_bytes().to_vec(),
+        )
+        .await
     }
 }

@@ -376,7 +376,7 @@ impl Store {
         Ok(replayed)
     }
 
-    async fn replay_in(
+    pub(crate) async fn replay_in(
         &self,
         conn: &mut deadpool_redis::Connection,
         shard: u16,

@@ -95,7 +95,12 @@ pub struct Limits {
 impl Limits {
     /// Reads a `flow` hash entry (`<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms>
     /// <paused_ms>`, see `scripts/prelude/flow.lua`).
-    fn parse(record: &EndpointRecord, flow: Option<&str>, in_flight: u64, now_ms: i64) -> Self {
+    pub(crate) fn parse(
+        record: &EndpointRecord,
+        flow: Option<&str>,
+        in_flight: u64,
+        now_ms: i64,
+    ) -> Self {
         let fields: Vec<f64> = flow
             .unwrap_or_default()
             .split(' ')

@@ -72,6 +72,12 @@ impl Namespace {
         format!("{}:{FORMAT}:service:{slug}", self.name)
     }
 
+    /// `HASH` of one console session (`herald serve`), named by the SHA-256 (hex) of the
+    /// session id its cookie holds; expires with the session.
+    pub fn session_key(&self, id_hash: &str) -> String {
+        format!("{}:{FORMAT}:session:{id_hash}", self.name)
+    }
+
     /// `STRING` lock held by the worker that samples queue depth for metrics.
     pub fn sampler_lock_key(&self) -> String {
         format!("{}:{FORMAT}:sampler", self.name)

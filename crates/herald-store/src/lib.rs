@@ -10,13 +10,19 @@
 //! - [`endpoints`]: endpoints, their state and subscriptions.
 //! - [`admin`]: counts by state, job lookup, the dead-letter store.
 //! - [`check`]: `herald check`: the store's invariants verified, and repaired on request.
+//! - [`dead_letters`]: the dead-letter store by filter: pages with a cursor, replay and purge.
+//! - [`browse`]: paged listings: endpoints with their health, subscriptions, subscribers.
+//! - [`secrets`]: signing-secret rotation.
+//! - [`sessions`]: console sessions of `herald serve`.
 //! - [`error`]: the store's error type, [`StoreError`].
 //!
 //! Every script touches the keys of one shard only, all sharing one hash tag, so the same
 //! code runs on a single Redis and on Redis Cluster. Time always comes from Redis (`TIME`).
 
 pub mod admin;
+pub mod browse;
 pub mod check;
+pub mod dead_letters;
 pub mod endpoints;
 pub mod error;
 pub mod keys;
@@ -24,10 +30,14 @@ pub mod lease;
 pub mod produce;
 pub mod record;
 pub mod scripts;
+pub mod secrets;
+pub mod sessions;
 pub mod store;
 
 pub use admin::{DeadJob, JobInfo, JobState, ShardStats, Stats};
+pub use browse::{EndpointHealth, EndpointQuery, Page, ScanCursor, StatusFilter};
 pub use check::{CheckReport, Violation, ViolationKind};
+pub use dead_letters::{DeadCursor, DeadFilter, DeadLetter, DeadPage};
 pub use endpoints::{
     Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, FlowChange, Limits,
     SetEndpoint,
@@ -40,4 +50,5 @@ pub use lease::{
 pub use produce::{EnqueueStatus, Enqueued, NewJob};
 pub use record::JobRecord;
 pub use scripts::EnqueueCode;
+pub use sessions::Session;
 pub use store::{Store, StoreConfig};

@@ -15,6 +15,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, LazyLock};
 
+use herald_core::{validate_webhook_url, UrlError};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -221,6 +222,17 @@ pub struct Blocked {
     pub range: String,
 }
 
+/// Why a webhook URL was refused when it was set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WebhookUrlError {
+    /// It breaks a rule of every webhook URL (scheme, host, credentials, length...).
+    #[error("invalid webhook URL: {0}")]
+    Rule(#[from] UrlError),
+    /// Its host is a literal address in a range the guard refuses.
+    #[error("invalid webhook URL: {0}")]
+    Blocked(#[from] Blocked),
+}
+
 /// A name whose every address the guard refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{host} resolves only to refused addresses, first {first}")]
@@ -260,6 +272,15 @@ impl Guard {
             Some(url::Host::Ipv6(v6)) => self.check(IpAddr::V6(v6)),
             _ => Ok(()),
         }
+    }
+
+    /// Checks a webhook URL as it is saved (by the CLI and the API alike): the URL rules of
+    /// [`validate_webhook_url`], then the guard when its host is a literal address. Host names
+    /// pass; the worker judges what they resolve to at each attempt.
+    pub fn check_webhook_url(&self, input: &str) -> Result<reqwest::Url, WebhookUrlError> {
+        let url = validate_webhook_url(input)?;
+        self.check_url(&url)?;
+        Ok(url)
     }
 
     /// Keeps the allowed addresses; errs naming the first refused one when none is left.
@@ -487,6 +508,18 @@ mod tests {
         assert!(guard.check_url(&url("http://2130706433/x")).is_err());
         assert!(guard.check_url(&url("http://0x7f.1/x")).is_err());
         assert_eq!(guard.check_url(&url("https://example.com/x")), Ok(()));
+        let err = guard
+            .check_webhook_url("http://127.0.0.1:8080/x")
+            .unwrap_err();
+        assert!(matches!(err, WebhookUrlError::Blocked(_)), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("invalid webhook URL: 127.0.0.1 is loopback"),
+            "{err}"
+        );
+        let err = guard.check_webhook_url("ftp://example.com/").unwrap_err();
+        assert_eq!(err, WebhookUrlError::Rule(UrlError::Scheme("ftp".into())));
+        assert!(guard.check_webhook_url("https://example.com/x").is_ok());
         assert_eq!(guard.check_url(&url("http://8.8.8.8/x")), Ok(()));
     }
 

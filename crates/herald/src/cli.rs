@@ -66,6 +66,10 @@ pub enum Command {
     Publish {
         /// File with the event (JSON, as in the product documentation), or `-` for stdin.
         file: String,
+        /// Publishing again with the same key (within 24 hours) writes no second job for a
+        /// subscriber that got the first.
+        #[arg(long)]
+        idempotency_key: Option<String>,
     },
     /// Enqueue a raw JSON payload for one endpoint.
     Enqueue(EnqueueArgs),
@@ -81,8 +85,49 @@ pub enum Command {
     /// The dead-letter store: jobs that were discarded.
     #[command(subcommand)]
     Dead(DeadCommand),
-    /// Local quick start: Redis, a worker, a receiver and two demo dashboards, until Ctrl-C.
+    /// Local quick start: Redis, a worker, the console, a receiver and two demo dashboards,
+    /// until Ctrl-C.
     Dev(DevArgs),
+    /// Serve the management API and the operator console until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Tokens for `herald serve`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// Server settings. Each is also an environment variable (`HERALD_<NAME>`) and a key of the
+/// TOML file given by `--config`; a flag beats the environment, which beats the file. The
+/// tokens (`HERALD_API_TOKENS`, key `api_tokens`) come from the environment or the file only.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file with server settings (keys as the flags, with underscores, and `api_tokens`).
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long)]
+    pub api_addr: Option<String>,
+    /// Comma-separated CIDRs the SSRF guard lets through when a webhook URL with a literal
+    /// address is set (as for `herald endpoint set`) [default: none].
+    #[arg(long)]
+    pub allow_targets: Option<String>,
+    /// When console cookies are marked `Secure`: `auto` (when `X-Forwarded-Proto: https` says
+    /// the request came over HTTPS) or `always` [default: auto].
+    #[arg(long)]
+    pub api_secure_cookies: Option<String>,
+    /// How long a console session lasts [default: 12h].
+    #[arg(long)]
+    pub api_session_ttl: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token for `herald serve`: prints it once, and the hashed form to list in the
+    /// server's HERALD_API_TOKENS (comma-separated), which is all the server keeps.
+    New {
+        /// `read`: every GET of the API and every console page; `admin`: everything.
+        #[arg(long)]
+        scope: herald_api::auth::Scope,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +147,9 @@ pub struct DevArgs {
     /// Address for the worker's /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,
+    /// Address for the management API and the operator console (a free port if it is busy).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub api_addr: String,
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +266,9 @@ pub enum EndpointCommand {
     },
     /// Delete an endpoint and its subscriptions; its queued jobs go to the dead-letter store.
     Delete { id: String },
+    /// Send the endpoint a test event (the documentation's example event) through the queue;
+    /// prints its job id.
+    Test { id: String },
     /// Start signing with a new secret; the old one keeps signing beside it for a while.
     RotateSecret {
         id: String,
@@ -255,11 +306,13 @@ pub enum JobCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum DeadCommand {
-    /// List the newest dead jobs.
+    /// List dead jobs, newest first.
     List {
         /// Most entries shown.
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        #[command(flatten)]
+        filter: DeadFilterArgs,
     },
     /// Put dead jobs back in the queue, due at once, with a fresh retry schedule.
     Replay(Selection),
@@ -267,12 +320,34 @@ pub enum DeadCommand {
     Purge(Selection),
 }
 
+/// Conditions on dead jobs; every one given must hold.
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+pub struct DeadFilterArgs {
+    /// Only jobs of this endpoint.
+    #[arg(long)]
+    pub endpoint: Option<String>,
+    /// Only jobs whose reason (last error) contains this text, ignoring case.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only jobs discarded at or after this time (RFC 3339, e.g. 2026-03-01T00:00:00Z, or ms
+    /// since the Unix epoch).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only jobs discarded at or before this time (RFC 3339 or ms since the Unix epoch).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+/// Which dead jobs: ids, `--all`, or conditions.
+#[derive(Debug, Args)]
 pub struct Selection {
     /// Every dead job.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["job_ids", "endpoint", "reason", "since", "until"])]
     pub all: bool,
     /// These job ids.
+    #[arg(conflicts_with_all = ["endpoint", "reason", "since", "until"])]
     pub job_ids: Vec<String>,
+    /// Or every dead job matching these conditions.
+    #[command(flatten)]
+    pub filter: DeadFilterArgs,
 }

@@ -1,19 +1,21 @@
-//! Layered worker settings: compiled defaults, then the optional TOML file, then `HERALD_*`
-//! environment variables, then flags; validated into a [`WorkerConfig`] with messages that name
-//! the setting at fault.
+//! Layered settings of the worker and of the server: compiled defaults, then the optional TOML
+//! file, then `HERALD_*` environment variables, then flags; validated into a [`WorkerConfig`]
+//! or an [`ApiConfig`] with messages that name the setting at fault.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
+use herald_api::auth::Tokens;
+use herald_api::{ApiConfig, SecureCookies};
 use herald_core::RetrySchedule;
 use herald_worker::guard::AllowList;
 use herald_worker::http::EgressProxy;
 use herald_worker::WorkerConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::cli::WorkerArgs;
+use crate::cli::{ServeArgs, WorkerArgs};
 use crate::commands::Refused;
 
 /// The settings as written by people: durations as text (`15s`), the schedule as a list.
@@ -236,6 +238,108 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
     })
 }
 
+/// The server's settings as written by people.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServe {
+    api_addr: String,
+    api_tokens: Targets,
+    allow_targets: Targets,
+    api_secure_cookies: String,
+    api_session_ttl: String,
+}
+
+impl Default for RawServe {
+    fn default() -> Self {
+        let d = ApiConfig::new(Tokens::default());
+        Self {
+            api_addr: DEFAULT_API_ADDR.into(),
+            api_tokens: Targets::Text(String::new()),
+            allow_targets: Targets::Text(String::new()),
+            api_secure_cookies: "auto".into(),
+            api_session_ttl: humantime::format_duration(d.session_ttl).to_string(),
+        }
+    }
+}
+
+/// Where `herald serve` listens by default: loopback only, until an operator decides otherwise.
+pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8080";
+
+/// The server's flags given on the command line.
+#[derive(Debug, Serialize)]
+struct ServeFlags<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_addr: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow_targets: Option<Targets>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_secure_cookies: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    api_session_ttl: Option<&'a str>,
+}
+
+/// The keys the environment may set for the server, as `HERALD_<KEY>`.
+const SERVE_ENV_KEYS: &[&str] = &[
+    "api_addr",
+    "api_tokens",
+    "allow_targets",
+    "api_secure_cookies",
+    "api_session_ttl",
+];
+
+/// Reads and validates the server's settings: the address to listen on, and the rest.
+pub fn serve_config(args: &ServeArgs) -> Result<(SocketAddr, ApiConfig), Refused> {
+    let mut figment = Figment::from(Serialized::defaults(RawServe::default()));
+    if let Some(path) = &args.config {
+        if !path.exists() {
+            return Err(Refused(format!(
+                "config file {} does not exist",
+                path.display()
+            )));
+        }
+        figment = figment.merge(Toml::file(path));
+    }
+    figment = figment
+        .merge(Env::prefixed("HERALD_").only(SERVE_ENV_KEYS))
+        .merge(Serialized::defaults(ServeFlags {
+            api_addr: args.api_addr.as_deref(),
+            allow_targets: args.allow_targets.clone().map(Targets::Text),
+            api_secure_cookies: args.api_secure_cookies.as_deref(),
+            api_session_ttl: args.api_session_ttl.as_deref(),
+        }));
+    let raw: RawServe = figment
+        .extract()
+        .map_err(|e| Refused(format!("invalid server settings: {e}")))?;
+    let addr = raw.api_addr.trim().parse::<SocketAddr>().map_err(|e| {
+        Refused(format!(
+            "setting api_addr (HERALD_API_ADDR): {:?} is not an address such as 127.0.0.1:8080: {e}",
+            raw.api_addr
+        ))
+    })?;
+    let tokens = Tokens::parse(&raw.api_tokens.joined())
+        .map_err(|e| Refused(format!("setting api_tokens (HERALD_API_TOKENS): {e}")))?;
+    let allow_targets = AllowList::parse(&raw.allow_targets.joined())
+        .map_err(|e| Refused(format!("setting allow_targets (HERALD_ALLOW_TARGETS): {e}")))?;
+    let secure_cookies = match raw.api_secure_cookies.trim() {
+        "auto" => SecureCookies::Auto,
+        "always" => SecureCookies::Always,
+        other => {
+            return Err(Refused(format!(
+                "setting api_secure_cookies (HERALD_API_SECURE_COOKIES): {other:?} is not one of auto, always"
+            )))
+        }
+    };
+    Ok((
+        addr,
+        ApiConfig {
+            tokens,
+            allow_targets,
+            secure_cookies,
+            session_ttl: duration("api_session_ttl", &raw.api_session_ttl)?,
+        },
+    ))
+}
+
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
 mod tests {
@@ -349,6 +453,68 @@ mod tests {
             let err = worker_config(&args()).unwrap_err().to_string();
             assert!(
                 err.contains("CONCURRENCY") && err.contains("HERALD_"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
+    fn serve_args() -> ServeArgs {
+        ServeArgs {
+            config: None,
+            api_addr: None,
+            allow_targets: None,
+            api_secure_cookies: None,
+            api_session_ttl: None,
+        }
+    }
+
+    #[test]
+    fn server_settings_need_a_token_and_layer_like_the_worker_s() {
+        figment::Jail::expect_with(|jail| {
+            let err = serve_config(&serve_args()).unwrap_err().to_string();
+            assert!(
+                err.contains("HERALD_API_TOKENS") && err.contains("token new"),
+                "{err}"
+            );
+
+            let admin = herald_api::auth::new_token(herald_api::auth::Scope::Admin).hashed;
+            let read = herald_api::auth::new_token(herald_api::auth::Scope::Read).hashed;
+            jail.set_env("HERALD_API_TOKENS", format!("{admin}, {read}"));
+            let (addr, cfg) = serve_config(&serve_args()).unwrap();
+            assert_eq!(addr.to_string(), DEFAULT_API_ADDR);
+            assert_eq!(cfg.secure_cookies, SecureCookies::Auto);
+            assert_eq!(cfg.session_ttl, Duration::from_secs(12 * 3600));
+            assert!(cfg.tokens.scope_of(&read).is_some());
+
+            jail.create_file(
+                "api.toml",
+                "api_addr = \"0.0.0.0:9000\"\napi_secure_cookies = \"always\"\nallow_targets = [\"10.0.0.0/8\"]",
+            )?;
+            let mut a = serve_args();
+            a.config = Some("api.toml".into());
+            let (addr, cfg) = serve_config(&a).unwrap();
+            assert_eq!(addr.to_string(), "0.0.0.0:9000");
+            assert_eq!(cfg.secure_cookies, SecureCookies::Always);
+            assert_eq!(cfg.allow_targets.to_string(), "10.0.0.0/8");
+
+            jail.set_env("HERALD_API_ADDR", "127.0.0.1:9001");
+            assert_eq!(serve_config(&a).unwrap().0.to_string(), "127.0.0.1:9001");
+            a.api_addr = Some("127.0.0.1:9002".into());
+            assert_eq!(serve_config(&a).unwrap().0.to_string(), "127.0.0.1:9002");
+
+            a.api_addr = Some("localhost".into());
+            let err = serve_config(&a).unwrap_err().to_string();
+            assert!(err.contains("HERALD_API_ADDR"), "{err}");
+            a.api_addr = None;
+            a.api_secure_cookies = Some("sometimes".into());
+            let err = serve_config(&a).unwrap_err().to_string();
+            assert!(err.contains("HERALD_API_SECURE_COOKIES"), "{err}");
+            a.api_secure_cookies = None;
+            jail.set_env("HERALD_API_TOKENS", "herald_plaintext");
+            let err = serve_config(&a).unwrap_err().to_string();
+            assert!(
+                err.contains("HERALD_API_TOKENS") && err.contains("entry 1"),
                 "{err}"
             );
             Ok(())

@@ -3,10 +3,14 @@
 //! - [`redis_server`]: one `redis-server` per test on a free port.
 //! - [`receiver`]: an axum server that records requests and answers by policy.
 //! - [`herald`]: CLI commands and worker processes of the binary under test.
+//! - [`api`]: the API server of `herald serve`, in-process, and an HTTP client for it.
+//! - [`browser`]: chromedriver and a headless Chromium session, for the console.
 //! - [`process`]: child-process supervision shared by the above (output capture, exit events).
 //! - [`proxy`]: a loopback TCP proxy that can blackhole its connections (a dropped flow).
 //! - [`sockets`]: a process's TCP sockets, from `/proc` (whose connection, keepalive timers).
 
+pub mod api;
+pub mod browser;
 pub mod herald;
 pub mod process;
 pub mod proxy;

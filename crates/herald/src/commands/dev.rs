@@ -1,6 +1,7 @@
 //! `herald dev`: the local quick start. Uses `HERALD_REDIS_URL` if set, else starts a
-//! `redis-server` from PATH on a free port; runs a worker and a receiver that prints every
-//! delivery; registers a demo dashboard subscribed to `heroku` at level `warn` and publishes
+//! `redis-server` from PATH on a free port; runs a worker, the management API and operator
+//! console (printing their address and an admin token made for the session), and a receiver
+//! that prints every delivery; registers a demo dashboard subscribed to `heroku` at level `warn` and publishes
 //! the documentation's example event to it; registers a second dashboard whose URL refuses
 //! connections and shows its strikes until it is disabled; then keeps running until Ctrl-C and
 //! cleans up what it started.
@@ -165,14 +166,50 @@ pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
         "worker running (retry schedule {DEV_SCHEDULE}); metrics at http://{metrics_addr}/metrics"
     ));
 
+    let api = match TcpListener::bind(&args.api_addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            say(&format!(
+                "{} is busy ({e}); serving the console on a free port",
+                args.api_addr
+            ));
+            TcpListener::bind("127.0.0.1:0").await?
+        }
+    };
+    let api_addr = api.local_addr()?;
+    let token = herald_api::auth::new_token(herald_api::auth::Scope::Admin);
+    let mut api_cfg = herald_api::ApiConfig::new(
+        herald_api::auth::Tokens::parse(&token.hashed).expect("a token just made parses"),
+    );
+    // The demo's receivers are on loopback; let endpoints set from the console point there too.
+    api_cfg.allow_targets = herald_worker::guard::AllowList::parse("127.0.0.0/8,::1/128")
+        .expect("loopback ranges parse");
+    let api_stop = CancellationToken::new();
+    let api_task = tokio::spawn(herald_api::run(
+        api_cfg,
+        store.clone(),
+        api,
+        api_stop.clone(),
+    ));
+    say(&format!(
+        "console at http://{api_addr}/ ; log in with this admin token, made for this session: {}",
+        token.token
+    ));
+    say(&format!(
+        "API at http://{api_addr}/api/v1 with the same token (Authorization: Bearer …); \
+         its OpenAPI document at http://{api_addr}/openapi.json"
+    ));
+
     let result = demo(&store, &receiver_url, &stop).await;
     if let Err(e) = &result {
         say(&format!("demo stopped: {e:#}"));
     } else {
-        say("demo done; the worker keeps running. Try `herald stats` or `herald endpoint get demo-dashboard` in another terminal. Ctrl-C to stop.");
+        say("demo done; the worker and the console keep running. Look around in the console, or try `herald stats` or `herald endpoint get demo-dashboard` in another terminal. Ctrl-C to stop.");
         stop.cancelled().await;
     }
     say("stopping");
+    api_stop.cancel();
+    let _ = api_task.await;
     worker_stop.cancel();
     let _ = worker.await;
     stop.cancel();

@@ -1,14 +1,13 @@
 //! `herald endpoint`: a dashboard's webhook: URL, secrets, enabled state, and what happened to
 //! its latest attempts.
 
-use std::time::Duration;
-
-use herald_core::{validate_webhook_url, EndpointId, Rate, Secret};
-use herald_store::{EndpointSecret, FlowChange, Store};
+use herald_core::{parse_rate_setting, EndpointId, Rate, Secret};
+use herald_producer::Producer;
+use herald_store::{EnqueueStatus, FlowChange};
 use herald_worker::guard::{AllowList, Guard};
 
 use crate::cli::{EndpointCommand, Global};
-use crate::commands::{open_store, print_json, store_error, time, Refused};
+use crate::commands::{open_store, print_json, produce_error, store_error, time, Refused};
 
 fn endpoint_id(id: String) -> Result<EndpointId, Refused> {
     EndpointId::new(id).map_err(|e| Refused(e.to_string()))
@@ -26,23 +25,16 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
         } => {
             let id = endpoint_id(id)?;
             let rate = rate
-                .map(|r| match r.trim() {
-                    "none" | "off" => Ok(None),
-                    r => r
-                        .parse::<Rate>()
-                        .map(Some)
-                        .map_err(|e| Refused(format!("invalid --rate: {e}"))),
+                .map(|r| {
+                    parse_rate_setting(&r).map_err(|e| Refused(format!("invalid --rate: {e}")))
                 })
                 .transpose()?;
-            let url = validate_webhook_url(&url)
-                .map_err(|e| Refused(format!("invalid webhook URL: {e}")))?;
-            // A literal address is judged now; names are judged by the worker at each attempt.
             let allow = AllowList::parse(&allow_targets).map_err(|e| {
                 Refused(format!("setting allow_targets (HERALD_ALLOW_TARGETS): {e}"))
             })?;
-            Guard::new(allow)
-                .check_url(&url)
-                .map_err(|e| Refused(format!("invalid webhook URL: {e}")))?;
+            let url = Guard::new(allow)
+                .check_webhook_url(&url)
+                .map_err(|e| Refused(e.to_string()))?;
             let secret = secret
                 .map(|s| {
                     Secret::parse(&s)
@@ -128,12 +120,30 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        EndpointCommand::Test { id } => {
+            let id = endpoint_id(id)?;
+            let store = open_store(global).await?;
+            let done = Producer::new(store)
+                .send_test_event(&id)
+                .await
+                .map_err(produce_error)?;
+            if global.json {
+                return print_json(&done);
+            }
+            outln!("{}", done.job_id);
+            if done.status == EnqueueStatus::Parked {
+                eprintln!(
+                    "herald: endpoint {id} is disabled; the test event is parked until it is enabled"
+                );
+            }
+            Ok(())
+        }
         EndpointCommand::RotateSecret { id, grace } => {
             let id = endpoint_id(id)?;
             let grace = humantime::parse_duration(&grace)
                 .map_err(|e| Refused(format!("--grace {grace:?} is not a duration: {e}")))?;
             let store = open_store(global).await?;
-            let secret = rotate(&store, &id, grace).await?;
+            let secret = store.rotate_secret(&id, grace).await.map_err(store_error)?;
             if global.json {
                 return print_json(
                     &serde_json::json!({ "id": id, "secret": secret, "old_secrets_expire_in_s": grace.as_secs() }),
@@ -155,32 +165,6 @@ fn describe_limits(max_in_flight: u32, rate: Option<Rate>) -> String {
         Some(rate) => format!("{max_in_flight} in flight, {rate}"),
         None => format!("{max_in_flight} in flight, no rate limit"),
     }
-}
-
-/// Puts a fresh secret first and lets the active ones expire after `grace`.
-async fn rotate(store: &Store, id: &EndpointId, grace: Duration) -> anyhow::Result<String> {
-    let secret = Secret::generate().expose();
-    store
-        .update_endpoint(id, |record, now| {
-            let expires = now + grace.as_millis() as i64;
-            record
-                .secrets
-                .retain(|s| s.expires_at_ms.is_none_or(|t| t > now));
-            for s in &mut record.secrets {
-                s.expires_at_ms = Some(s.expires_at_ms.map_or(expires, |t| t.min(expires)));
-            }
-            record.secrets.insert(
-                0,
-                EndpointSecret {
-                    secret: secret.clone(),
-                    expires_at_ms: None,
-                },
-            );
-            record.updated_at_ms = now;
-        })
-        .await
-        .map_err(store_error)?;
-    Ok(secret)
 }
 
 async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {

@@ -31,7 +31,7 @@ pub async fn stats(global: &Global) -> anyhow::Result<()> {
 }
 
 /// Prints a job as text, one field a line.
-pub fn print_job(job: &JobInfo) {
+fn print_job(job: &JobInfo) {
     outln!("id:            {}", job.id);
     outln!(
         "state:         {}",
@@ -70,7 +70,7 @@ pub fn print_job(job: &JobInfo) {
 }
 
 pub async fn job(global: &Global, id: &str) -> anyhow::Result<()> {
-    let id = id.strip_prefix("msg_").unwrap_or(id);
+    let id = herald_core::job_id_key(id);
     let store = open_store(global).await?;
     let job = store.job(id).await.map_err(store_error)?.ok_or_else(|| {
         Refused(format!(

@@ -7,14 +7,18 @@ mod endpoint;
 mod enqueue;
 mod inspect;
 mod publish;
+mod serve;
 mod subscriptions;
+mod token;
 mod worker;
 
 use std::fmt;
 use std::io::Read;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_store::{Namespace, Store, StoreConfig, StoreError};
+use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, Global};
 
@@ -50,6 +54,15 @@ pub fn store_error(e: StoreError) -> anyhow::Error {
             };
             anyhow::Error::new(e).context(context)
         }
+        e => e.into(),
+    }
+}
+
+/// Turns a producer error into the command's error: refusals keep exit code 2.
+pub fn produce_error(e: herald_producer::ProduceError) -> anyhow::Error {
+    match e {
+        herald_producer::ProduceError::Store(e) => store_error(e),
+        e @ herald_producer::ProduceError::InvalidJson(_) => Refused(e.to_string()).into(),
         e => e.into(),
     }
 }
@@ -114,6 +127,49 @@ pub async fn open_store(global: &Global) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// [`open_store`] for a long-running command: Redis may not be up yet (a fresh deployment), so
+/// it keeps trying with backoff, but refuses bad settings at once. `None` when `shutdown` came
+/// first.
+pub async fn open_store_waiting(
+    global: &Global,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Store>> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match open_store(global).await {
+            Ok(store) => return Ok(Some(store)),
+            Err(e) if e.downcast_ref::<Refused>().is_some() => return Err(e),
+            Err(e) => {
+                let error = redact(&format!("{e:#}"), &global.redis_url);
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "waiting for Redis");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return Ok(None),
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Cancels `shutdown` at the first SIGTERM or SIGINT, and logs it with `then` (what the
+/// command does next).
+pub fn spawn_signal_handler(shutdown: CancellationToken, then: &'static str) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        // Cancel first: logging may fail (stderr closed) and must not keep the process running.
+        shutdown.cancel();
+        tracing::info!("{name} received; {then}");
+    });
+    Ok(())
+}
+
 /// Reads a file, or standard input for `-`.
 pub fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
@@ -152,12 +208,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subscribe(args) => subscriptions::subscribe(g, &args).await,
         Command::Unsubscribe { id, service } => subscriptions::unsubscribe(g, &id, &service).await,
         Command::Subscriptions(cmd) => subscriptions::list(g, cmd).await,
-        Command::Publish { file } => publish::run(g, &file).await,
+        Command::Publish {
+            file,
+            idempotency_key,
+        } => publish::run(g, &file, idempotency_key.as_deref()).await,
         Command::Dev(args) => dev::run(g, &args).await,
         Command::Stats => inspect::stats(g).await,
         Command::Check(args) => check::run(g, &args).await,
         Command::Job(crate::cli::JobCommand::Get { job_id }) => inspect::job(g, &job_id).await,
         Command::Dead(cmd) => dead::run(g, cmd).await,
+        Command::Serve(args) => serve::run(g, &args).await,
+        Command::Token(crate::cli::TokenCommand::New { scope }) => token::new(g, scope),
     }
 }
 

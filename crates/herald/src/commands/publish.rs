@@ -4,29 +4,34 @@ use herald_core::StatusEvent;
 use herald_producer::Producer;
 
 use crate::cli::Global;
-use crate::commands::{open_store, print_json, read_input, store_error, Refused};
+use crate::commands::{open_store, print_json, produce_error, read_input, Refused};
 
-pub async fn run(global: &Global, file: &str) -> anyhow::Result<()> {
+pub async fn run(global: &Global, file: &str, idempotency_key: Option<&str>) -> anyhow::Result<()> {
     let input = read_input(file)?;
     let event = StatusEvent::from_json(&input).map_err(|e| Refused(format!("{file}: {e}")))?;
     let store = open_store(global).await?;
     let report = Producer::new(store)
-        .publish(&event)
+        .publish_once(&event, idempotency_key)
         .await
-        .map_err(|e| match e {
-            herald_producer::ProduceError::Store(e) => store_error(e),
-            e => e.into(),
-        })?;
+        .map_err(produce_error)?;
     if global.json {
         return print_json(&report);
     }
     outln!(
-        "{}: {} -> {}: {} jobs enqueued, {} parked (endpoint disabled), {} skipped by level, {} skipped (endpoint gone)",
+        "{}: {} -> {}: {} jobs enqueued, {} parked (endpoint disabled), {}{} skipped by level, {} skipped (endpoint gone)",
         event.slug,
         serde_json::to_value(event.last_status)?.as_str().unwrap_or(""),
         serde_json::to_value(event.current_status)?.as_str().unwrap_or(""),
         report.enqueued,
         report.parked,
+        if report.duplicates > 0 {
+            format!(
+                "{} already published with this idempotency key, ",
+                report.duplicates
+            )
+        } else {
+            String::new()
+        },
         report.skipped_by_level,
         report.skipped_unknown_endpoint
     );

@@ -1,33 +1,18 @@
 //! `herald subscribe`, `unsubscribe`, `subscriptions`: which dashboards hear of which services.
 
-use herald_core::{event::valid_slug, EndpointId, Subscription};
+use herald_core::{check_slug, EndpointId, Subscription};
 
 use crate::cli::{Global, SubscribeArgs, SubscriptionsCommand};
 use crate::commands::{open_store, print_json, store_error, Refused};
 
 fn slug(s: &str) -> Result<&str, Refused> {
-    if valid_slug(s) {
-        Ok(s)
-    } else {
-        Err(Refused(format!(
-            "service slug {s:?} must be 1 to 100 characters of a-z, 0-9, '.', '_', '-'"
-        )))
-    }
+    check_slug(s).map_err(|e| Refused(e.to_string()))
 }
 
 pub async fn subscribe(global: &Global, args: &SubscribeArgs) -> anyhow::Result<()> {
     let id = EndpointId::new(args.id.clone()).map_err(|e| Refused(e.to_string()))?;
     let service = slug(&args.service)?;
-    let components: Vec<String> = args
-        .components
-        .iter()
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty())
-        .collect();
-    let sub = Subscription {
-        level: args.level,
-        components,
-    };
+    let sub = Subscription::new(args.level, &args.components);
     let store = open_store(global).await?;
     store
         .subscribe(&id, service, &sub)
