@@ -33,7 +33,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::support::herald::Worker;
 use crate::support::process::poll_until;
@@ -362,11 +362,11 @@ impl Ledger {
         }
 
         let out = herald.ok(&["dead", "list", "--limit", "100000000", "--json"]);
+        let entries = out.json().as_array().expect("a JSON array").clone();
+        let numbers = payload_numbers(herald, &entries);
         let mut dead: BTreeMap<u64, String> = BTreeMap::new();
-        for entry in out.json().as_array().expect("a JSON array") {
-            let n = entry["payload"]["n"]
-                .as_u64()
-                .unwrap_or_else(|| panic!("a dead job of no job of this run: {entry}"));
+        for (entry, n) in entries.iter().zip(numbers) {
+            let n = n.unwrap_or_else(|| panic!("a dead job of no job of this run: {entry}"));
             let reason = entry["last_error"].as_str().unwrap_or_default().to_owned();
             let job = state
                 .jobs
@@ -464,6 +464,35 @@ impl Ledger {
         eprintln!("{figures}");
         figures
     }
+}
+
+/// The number `n` in the payload of each job of `entries` (`herald dead list --json`), read
+/// from its record in Redis: the listing names jobs, not what they carry.
+fn payload_numbers(herald: &Herald, entries: &[Value]) -> Vec<Option<u64>> {
+    if entries.is_empty() {
+        return Vec::new();
+    }
+    let ns = herald.namespace();
+    let mut con = redis::Client::open(herald.redis_url())
+        .and_then(|c| c.get_connection())
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", herald.redis_url()));
+    let mut pipe = redis::pipe();
+    for entry in entries {
+        let shard = entry["shard"].as_u64().expect("a shard number");
+        let id = entry["id"].as_str().expect("a job id");
+        pipe.hget(format!("{ns}:v2:{{{ns}.{shard}}}:jobs"), id);
+    }
+    let records: Vec<Option<Vec<u8>>> = pipe.query(&mut con).expect("HGET the dead jobs' records");
+    records
+        .into_iter()
+        .map(|record| {
+            // `1 <attempts> <enqueued_ms> <endpoint>\n<payload>`
+            let record = record?;
+            let start = record.iter().position(|b| *b == b'\n')? + 1;
+            let payload: Value = serde_json::from_slice(&record[start..]).ok()?;
+            payload["n"].as_u64()
+        })
+        .collect()
 }
 
 /// The `v<variant>` at the end of a [`hook_path`].

@@ -61,6 +61,11 @@ impl Herald {
         &self.env["HERALD_NAMESPACE"]
     }
 
+    /// The Redis URL the commands use.
+    pub fn redis_url(&self) -> &str {
+        &self.env["HERALD_REDIS_URL"]
+    }
+
     fn command(&self, args: &[&str], extra_env: &BTreeMap<String, String>) -> Command {
         let mut cmd = Command::new(HERALD_BIN);
         // Only what the test says: nothing inherited from the developer's shell.
