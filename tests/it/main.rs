@@ -21,6 +21,8 @@
 //!   where its window allows, resolves after recovery.
 //! - [`hardening`]: signatures and rotation, the SSRF guard, HTTP semantics (redirects,
 //!   timeouts, capped bodies, `Retry-After`), Redis passwords, ACL users and TLS.
+//! - [`faults`]: fault injection: workers killed in a loop, Redis killed, paused and cut off
+//!   by a half-open connection, operators acting while workers deliver; every job accounted for.
 //! - [`wire`]: a producer in shell, through the documented Lua script.
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
 //! - [`check`]: `herald check` finds every broken invariant, also while workers deliver, and
@@ -37,6 +39,7 @@ mod console;
 mod delivery;
 mod endpoints;
 mod enqueue_batch;
+mod faults;
 mod hardening;
 mod harness;
 mod isolation;

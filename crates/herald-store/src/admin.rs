@@ -414,18 +414,29 @@ impl Store {
         Ok(replayed)
     }
 
-    /// Replays every dead job whose record is readable. Returns how many were replayed.
+    /// Replays every job that was dead when the call began and whose record is readable, each
+    /// once. Returns how many were replayed.
+    ///
+    /// A job that dies again meanwhile (one of a deleted endpoint goes straight back) is left
+    /// for the next replay: taking it again would replay it once more for every turn of a
+    /// worker, and, with workers faster than the replay, never end.
     pub async fn dead_replay_all(&self) -> Result<u64> {
         let mut conn = self.conn().await?;
+        let began_ms = self.now_ms(&mut conn).await?;
         let mut replayed = 0;
         for shard in 0..self.inner.shards {
             let k = self.keys(shard);
             let mut offset = 0usize;
             loop {
+                // Dead before the call began: a job sent back since has a later time.
                 let ids: Vec<String> = redis::cmd("ZRANGE")
                     .arg(&k.dead)
+                    .arg("-inf")
+                    .arg(format!("({began_ms}"))
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
                     .arg(offset)
-                    .arg(offset + 499)
+                    .arg(500)
                     .query_async(&mut conn)
                     .await?;
                 if ids.is_empty() {

@@ -9,6 +9,10 @@ pub enum StoreError {
     /// Redis answered something that does not have the expected shape.
     #[error("unexpected redis reply: {0}")]
     Reply(#[from] redis::ParsingError),
+    /// Redis did not answer a blocking wait by its deadline: the connection is presumed dead
+    /// (a dropped flow answers nothing) and should be dropped.
+    #[error("redis: no answer to a blocking wait within {0:?}; the connection is presumed dead")]
+    WaitTimeout(std::time::Duration),
     /// No connection could be taken from the pool.
     #[error("redis connection pool: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
@@ -57,6 +61,6 @@ impl StoreError {
     /// True when the error comes from Redis being unreachable or failing, as opposed to a
     /// refusal of the request itself; the worker retries these with backoff.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Redis(_) | Self::Pool(_))
+        matches!(self, Self::Redis(_) | Self::Pool(_) | Self::WaitTimeout(_))
     }
 }

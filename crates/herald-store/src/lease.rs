@@ -12,7 +12,7 @@ use redis::{FromRedisValue, ScriptInvocation, Value};
 
 use crate::record::JobRecord;
 use crate::store::{protocol, Result};
-use crate::{ShardKeys, Store};
+use crate::{ShardKeys, Store, StoreError};
 
 /// Attempts kept per endpoint in its attempt log.
 pub const ATTEMPT_LOG_LEN: usize = 50;
@@ -470,27 +470,39 @@ impl Store {
     /// most one per shard exists); returns `(shard, at_ms)` of each, the earliest first, or
     /// nothing when the time ran out. Use a [`Store::dedicated`] connection: the command
     /// blocks the connection.
+    ///
+    /// Redis answers by `timeout` at the latest; without an answer by then plus the response
+    /// timeout, the wait fails with [`StoreError::WaitTimeout`]:
+    /// the connection is presumed dead, and the caller should drop it and open another.
     pub async fn wait_wake<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         timeout: Duration,
     ) -> Result<Vec<(u16, i64)>> {
         let wake = self.inner.namespace.wake_key();
-        let first: Option<(String, u16, f64)> = redis::cmd("BZPOPMIN")
-            .arg(&wake)
-            .arg(timeout.as_secs_f64().max(0.001))
-            .query_async(conn)
-            .await?;
-        let Some((_, shard, at)) = first else {
-            return Ok(Vec::new());
+        let timeout = timeout.max(Duration::from_millis(1));
+        let deadline = timeout + self.inner.response_timeout;
+        let wait = async {
+            let first: Option<(String, u16, f64)> = redis::cmd("BZPOPMIN")
+                .arg(&wake)
+                .arg(timeout.as_secs_f64())
+                .query_async(conn)
+                .await?;
+            let Some((_, shard, at)) = first else {
+                return Ok(Vec::new());
+            };
+            let rest: Vec<(u16, f64)> = redis::cmd("ZPOPMIN")
+                .arg(&wake)
+                .arg(self.inner.shards)
+                .query_async(conn)
+                .await?;
+            Ok::<_, StoreError>(std::iter::once((shard, at)).chain(rest).collect())
         };
-        let rest: Vec<(u16, f64)> = redis::cmd("ZPOPMIN")
-            .arg(&wake)
-            .arg(self.inner.shards)
-            .query_async(conn)
-            .await?;
-        Ok(std::iter::once((shard, at))
-            .chain(rest)
+        let hints: Vec<(u16, f64)> = tokio::time::timeout(deadline, wait)
+            .await
+            .map_err(|_| StoreError::WaitTimeout(deadline))??;
+        Ok(hints
+            .into_iter()
             .filter(|(shard, _)| *shard < self.inner.shards)
             .map(|(shard, at)| (shard, at as i64))
             .collect())

@@ -5,6 +5,10 @@
 //! Hot-path calls (claim, settle) take a connection from the caller, so that a worker can keep
 //! one multiplexed connection for its loops instead of taking one from the pool per call.
 //! Administrative calls take a connection from the pool themselves.
+//!
+//! No connection waits for Redis for ever: every command has a response timeout, a blocking
+//! wait a deadline a little beyond its own timeout, and every socket TCP keepalive, so that a
+//! peer gone without closing (a flow dropped by a NAT or a load balancer) is noticed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +16,8 @@ use std::time::{Duration, Instant};
 use deadpool_redis::{Manager, Pool, Runtime};
 use herald_core::{shard_of, EndpointId};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::AsyncConnectionConfig;
+use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo};
 
 use crate::keys::{Namespace, ShardKeys, FORMAT_NUMBER};
 use crate::scripts::Scripts;
@@ -30,7 +35,8 @@ pub struct StoreConfig {
     pub shards: u16,
     /// Most pooled connections.
     pub pool_size: usize,
-    /// How long a command may take before it fails (blocking waits use their own connection).
+    /// How long a command may take before it fails; a blocking wait may take this much beyond
+    /// its own timeout.
     pub response_timeout: Duration,
 }
 
@@ -53,7 +59,8 @@ pub(crate) struct Inner {
     pub shards: u16,
     pub keys: Vec<ShardKeys>,
     pub scripts: Scripts,
-    /// How long a pooled connection waits for a reply.
+    /// How long a pooled connection waits for a reply; a blocking wait, this much beyond its
+    /// own timeout.
     pub response_timeout: Duration,
     /// The latest reading of the Redis clock (ms) and the moment it arrived: what a claim's
     /// "valid until" is reckoned from.
@@ -76,6 +83,34 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// How long a Redis connection may take to be established (TCP, TLS and handshake).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TCP keepalive on every Redis connection: after this much silence the kernel probes the peer,
+/// [`KEEPALIVE_PROBES`] times [`KEEPALIVE_INTERVAL`] apart, and fails the connection if none is
+/// answered, about 30 s in all. A connection waiting in a blocking command is silent too.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// The TCP settings of every Redis connection: keepalive (see [`KEEPALIVE_IDLE`]).
+fn tcp_settings() -> TcpSettings {
+    let keepalive = TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let keepalive = keepalive
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    TcpSettings::default().set_keepalive(keepalive)
+}
+
+/// Where and how to connect: the URL's address and credentials, with [`tcp_settings`].
+fn connection_info(redis_url: &str) -> Result<ConnectionInfo> {
+    Ok(redis_url
+        .into_connection_info()
+        .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?
+        .set_tcp_settings(tcp_settings()))
+}
+
 /// Redis `TIME` as ms since the Unix epoch.
 pub(crate) fn now_from_time(v: (i64, i64)) -> i64 {
     v.0 * 1000 + v.1 / 1000
@@ -87,18 +122,19 @@ impl Store {
         if cfg.shards == 0 {
             return Err(StoreError::Config("shards must be at least 1".into()));
         }
-        let client = redis::Client::open(cfg.redis_url.as_str())
+        let info = connection_info(&cfg.redis_url)?;
+        let client = redis::Client::open(info.clone())
             .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
         let conn_cfg = AsyncConnectionConfig::new()
             .set_response_timeout(Some(cfg.response_timeout))
-            .set_connection_timeout(Some(Duration::from_secs(5)));
-        let manager = Manager::new_with_config(cfg.redis_url.as_str(), conn_cfg)
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT));
+        let manager = Manager::new_with_config(info, conn_cfg)
             .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
         let pool = Pool::builder(manager)
             .max_size(cfg.pool_size.max(1))
             .runtime(Runtime::Tokio1)
             .wait_timeout(Some(cfg.response_timeout))
-            .create_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(CONNECTION_TIMEOUT))
             .build()
             .map_err(|e| StoreError::Config(e.to_string()))?;
         let keys = (0..cfg.shards).map(|s| cfg.namespace.shard(s)).collect();
@@ -146,14 +182,15 @@ impl Store {
 
     /// A connection of its own, outside the pool: for blocking commands, or for a task that
     /// keeps one (a pooled connection is checked with `PING` at every checkout). `None` as
-    /// the response timeout waits as long as the command blocks.
+    /// the response timeout waits as long as a command blocks: only for a connection used by
+    /// [`wait_wake`](Self::wait_wake), which sets its own deadline.
     pub async fn dedicated(
         &self,
         response_timeout: Option<Duration>,
     ) -> Result<MultiplexedConnection> {
         let cfg = AsyncConnectionConfig::new()
             .set_response_timeout(response_timeout)
-            .set_connection_timeout(Some(Duration::from_secs(5)));
+            .set_connection_timeout(Some(CONNECTION_TIMEOUT));
         Ok(self
             .inner
             .client

@@ -61,6 +61,11 @@ impl Herald {
         &self.env["HERALD_NAMESPACE"]
     }
 
+    /// The Redis URL the commands use.
+    pub fn redis_url(&self) -> &str {
+        &self.env["HERALD_REDIS_URL"]
+    }
+
     fn command(&self, args: &[&str], extra_env: &BTreeMap<String, String>) -> Command {
         let mut cmd = Command::new(HERALD_BIN);
         // Only what the test says: nothing inherited from the developer's shell.
@@ -456,6 +461,11 @@ impl Worker {
             .sum()
     }
 
+    /// The process id.
+    pub fn pid(&self) -> i32 {
+        self.proc.pid()
+    }
+
     /// Whether the process has not exited yet.
     pub fn is_running(&self) -> bool {
         self.proc.exit_status().is_none()
@@ -464,6 +474,11 @@ impl Worker {
     /// Asks for a graceful drain.
     pub fn sigterm(&self) {
         self.proc.signal(Signal::SIGTERM);
+    }
+
+    /// Sends `sig` to the process (SIGSTOP freezes it, SIGCONT lets it go on).
+    pub fn signal(&self, sig: Signal) {
+        self.proc.signal(sig);
     }
 
     /// Kills the process at once: no drain, no release of its leases.

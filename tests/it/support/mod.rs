@@ -6,13 +6,17 @@
 //! - [`api`]: the API server of `herald serve`, in-process, and an HTTP client for it.
 //! - [`browser`]: chromedriver and a headless Chromium session, for the console.
 //! - [`process`]: child-process supervision shared by the above (output capture, exit events).
+//! - [`proxy`]: a loopback TCP proxy that can blackhole its connections (a dropped flow).
+//! - [`sockets`]: a process's TCP sockets, from `/proc` (whose connection, keepalive timers).
 
 pub mod api;
 pub mod browser;
 pub mod herald;
 pub mod process;
+pub mod proxy;
 pub mod receiver;
 pub mod redis_server;
+pub mod sockets;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

@@ -1,8 +1,10 @@
-//! A real HTTP server that plays the webhook receiver: it records every request and answers
-//! according to a programmable policy (one per path if need be), keeps per path the most
-//! requests it held open at once, and tests wait on what it received.
+//! A real HTTP server that plays the webhook receiver: it records every request (with the
+//! sender's address, so that fault tests can tell which worker sent it) and answers according
+//! to a programmable policy (one per path if need be), keeps per path the most requests it held
+//! open at once and which are open now, counts the distinct `webhook-id`s it got, and tests wait
+//! on what it received.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,7 +13,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -26,6 +28,8 @@ pub struct Request {
     pub path_index: usize,
     pub method: String,
     pub path: String,
+    /// The sender's address: a worker's local port tells its connections apart.
+    pub peer: SocketAddr,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
     /// When the request's head arrived, for checks of the gaps between retries.
@@ -222,6 +226,10 @@ struct Log {
     requests: Vec<Request>,
     /// Path → how many requests to it arrived, are open now, and were open at most at once.
     paths: HashMap<String, PathLoad>,
+    /// Indices of the requests being answered now (arrived, answer not yet written).
+    open: BTreeSet<usize>,
+    /// How many requests carried each `webhook-id`.
+    by_webhook_id: HashMap<String, usize>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -242,11 +250,14 @@ impl Shared {
 struct Open {
     shared: Arc<Shared>,
     path: String,
+    index: usize,
 }
 
 impl Drop for Open {
     fn drop(&mut self) {
-        if let Some(load) = self.shared.lock().paths.get_mut(&self.path) {
+        let mut log = self.shared.lock();
+        log.open.remove(&self.index);
+        if let Some(load) = log.paths.get_mut(&self.path) {
             load.open -= 1;
         }
     }
@@ -280,6 +291,7 @@ impl Receiver {
                 rt.block_on(async move {
                     let listener =
                         tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                    let app = app.into_make_service_with_connect_info::<SocketAddr>();
                     let serve = async move { axum::serve(listener, app).await };
                     tokio::select! {
                         result = serve => result.expect("receiver server failed"),
@@ -311,6 +323,34 @@ impl Receiver {
     /// How many requests arrived so far.
     pub fn count(&self) -> usize {
         self.shared.lock().requests.len()
+    }
+
+    /// The requests being answered now: arrived, their answer not yet written (a hanging or
+    /// slow reply, or one whose sender went away).
+    pub fn open_requests(&self) -> Vec<Request> {
+        let log = self.shared.lock();
+        log.open.iter().map(|&i| log.requests[i].clone()).collect()
+    }
+
+    /// Waits until requests with at least `count` distinct `webhook-id`s arrived.
+    ///
+    /// `timeout` is a safety net: passing it fails the test with what was received.
+    pub fn wait_for_distinct(&self, count: usize, timeout: Duration) {
+        let (log, result) = self
+            .shared
+            .arrived
+            .wait_timeout_while(self.shared.lock(), timeout, |log| {
+                log.by_webhook_id.len() < count
+            })
+            .unwrap_or_else(|e| e.into_inner());
+        if result.timed_out() {
+            let got = log.by_webhook_id.len();
+            drop(log);
+            panic!(
+                "receiver {}: waited {timeout:?} for {count} distinct webhook-ids, got {got}",
+                self.addr
+            );
+        }
     }
 
     /// The most requests to `path` that the receiver held open at the same time so far (from
@@ -367,6 +407,7 @@ impl Drop for Receiver {
 
 async fn record_and_answer(
     State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: axum::extract::Request,
 ) -> Response {
     let received_at = Instant::now();
@@ -390,16 +431,22 @@ async fn record_and_answer(
             path_index,
             method: parts.method.to_string(),
             path: path.clone(),
+            peer,
             headers: parts.headers,
             body,
             received_at,
         };
+        if let Some(id) = request.header("webhook-id") {
+            *log.by_webhook_id.entry(id.to_owned()).or_default() += 1;
+        }
+        log.open.insert(index);
         log.requests.push(request.clone());
         request
     };
     let _open = Open {
         shared: Arc::clone(&shared),
         path,
+        index: request.index,
     };
     shared.arrived.notify_all();
     match (shared.policy)(request.index, &request) {

@@ -93,7 +93,38 @@ impl RedisServer {
         }
     }
 
-    /// Kills the server if it runs, then starts a new, empty one on the same port.
+    /// Freezes the server (SIGSTOP): connections stay open, nothing is answered.
+    pub fn pause(&self) {
+        self.signal(Signal::SIGSTOP);
+    }
+
+    /// Lets a paused server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(Signal::SIGCONT);
+    }
+
+    fn signal(&self, sig: Signal) {
+        self.proc
+            .as_ref()
+            .expect("redis-server is running")
+            .signal(sig);
+    }
+
+    /// The value of `field` in the `section` of `INFO`, e.g. `("persistence",
+    /// "aof_buffer_length")`.
+    pub fn info(&self, section: &str, field: &str) -> String {
+        let info: String = redis::cmd("INFO")
+            .arg(section)
+            .query(&mut self.connection())
+            .unwrap_or_else(|e| panic!("INFO {section}: {e}"));
+        info.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_else(|| panic!("no {field} in INFO {section}:\n{info}"))
+    }
+
+    /// Kills the server if it runs, then starts a new one on the same port and in the same
+    /// directory: empty without persistence, with what its append-only file kept otherwise.
     pub fn restart(&mut self) {
         self.kill();
         let proc = launch(self.port, &self.dir, &self.extra, self.tls).unwrap_or_else(|output| {

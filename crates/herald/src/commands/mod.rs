@@ -42,7 +42,7 @@ pub fn store_error(e: StoreError) -> anyhow::Error {
         | StoreError::InvalidArgument(_)
         | StoreError::ShardMismatch { .. }
         | StoreError::FormatMismatch { .. } => Refused(e.to_string()).into(),
-        e @ (StoreError::Redis(_) | StoreError::Pool(_)) => {
+        e @ (StoreError::Redis(_) | StoreError::Pool(_) | StoreError::WaitTimeout(_)) => {
             let text = e.to_string();
             let context = if ["AuthenticationFailed", "NOAUTH", "WRONGPASS"]
                 .iter()
