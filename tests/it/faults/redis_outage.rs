@@ -93,13 +93,15 @@ fn redis_killed_and_restarted(appendfsync: &str) {
         none_dead,
         scale.drain_net(),
     );
-    assert_no_lease_ran_out(&fleet);
+    // No lease check here: a claim that Redis ran (and wrote to its file) just before the
+    // kill lost its reply with the connection, so its jobs wait for their lease to run out.
+    // They were never sent, so the ledger sees no repeat of them.
     fleet.stop();
     assert_eq!(figures.failures, kills);
 }
 
-/// Every outage here is shorter than the lease: every outcome was written in time, and no lease
-/// was taken back.
+/// A freeze shorter than the lease: every outcome was written in time, no claim ran late, and no
+/// lease was taken back.
 fn assert_no_lease_ran_out(fleet: &Fleet) {
     assert_eq!(
         fleet.metric("herald_leases_expired_total"),
