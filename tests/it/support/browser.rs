@@ -8,8 +8,9 @@
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -20,6 +21,9 @@ use super::redis_server::free_port;
 
 /// How long chromedriver may take to say it listens: a safety net.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a click may take to bring the next page: a safety net.
+const NAVIGATION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first of `names` found on `PATH` (or the path in environment variable `env`).
 fn find(env: &str, names: &[&str]) -> Option<PathBuf> {
@@ -134,6 +138,7 @@ impl Browser {
 
     /// Clicks the first element matching `css`, and waits for the page it leads to.
     pub async fn click(&self, css: &str) {
+        let page = self.page().await;
         self.client
             .find(Locator::Css(css))
             .await
@@ -141,10 +146,12 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.wait_past(page, css).await;
     }
 
-    /// Clicks the link whose text is `text`.
+    /// Clicks the link whose text is `text`, and waits for the page it leads to.
     pub async fn click_link(&self, text: &str) {
+        let page = self.page().await;
         self.client
             .find(Locator::LinkText(text))
             .await
@@ -152,6 +159,29 @@ impl Browser {
             .click()
             .await
             .unwrap_or_else(|e| panic!("click link {text:?}: {e}"));
+        self.wait_past(page, text).await;
+    }
+
+    /// The document element of the page shown now.
+    async fn page(&self) -> Element {
+        self.client
+            .find(Locator::Css("html"))
+            .await
+            .unwrap_or_else(|e| panic!("no page: {e}"))
+    }
+
+    /// Waits until `page` has been replaced by the next one: its element goes stale when the
+    /// browser unloads it. Without this a lookup right after a click can find the old page's
+    /// element, which goes stale under it.
+    async fn wait_past(&self, page: Element, what: &str) {
+        let deadline = Instant::now() + NAVIGATION_TIMEOUT;
+        while page.tag_name().await.is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "clicking {what} led to no new page"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The page's address now.
