@@ -25,6 +25,8 @@
 //!   by a half-open connection, operators acting while workers deliver; every job accounted for.
 //! - [`wire`]: a producer in shell, through the documented Lua script.
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
+//! - [`cluster`]: herald on a real Redis Cluster: the CLI and workers across three masters,
+//!   a slot moved, a manual failover and a killed master while workers deliver.
 //! - [`check`]: `herald check` finds every broken invariant, also while workers deliver, and
 //!   `--repair` fixes the safe ones.
 //! - [`console`]: the operator console over HTTP (login, session cookie, form tokens, scopes,
@@ -35,6 +37,7 @@
 mod api;
 mod check;
 mod cli_errors;
+mod cluster;
 mod console;
 mod delivery;
 mod endpoints;

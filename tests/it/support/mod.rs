@@ -1,6 +1,8 @@
 //! The test harness: a real Redis, a real HTTP receiver and the real `herald` binary.
 //!
 //! - [`redis_server`]: one `redis-server` per test on a free port.
+//! - [`redis_cluster`]: a Redis Cluster per test (three masters, three replicas) that tests
+//!   reshard, fail over and cut a master from.
 //! - [`receiver`]: an axum server that records requests and answers by policy.
 //! - [`herald`]: CLI commands and worker processes of the binary under test.
 //! - [`api`]: the API server of `herald serve`, in-process, and an HTTP client for it.
@@ -15,6 +17,7 @@ pub mod herald;
 pub mod process;
 pub mod proxy;
 pub mod receiver;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod sockets;
 
@@ -23,6 +26,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 pub use herald::Herald;
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 
 /// The safety net for waits on events that should come in well under a second or two: passing
