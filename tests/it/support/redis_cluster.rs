@@ -181,9 +181,9 @@ impl RedisCluster {
     /// `MIGRATING` on the slot's master, then `CLUSTER GETKEYSINSLOT` and `MIGRATE ... KEYS`
     /// of at most `batch` keys at a time until the slot is empty there, then `SETSLOT NODE` on
     /// `to`, on the old master and on every other master. After each batch it calls `between`
-    /// with the number of keys moved so far: a test blocks there until the traffic it waits
-    /// for came, which keeps the slot in migration meanwhile. The move is over when every node
-    /// names `to` as the slot's master.
+    /// with where the move stands: a test blocks there until the traffic it waits for came,
+    /// which keeps the slot in migration meanwhile. The move is over when every node names `to`
+    /// as the slot's master.
     ///
     /// No node may be killed or restarted while the move runs.
     pub fn move_slot_in_background(
@@ -191,7 +191,7 @@ impl RedisCluster {
         slot: u16,
         to: u16,
         batch: usize,
-        between: impl FnMut(usize) + Send + 'static,
+        between: impl FnMut(&Migration) + Send + 'static,
     ) -> SlotMove {
         let live = self.live_ports();
         let handle = thread::Builder::new()
@@ -324,13 +324,13 @@ impl Drop for RedisCluster {
 /// A slot move running on its own thread ([`RedisCluster::move_slot_in_background`]).
 #[derive(Debug)]
 pub struct SlotMove {
-    handle: JoinHandle<usize>,
+    handle: JoinHandle<Migration>,
 }
 
 impl SlotMove {
-    /// Waits until the move is over and returns how many keys it migrated; a failure of the
-    /// move fails the test here.
-    pub fn join(self) -> usize {
+    /// Waits until the move is over and returns how it ended; a failure of the move fails the
+    /// test here.
+    pub fn join(self) -> Migration {
         self.handle
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
@@ -579,14 +579,52 @@ fn wait_for(live: &[u16], what: &str, done: impl Fn(&Topology) -> bool) -> Topol
     })
 }
 
+/// Where a slot move stands: handed to its hook after each batch, and returned at its end.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub slot: u16,
+    /// The master that served the slot before.
+    pub from: u16,
+    pub to: u16,
+    /// Keys migrated so far.
+    pub moved: usize,
+}
+
+impl Migration {
+    /// How many commands the two masters refused since they started because a slot of theirs
+    /// was being moved: `ASK` redirections and `TRYAGAIN` answers, from `INFO errorstats`.
+    ///
+    /// Clients meet the move there: a command whose keys are all gone from the old master is
+    /// sent on to the new one (`ASK`); one that needs keys on both sides, or keys of which some
+    /// do not exist (most scripts), must wait for the end of the move (`TRYAGAIN`).
+    pub fn refusals(&self) -> u64 {
+        [self.from, self.to]
+            .iter()
+            .map(|&port| {
+                let mut con =
+                    connect(port).unwrap_or_else(|e| panic!("connect to node {port}: {e}"));
+                let stats: String = redis::cmd("INFO")
+                    .arg("errorstats")
+                    .query(&mut con)
+                    .unwrap_or_else(|e| panic!("INFO errorstats on {port}: {e}"));
+                ["errorstat_ASK", "errorstat_TRYAGAIN"]
+                    .iter()
+                    .filter_map(|field| field_of(&stats, field))
+                    .filter_map(|v| v.strip_prefix("count=")?.parse::<u64>().ok())
+                    .sum::<u64>()
+            })
+            .sum()
+    }
+}
+
 /// The resharding protocol (see [`RedisCluster::move_slot_in_background`]).
 fn move_slot(
     live: &[u16],
     slot: u16,
     to: u16,
     batch: usize,
-    mut between: impl FnMut(usize),
-) -> usize {
+    mut between: impl FnMut(&Migration),
+) -> Migration {
     assert!(batch > 0, "a batch of no keys moves nothing");
     let topology = wait_for(live, "the cluster to settle before a slot move", |_| true);
     let from = topology.master_of_slot(slot);
@@ -614,7 +652,12 @@ fn move_slot(
     setslot(from, "MIGRATING", &to_id);
 
     let mut source = con(from);
-    let mut moved = 0;
+    let mut migration = Migration {
+        slot,
+        from,
+        to,
+        moved: 0,
+    };
     loop {
         let keys: Vec<Vec<u8>> = redis::cmd("CLUSTER")
             .arg("GETKEYSINSLOT")
@@ -636,8 +679,8 @@ fn move_slot(
             .arg(&keys)
             .query::<redis::Value>(&mut source)
             .unwrap_or_else(|e| panic!("MIGRATE of slot {slot} from {from} to {to}: {e}"));
-        moved += keys.len();
-        between(moved);
+        migration.moved += keys.len();
+        between(&migration);
     }
 
     // The new owner first, so that it serves the slot before the old one redirects there.
@@ -651,5 +694,5 @@ fn move_slot(
         &format!("every node to see {to} serve slot {slot}"),
         |t| t.master_of_slot(slot) == to,
     );
-    moved
+    migration
 }
