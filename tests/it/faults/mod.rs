@@ -33,6 +33,8 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
+use redis::cluster::ClusterClient;
+use redis::Commands;
 use serde_json::{json, Value};
 
 use crate::support::herald::Worker;
@@ -473,16 +475,35 @@ fn payload_numbers(herald: &Herald, entries: &[Value]) -> Vec<Option<u64>> {
         return Vec::new();
     }
     let ns = herald.namespace();
-    let mut con = redis::Client::open(herald.redis_url())
-        .and_then(|c| c.get_connection())
-        .unwrap_or_else(|e| panic!("connect to {}: {e}", herald.redis_url()));
-    let mut pipe = redis::pipe();
-    for entry in entries {
-        let shard = entry["shard"].as_u64().expect("a shard number");
-        let id = entry["id"].as_str().expect("a job id");
-        pipe.hget(format!("{ns}:v2:{{{ns}.{shard}}}:jobs"), id);
-    }
-    let records: Vec<Option<Vec<u8>>> = pipe.query(&mut con).expect("HGET the dead jobs' records");
+    let fields: Vec<(String, &str)> = entries
+        .iter()
+        .map(|entry| {
+            let shard = entry["shard"].as_u64().expect("a shard number");
+            let id = entry["id"].as_str().expect("a job id");
+            (format!("{ns}:v2:{{{ns}.{shard}}}:jobs"), id)
+        })
+        .collect();
+    let url = herald.redis_url();
+    let records: Vec<Option<Vec<u8>>> = if herald.is_cluster() {
+        // The shards' keys are spread over the masters: one HGET at a time, each routed.
+        let mut con = ClusterClient::new(url.split(',').collect::<Vec<_>>())
+            .and_then(|c| c.get_connection())
+            .unwrap_or_else(|e| panic!("connect to the cluster {url}: {e}"));
+        fields
+            .iter()
+            .map(|(key, id)| con.hget(key, id))
+            .collect::<redis::RedisResult<_>>()
+            .expect("HGET the dead jobs' records")
+    } else {
+        let mut con = redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+        let mut pipe = redis::pipe();
+        for (key, id) in &fields {
+            pipe.hget(key, id);
+        }
+        pipe.query(&mut con).expect("HGET the dead jobs' records")
+    };
     records
         .into_iter()
         .map(|record| {

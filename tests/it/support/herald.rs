@@ -61,9 +61,16 @@ impl Herald {
         &self.env["HERALD_NAMESPACE"]
     }
 
-    /// The Redis URL the commands use.
+    /// The Redis URL the commands use (seed nodes, comma-separated, on a cluster).
     pub fn redis_url(&self) -> &str {
         &self.env["HERALD_REDIS_URL"]
+    }
+
+    /// Whether the commands speak the Redis Cluster protocol (`HERALD_REDIS_CLUSTER=true`).
+    pub fn is_cluster(&self) -> bool {
+        self.env
+            .get("HERALD_REDIS_CLUSTER")
+            .is_some_and(|v| v == "true")
     }
 
     fn command(&self, args: &[&str], extra_env: &BTreeMap<String, String>) -> Command {
