@@ -1,15 +1,130 @@
 //! herald on a real Redis Cluster of three masters and three replicas: the test cluster itself
-//! (keys spread, a slot moved under writes, a manual failover, a killed master).
+//! (keys spread, a slot moved under writes, a manual failover, a killed master), then the CLI and
+//! workers in cluster mode (`HERALD_REDIS_CLUSTER`) with jobs on every master, a shard's slot
+//! moved to another master while two workers deliver a stream of jobs, a manual failover and a
+//! master killed mid-stream. Every run ends with every job accounted for and `herald check`
+//! clean.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
+use herald_core::{shard_of, EndpointId};
+use herald_store::Namespace;
 use redis::Commands;
+use serde_json::{json, Value};
 
+use crate::faults::{hook_path, none_dead, Failure, Fleet, Ledger};
 use crate::support::process::poll_until;
-use crate::support::{RedisCluster, SAFETY_NET};
+use crate::support::receiver::{self, Receiver};
+use crate::support::{Herald, RedisCluster, SAFETY_NET};
+
+/// herald's default shard count, which these tests keep.
+const SHARDS: u16 = 16;
+
+/// The product documentation's example event (service `heroku`).
+const EXAMPLE: &str = include_str!("../../crates/herald-core/src/example-event.json");
+
+/// Jobs per `herald enqueue --ndjson` of the streams that run while the cluster changes.
+const STREAM_BATCH: usize = 20;
+
+/// The workers' settings in the runs with a stream: two workers of 8 deliveries each.
+const CONCURRENCY: usize = 8;
+const WORKERS: usize = 2;
+
+/// CLI commands and workers in cluster mode, seeded with every node of `cluster`.
+fn on_cluster(cluster: &RedisCluster, namespace: &str) -> Herald {
+    Herald::new(&cluster.seed_urls(), namespace).with_env("HERALD_REDIS_CLUSTER", "true")
+}
+
+/// Endpoint ids `dash-0`, `dash-1`, ... chosen so that each of the 16 shards holds `per_shard`
+/// of them.
+fn endpoints_over_every_shard(per_shard: usize) -> Vec<String> {
+    let mut taken = [0; SHARDS as usize];
+    let mut endpoints = Vec::new();
+    for i in 0.. {
+        if taken.iter().all(|&n| n == per_shard) {
+            break;
+        }
+        let id = format!("dash-{i}");
+        let shard = usize::from(shard(&id));
+        if taken[shard] < per_shard {
+            taken[shard] += 1;
+            endpoints.push(id);
+        }
+    }
+    endpoints
+}
+
+fn shard(endpoint: &str) -> u16 {
+    shard_of(&EndpointId::new(endpoint).expect("endpoint id"), SHARDS)
+}
+
+/// The hash slot of `shard`'s keys in `namespace`: that of its hash tag.
+fn slot_of_shard(cluster: &RedisCluster, namespace: &str, shard: u16) -> u16 {
+    cluster.slot_of(&format!("{{{namespace}.{shard}}}"))
+}
+
+/// Whether `master` serves the slot of one of the shards of `namespace`.
+fn serves_a_shard(cluster: &RedisCluster, namespace: &str, master: u16) -> bool {
+    (0..SHARDS).any(|s| cluster.master_of_slot(slot_of_shard(cluster, namespace, s)) == master)
+}
+
+/// Jobs in the store on each master: the length of the `jobs` hash of every shard it serves.
+fn jobs_per_master(cluster: &RedisCluster, namespace: &str) -> BTreeMap<u16, u64> {
+    let ns = Namespace::new(namespace).expect("namespace");
+    let mut per_master: BTreeMap<u16, u64> =
+        cluster.masters().into_iter().map(|m| (m, 0)).collect();
+    for shard in 0..SHARDS {
+        let jobs = ns.shard(shard).jobs;
+        let master = cluster.master_of(&jobs);
+        let count: u64 = cluster
+            .connection(master)
+            .hlen(&jobs)
+            .unwrap_or_else(|e| panic!("HLEN {jobs} on {master}: {e}"));
+        *per_master.get_mut(&master).expect("a master") += count;
+    }
+    per_master
+}
+
+/// Endpoints on `rx`, at their ledger paths.
+fn set_endpoints(herald: &Herald, rx: &Receiver, endpoints: &[String]) {
+    for endpoint in endpoints {
+        herald.set_endpoint(
+            endpoint,
+            &format!("{}{}", rx.url(), hook_path(endpoint, 0, 0)),
+        );
+    }
+}
+
+/// Enqueues [`STREAM_BATCH`] jobs at a time, round-robin over `endpoints`, until `stop` is set
+/// (after at least one batch); returns how many batches it enqueued.
+fn stream(ledger: &Ledger, herald: &Herald, endpoints: &[String], stop: &AtomicBool) -> usize {
+    let mut batches = 0;
+    for endpoint in endpoints.iter().cycle() {
+        ledger.enqueue(herald, endpoint, 0, STREAM_BATCH);
+        batches += 1;
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+    }
+    batches
+}
+
+/// The workers of the runs with a stream.
+fn fleet<'h>(herald: &'h Herald, lease: &str) -> Fleet<'h> {
+    Fleet::start(
+        herald,
+        WORKERS,
+        &[
+            ("HERALD_CONCURRENCY", &CONCURRENCY.to_string()),
+            ("HERALD_LEASE", lease),
+            ("HERALD_RETRY_SCHEDULE", &["100ms"; 10].join(",")),
+        ],
+    )
+}
 
 /// Reads every `key` → `value` back through a fresh cluster connection.
 fn assert_keys(cluster: &RedisCluster, keys: &[(String, String)], when: &str) {
@@ -109,12 +224,13 @@ fn the_test_cluster_reshards_fails_over_and_loses_no_replicated_key_to_a_killed_
             },
         );
     });
-    let moved = mover.join();
+    let migration = mover.join();
     stop.store(true, Ordering::SeqCst);
     let w = writer.join().expect("the writer");
-    assert!(moved >= 200, "{moved} keys migrated");
+    assert!(migration.moved >= 200, "{migration:?}");
+    assert!(migration.refusals() > 0, "the writer met no redirection");
     assert!(batches.load(Ordering::SeqCst) >= 10);
-    assert_eq!(cluster.master_of_slot(slot), to);
+    assert_eq!(cluster.master_of_slot(migration.slot), to);
     keys.extend((0..w).map(|n| (format!("{{moving}}:w{n}"), n.to_string())));
     let in_slot: usize = redis::cmd("CLUSTER")
         .arg("COUNTKEYSINSLOT")
@@ -142,4 +258,284 @@ fn the_test_cluster_reshards_fails_over_and_loses_no_replicated_key_to_a_killed_
     assert_keys(&cluster, &keys, "after a master was killed");
     cluster.restart(victim);
     assert_eq!(cluster.replica_of(promoted), victim);
+}
+
+#[test]
+fn the_cli_and_a_worker_deliver_every_job_once_with_jobs_on_every_master() {
+    let cluster = RedisCluster::start();
+    let namespace = "it-cluster-cli";
+    let herald = on_cluster(&cluster, namespace);
+    let rx = Receiver::start(receiver::always(200));
+    let endpoints = endpoints_over_every_shard(2);
+    let masters: BTreeSet<u16> = (0..SHARDS)
+        .map(|s| cluster.master_of_slot(slot_of_shard(&cluster, namespace, s)))
+        .collect();
+    assert_eq!(
+        masters.len(),
+        3,
+        "the shards should spread over all masters"
+    );
+
+    for endpoint in &endpoints {
+        herald.set_endpoint(endpoint, &format!("{}/hooks/{endpoint}", rx.url()));
+    }
+    let listed = herald.ok(&["endpoint", "list", "--json"]).json();
+    assert_eq!(
+        listed.as_array().map(Vec::len),
+        Some(endpoints.len()),
+        "{listed}"
+    );
+    let subscribers: Vec<&String> = endpoints.iter().step_by(2).collect();
+    for endpoint in &subscribers {
+        herald.ok(&["subscribe", endpoint, "heroku", "--level", "all"]);
+    }
+
+    // An event fanned out to every subscriber, once even when published twice with one key.
+    let event: Value = serde_json::from_str(EXAMPLE).expect("the example event");
+    for expected in [subscribers.len(), 0] {
+        let report = herald
+            .run_stdin(
+                &["publish", "-", "--idempotency-key", "evt-1", "--json"],
+                event.to_string(),
+            )
+            .assert_success()
+            .json();
+        assert_eq!(
+            report["enqueued"].as_u64(),
+            Some(expected as u64),
+            "{report}"
+        );
+    }
+    // One job per endpoint through `enqueue-6.lua`, then a batch each through
+    // `enqueue-batch-4.lua`.
+    let singles: Vec<String> = endpoints
+        .iter()
+        .map(|e| herald.enqueue(e, &json!({"kind": "single", "endpoint": e})))
+        .collect();
+    const BATCH: usize = 25;
+    for endpoint in &endpoints {
+        herald.enqueue_many(
+            endpoint,
+            (0..BATCH).map(|n| json!({"kind": "batch", "endpoint": endpoint, "n": n})),
+        );
+    }
+    let total = subscribers.len() + endpoints.len() * (1 + BATCH);
+
+    let stats = herald.stats();
+    assert_eq!(stats.due, total as u64, "{stats:?}");
+    assert_eq!(stats.queued(), total as u64, "{stats:?}");
+    let job = herald.job(&singles[0]).expect("the job is in the store");
+    assert_eq!(job["state"], "due", "{job}");
+    let jobs = jobs_per_master(&cluster, namespace);
+    assert_eq!(jobs.values().sum::<u64>(), total as u64, "{jobs:?}");
+    assert!(jobs.values().all(|&n| n > 0), "jobs per master: {jobs:?}");
+    let keys = cluster.key_counts();
+    assert!(keys.values().all(|&n| n > 0), "keys per master: {keys:?}");
+
+    let worker = herald.spawn_worker(&[]);
+    rx.wait_for(total, SAFETY_NET);
+    herald.wait_until_drained(SAFETY_NET);
+    worker.stop(SAFETY_NET);
+
+    let requests = rx.requests();
+    assert_eq!(requests.len(), total, "deliveries");
+    let ids: HashSet<String> = requests.iter().map(|r| r.webhook_id()).collect();
+    assert_eq!(ids.len(), total, "distinct webhook-ids");
+    for single in &singles {
+        assert!(
+            ids.contains(&format!("msg_{single}")),
+            "{single} was not delivered"
+        );
+    }
+    let mut events: HashMap<String, usize> = HashMap::new();
+    for request in &requests {
+        let body = request.json();
+        let endpoint = request
+            .path
+            .strip_prefix("/hooks/")
+            .expect("a hook path")
+            .to_owned();
+        if body == event {
+            *events.entry(endpoint).or_default() += 1;
+        } else {
+            assert_eq!(
+                body["endpoint"],
+                endpoint.as_str(),
+                "delivered to the wrong URL"
+            );
+        }
+    }
+    let expected: HashMap<String, usize> = subscribers.iter().map(|e| ((*e).clone(), 1)).collect();
+    assert_eq!(events, expected, "the event, once per subscriber");
+    assert!(herald.dead_list().is_empty());
+    herald.assert_check_clean();
+    assert_eq!(
+        jobs_per_master(&cluster, namespace).values().sum::<u64>(),
+        0
+    );
+}
+
+#[test]
+fn a_shard_whose_slot_moves_to_another_master_under_a_stream_delivers_every_job_once() {
+    let cluster = RedisCluster::start();
+    let namespace = "it-cluster-move";
+    let herald = on_cluster(&cluster, namespace);
+    let rx = Arc::new(Receiver::start(receiver::slow(Duration::from_millis(10))));
+    let endpoints = endpoints_over_every_shard(1);
+    set_endpoints(&herald, &rx, &endpoints);
+    let masters = cluster.masters();
+    // The shard of the first endpoint the stream feeds moves.
+    let slot = slot_of_shard(&cluster, namespace, shard(&endpoints[0]));
+    let from = cluster.master_of_slot(slot);
+    let to = *masters
+        .iter()
+        .find(|&&m| m != from)
+        .expect("another master");
+
+    let ledger = Ledger::new();
+    for endpoint in &endpoints {
+        ledger.enqueue(&herald, endpoint, 0, STREAM_BATCH);
+    }
+    let fleet = fleet(&herald, "30s");
+    rx.wait_for(STREAM_BATCH, SAFETY_NET);
+
+    let stop = AtomicBool::new(false);
+    let (moved, batches) = thread::scope(|s| {
+        let producer = s.spawn(|| stream(&ledger, &herald, &endpoints, &stop));
+        // One key per MIGRATE, and deliveries in between: the slot stays in migration while the
+        // workers deliver and the stream enqueues.
+        let progress = Arc::clone(&rx);
+        let mover = cluster.move_slot_in_background(slot, to, 1, move |migration| {
+            if migration.moved == 1 {
+                // The shard's keys are on both masters: its scripts are refused until the end.
+                poll_until(
+                    "herald to meet the slot in migration",
+                    SAFETY_NET,
+                    Duration::from_millis(10),
+                    || match migration.refusals() {
+                        0 => Err("no ASK or TRYAGAIN yet".to_owned()),
+                        _ => Ok(()),
+                    },
+                );
+            }
+            let target = progress.count() + 2 * CONCURRENCY;
+            progress.wait_until("deliveries while the slot moves", SAFETY_NET, |r| {
+                r.len() >= target
+            });
+        });
+        let migration = mover.join();
+        stop.store(true, Ordering::SeqCst);
+        (migration.moved, producer.join().expect("the producer"))
+    });
+    assert!(moved > 1, "the shard's slot held {moved} keys");
+    assert!(
+        batches > endpoints.len(),
+        "the stream enqueued {batches} batches"
+    );
+
+    let figures = ledger.account("slot-move", &herald, &rx, none_dead, SAFETY_NET);
+    assert_eq!(figures.duplicates, 0);
+    assert_eq!(cluster.master_of_slot(slot), to, "the slot's new master");
+    assert_eq!(cluster.masters(), masters, "no failover happened");
+    fleet.stop();
+}
+
+#[test]
+fn a_manual_failover_mid_stream_loses_nothing_and_workers_carry_on() {
+    let cluster = RedisCluster::start();
+    let namespace = "it-cluster-failover";
+    let herald = on_cluster(&cluster, namespace);
+    let rx = Receiver::start(receiver::slow(Duration::from_millis(10)));
+    let endpoints = endpoints_over_every_shard(1);
+    set_endpoints(&herald, &rx, &endpoints);
+    let ledger = Ledger::new();
+    for endpoint in &endpoints {
+        ledger.enqueue(&herald, endpoint, 0, STREAM_BATCH);
+    }
+    let fleet = fleet(&herald, "30s");
+    rx.wait_for(STREAM_BATCH, SAFETY_NET);
+
+    let stop = AtomicBool::new(false);
+    let old = cluster.masters()[0];
+    assert!(serves_a_shard(&cluster, namespace, old));
+    let new = thread::scope(|s| {
+        let producer = s.spawn(|| stream(&ledger, &herald, &endpoints, &stop));
+        let new = cluster.manual_failover(old);
+        // The workers deliver again through the new master.
+        let target = rx.count() + 4 * CONCURRENCY;
+        rx.wait_until("deliveries after the failover", SAFETY_NET, |r| {
+            r.len() >= target
+        });
+        stop.store(true, Ordering::SeqCst);
+        producer.join().expect("the producer");
+        new
+    });
+
+    let figures = ledger.account("manual-failover", &herald, &rx, none_dead, SAFETY_NET);
+    assert_eq!(figures.duplicates, 0);
+    assert!(cluster.masters().contains(&new));
+    assert_eq!(cluster.replica_of(new), old);
+    fleet.stop();
+}
+
+#[test]
+fn a_master_killed_mid_stream_fails_over_and_loses_no_job_enqueued_with_wait() {
+    let mut cluster = RedisCluster::start();
+    let namespace = "it-cluster-kill";
+    // Producers answer once a replica has each job (Redis WAIT).
+    let herald = on_cluster(&cluster, namespace).with_env("HERALD_ENQUEUE_WAIT_REPLICAS", "1");
+    // Slow answers: the kill finds deliveries on the wire.
+    let rx = Receiver::start(receiver::slow(Duration::from_millis(20)));
+    let endpoints = endpoints_over_every_shard(1);
+    set_endpoints(&herald, &rx, &endpoints);
+    let ledger = Ledger::new();
+    for endpoint in &endpoints {
+        ledger.enqueue(&herald, endpoint, 0, STREAM_BATCH);
+    }
+    // A short lease: a lease whose settlement the kill lost runs out soon.
+    let lease = Duration::from_secs(5);
+    let fleet = fleet(&herald, "5s");
+    rx.wait_for(STREAM_BATCH, SAFETY_NET);
+
+    // The stream runs until the workers delivered some of it; its last batch is answered (so
+    // on a replica) just before the kill.
+    let stop = AtomicBool::new(false);
+    thread::scope(|s| {
+        let producer = s.spawn(|| stream(&ledger, &herald, &endpoints, &stop));
+        let target = rx.count() + 4 * CONCURRENCY;
+        rx.wait_until("deliveries of the stream", SAFETY_NET, |r| {
+            r.len() >= target
+        });
+        stop.store(true, Ordering::SeqCst);
+        producer.join().expect("the producer");
+    });
+    let victim = cluster.masters()[0];
+    assert!(serves_a_shard(&cluster, namespace, victim));
+    let failure = Failure::shared("master killed", &rx, lease);
+    let promoted = cluster.kill_master(victim);
+    ledger.failure(failure.over());
+    // A seed node down does not keep the CLI from the cluster.
+    herald.stats();
+    // The workers deliver again through the promoted replica, without a restart.
+    let target = rx.count() + 4 * CONCURRENCY;
+    rx.wait_until("deliveries after the failover", SAFETY_NET, |r| {
+        r.len() >= target
+    });
+
+    // Back as the promoted master's replica, the killed node acknowledges writes again: more
+    // jobs, to every shard.
+    cluster.restart(victim);
+    assert_eq!(cluster.replica_of(promoted), victim);
+    for endpoint in &endpoints {
+        ledger.enqueue(&herald, endpoint, 0, STREAM_BATCH);
+    }
+
+    let figures = ledger.account("master-killed", &herald, &rx, none_dead, SAFETY_NET);
+    assert!(
+        figures.duplicates <= WORKERS * CONCURRENCY,
+        "{} duplicates, more than the {} deliveries the fleet can have in flight",
+        figures.duplicates,
+        WORKERS * CONCURRENCY
+    );
+    fleet.stop();
 }
