@@ -124,7 +124,7 @@ fn a_batch_over_several_shards_answers_each_job_in_order() {
 
         // Setting endpoints and the first enqueue left hints of their own.
         let mut conn = redis.connection();
-        let wake = Namespace::new("it-batch").unwrap().wake_key();
+        let wake = Namespace::new("it-batch").unwrap().wake_key(0, false);
         let () = redis::cmd("DEL").arg(&wake).query(&mut conn).unwrap();
 
         let results = store.enqueue_batch(&jobs).await.unwrap();
@@ -458,7 +458,7 @@ fn a_long_run_of_one_shard_is_split_over_several_calls_in_order() {
         // Loaded beforehand: a first run that met NOSCRIPT could not tell a duplicate id from
         // a job of its own that landed before the reload.
         let mut aconn = store.conn().await.unwrap();
-        store.load_scripts(&mut *aconn).await.unwrap();
+        store.load_scripts(&mut aconn).await.unwrap();
         let mut conn = redis.connection();
         let () = redis::cmd("CONFIG")
             .arg("RESETSTAT")

@@ -329,16 +329,31 @@ fn a_wake_up_takes_every_pending_hint_earliest_first() {
         store.check().await.unwrap();
         let mut conn = store.dedicated(None).await.unwrap();
         let timeout = Duration::from_millis(50);
-        assert_eq!(store.wait_wake(&mut conn, timeout).await.unwrap(), []);
+        assert_eq!(
+            store
+                .wait_wake(&mut conn, store.wake_key(0), timeout)
+                .await
+                .unwrap(),
+            []
+        );
 
         store.wake(&mut conn, 2, 300).await.unwrap();
         store.wake(&mut conn, 0, 100).await.unwrap();
         store.wake(&mut conn, 3, 200).await.unwrap();
         // A hint for a shard beyond the count (a fleet started with more shards) is dropped.
         store.wake(&mut conn, 9, 50).await.unwrap();
-        let hints = store.wait_wake(&mut conn, timeout).await.unwrap();
+        let hints = store
+            .wait_wake(&mut conn, store.wake_key(0), timeout)
+            .await
+            .unwrap();
         assert_eq!(hints, [(0, 100), (3, 200), (2, 300)]);
-        assert_eq!(store.wait_wake(&mut conn, timeout).await.unwrap(), []);
+        assert_eq!(
+            store
+                .wait_wake(&mut conn, store.wake_key(0), timeout)
+                .await
+                .unwrap(),
+            []
+        );
     });
 }
 

@@ -81,6 +81,20 @@ impl Producer {
         ))?))
     }
 
+    /// A producer for the deployment on the Redis Cluster reached through `seed_urls` (one or
+    /// more nodes' URLs, comma-separated), with this namespace and shard count. For more
+    /// settings (waiting for replicas), build a [`StoreConfig`] and use [`Producer::new`].
+    pub fn connect_cluster(
+        seed_urls: &str,
+        namespace: &str,
+        shards: u16,
+    ) -> Result<Self, ProduceError> {
+        let ns = herald_store::Namespace::new(namespace).map_err(ProduceError::Namespace)?;
+        let mut cfg = StoreConfig::new(seed_urls, ns, shards);
+        cfg.cluster = true;
+        Ok(Self::new(Store::open(cfg)?))
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

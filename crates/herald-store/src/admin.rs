@@ -4,10 +4,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use redis::aio::ConnectionLike;
+use futures::future::try_join_all;
 use redis::FromRedisValue;
 use serde::Serialize;
 
+use crate::connection::{Conn, Pooled};
 use crate::lease::{parse_lease, BLOCKED};
 use crate::record::JobRecord;
 use crate::store::{protocol, Result};
@@ -147,101 +148,27 @@ fn parse_stats(
 impl Store {
     /// Job counts by state, per shard and in total, counted from one Redis instant.
     pub async fn stats(&self) -> Result<Stats> {
-        let mut conn = self.conn().await?;
-        self.stats_on(&mut conn).await
+        let conn = self.conn().await?;
+        self.stats_on(&conn.shared()).await
     }
 
     /// [`Store::stats`] on a connection of the caller's. Costs a few commands per shard, three
     /// per enabled endpoint with queued jobs (counts and the head of its queue) and one per
     /// disabled endpoint, pipelined: an idle deployment costs no more than its shard count.
-    pub async fn stats_on<C: ConnectionLike + Send>(&self, conn: &mut C) -> Result<Stats> {
+    pub async fn stats_on(&self, conn: &Conn) -> Result<Stats> {
+        let mut c = conn.clone();
         let mut stats = Stats {
-            now_ms: self.now_ms(conn).await?,
+            now_ms: self.now_ms(&mut c).await?,
             ..Stats::default()
         };
         let now = stats.now_ms;
-        for shard in 0..self.inner.shards {
-            let k = self.keys(shard);
-            let reply: Vec<redis::Value> = self
-                .inner
-                .scripts
-                .stats
-                .key(&k.ready)
-                .key(&k.disabled)
-                .key(&k.inflight)
-                .key(&k.dead)
-                .invoke_async(conn)
-                .await?;
-            let (in_flight, dead, disabled, ready) = parse_stats(reply)?;
-            let mut s = ShardStats {
-                in_flight,
-                dead,
-                ..ShardStats::default()
-            };
-            // Enabled endpoints with queued jobs are in `ready`; a disabled one may still be
-            // there until a claim visits it.
-            let enabled: Vec<&(String, f64)> = ready
-                .iter()
-                .filter(|(e, _)| !disabled.contains(e))
-                .collect();
-            let later: Vec<&str> = enabled
-                .iter()
-                .filter(|(_, at)| *at > now as f64 && *at < BLOCKED)
-                .map(|(e, _)| e.as_str())
-                .collect();
-            s.held_back_endpoints = enabled.iter().filter(|(_, at)| *at >= BLOCKED).count() as u64;
-            for chunk in enabled.chunks(500) {
-                let mut pipe = redis::pipe();
-                for (e, _) in chunk {
-                    let queue = k.queue(e);
-                    pipe.zcount(&queue, "-inf", now)
-                        .zcard(&queue)
-                        .zrange_withscores(&queue, 0, 0);
-                }
-                let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
-                let bad = || protocol("stats", "short queue reply");
-                let mut replies = replies.into_iter();
-                while let Some(due) = replies.next() {
-                    let due = u64::from_redis_value(due)?;
-                    let all = u64::from_redis_value(replies.next().ok_or_else(bad)?)?;
-                    let head: Vec<(String, f64)> =
-                        FromRedisValue::from_redis_value(replies.next().ok_or_else(bad)?)?;
-                    s.due += due;
-                    s.scheduled += all.saturating_sub(due);
-                    if let Some((_, at)) = head.first() {
-                        let at = *at as i64;
-                        if at <= now {
-                            s.oldest_due_ms = Some(s.oldest_due_ms.map_or(at, |o| o.min(at)));
-                        }
-                    }
-                }
-            }
-            let disabled: Vec<&String> = disabled.iter().collect();
-            for chunk in disabled.chunks(500) {
-                let mut pipe = redis::pipe();
-                for e in chunk {
-                    pipe.zcard(k.queue(e));
-                }
-                let counts: Vec<u64> = pipe.query_async(conn).await?;
-                s.parked += counts.iter().sum::<u64>();
-            }
-            // Waiting for a later time: their next job, their rate, or a pause (which the flow
-            // record tells).
-            for chunk in later.chunks(500) {
-                let flows: Vec<Option<String>> = redis::cmd("HMGET")
-                    .arg(&k.flow)
-                    .arg(chunk)
-                    .query_async(conn)
-                    .await?;
-                s.held_back_endpoints += flows
-                    .iter()
-                    .flatten()
-                    .filter(|f| {
-                        let fields: Vec<&str> = f.split(' ').collect();
-                        fields.len() == 7 && fields[6].parse::<i64>().is_ok_and(|p| p > now)
-                    })
-                    .count() as u64;
-            }
+        // Every shard at once: on a cluster each goes to its master, side by side.
+        let shards = try_join_all((0..self.inner.shards).map(|shard| {
+            let mut c = conn.clone();
+            async move { self.shard_stats(&mut c, shard, now).await }
+        }))
+        .await?;
+        for (s, disabled) in shards {
             stats.total.due += s.due;
             stats.total.scheduled += s.scheduled;
             stats.total.in_flight += s.in_flight;
@@ -252,10 +179,101 @@ impl Store {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
-            stats.disabled_endpoints += disabled.len() as u64;
+            stats.disabled_endpoints += disabled;
             stats.shards.push(s);
         }
         Ok(stats)
+    }
+
+    /// One shard's counts at `now` (Redis ms), and how many of its endpoints are disabled.
+    async fn shard_stats(
+        &self,
+        conn: &mut Conn,
+        shard: u16,
+        now: i64,
+    ) -> Result<(ShardStats, u64)> {
+        let k = self.keys(shard);
+        let reply: Vec<redis::Value> = self
+            .inner
+            .scripts
+            .stats
+            .key(&k.ready)
+            .key(&k.disabled)
+            .key(&k.inflight)
+            .key(&k.dead)
+            .invoke_async(conn)
+            .await?;
+        let (in_flight, dead, disabled, ready) = parse_stats(reply)?;
+        let mut s = ShardStats {
+            in_flight,
+            dead,
+            ..ShardStats::default()
+        };
+        // Enabled endpoints with queued jobs are in `ready`; a disabled one may still be
+        // there until a claim visits it.
+        let enabled: Vec<&(String, f64)> = ready
+            .iter()
+            .filter(|(e, _)| !disabled.contains(e))
+            .collect();
+        let later: Vec<&str> = enabled
+            .iter()
+            .filter(|(_, at)| *at > now as f64 && *at < BLOCKED)
+            .map(|(e, _)| e.as_str())
+            .collect();
+        s.held_back_endpoints = enabled.iter().filter(|(_, at)| *at >= BLOCKED).count() as u64;
+        for chunk in enabled.chunks(500) {
+            let mut pipe = redis::pipe();
+            for (e, _) in chunk {
+                let queue = k.queue(e);
+                pipe.zcount(&queue, "-inf", now)
+                    .zcard(&queue)
+                    .zrange_withscores(&queue, 0, 0);
+            }
+            let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+            let bad = || protocol("stats", "short queue reply");
+            let mut replies = replies.into_iter();
+            while let Some(due) = replies.next() {
+                let due = u64::from_redis_value(due)?;
+                let all = u64::from_redis_value(replies.next().ok_or_else(bad)?)?;
+                let head: Vec<(String, f64)> =
+                    FromRedisValue::from_redis_value(replies.next().ok_or_else(bad)?)?;
+                s.due += due;
+                s.scheduled += all.saturating_sub(due);
+                if let Some((_, at)) = head.first() {
+                    let at = *at as i64;
+                    if at <= now {
+                        s.oldest_due_ms = Some(s.oldest_due_ms.map_or(at, |o| o.min(at)));
+                    }
+                }
+            }
+        }
+        let disabled: Vec<&String> = disabled.iter().collect();
+        for chunk in disabled.chunks(500) {
+            let mut pipe = redis::pipe();
+            for e in chunk {
+                pipe.zcard(k.queue(e));
+            }
+            let counts: Vec<u64> = pipe.query_async(conn).await?;
+            s.parked += counts.iter().sum::<u64>();
+        }
+        // Waiting for a later time: their next job, their rate, or a pause (which the flow
+        // record tells).
+        for chunk in later.chunks(500) {
+            let flows: Vec<Option<String>> = redis::cmd("HMGET")
+                .arg(&k.flow)
+                .arg(chunk)
+                .query_async(conn)
+                .await?;
+            s.held_back_endpoints += flows
+                .iter()
+                .flatten()
+                .filter(|f| {
+                    let fields: Vec<&str> = f.split(' ').collect();
+                    fields.len() == 7 && fields[6].parse::<i64>().is_ok_and(|p| p > now)
+                })
+                .count() as u64;
+        }
+        Ok((s, disabled.len() as u64))
     }
 
     /// Looks a job up in every shard (job ids do not name their shard).
@@ -378,7 +396,7 @@ impl Store {
 
     pub(crate) async fn replay_in(
         &self,
-        conn: &mut deadpool_redis::Connection,
+        conn: &mut Pooled,
         shard: u16,
         ids: &[String],
     ) -> Result<u64> {

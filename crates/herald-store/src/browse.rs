@@ -10,8 +10,9 @@ use herald_core::{EndpointId, Subscription};
 use redis::FromRedisValue;
 use serde::Serialize;
 
+use crate::connection::{run_split, Pooled};
 use crate::endpoints::{Disabled, EndpointRecord, Limits};
-use crate::store::{now_from_time, protocol, Result};
+use crate::store::{protocol, Result};
 use crate::{Store, StoreError};
 
 /// Most `HSCAN` calls one page makes: with a search that matches rarely, a page comes back
@@ -131,7 +132,7 @@ fn id_pattern(text: &str) -> Option<String> {
 
 /// `HSCAN key cursor [MATCH pattern] COUNT count`, as (next cursor, field and value pairs).
 async fn hscan(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut Pooled,
     key: &str,
     cursor: u64,
     pattern: Option<&str>,
@@ -244,30 +245,28 @@ impl Store {
     /// The health of the endpoints found by a scan, read in one pipelined round trip.
     async fn health_of(
         &self,
-        conn: &mut deadpool_redis::Connection,
+        conn: &mut Pooled,
         found: Vec<(u16, String)>,
     ) -> Result<Vec<EndpointHealth>> {
         if found.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.cmd("TIME");
+        let now = self.now_ms(conn).await?;
+        let mut cmds: Vec<(String, redis::Cmd)> = Vec::with_capacity(7 * found.len());
         for (shard, id) in &found {
             let k = self.keys(*shard);
-            pipe.hget(&k.endpoints, id)
-                .hget(&k.disabled, id)
-                .hget(&k.strikes, id)
-                .hget(&k.flow, id)
-                .hget(&k.busy, id)
-                .zcard(k.queue(id))
-                .lindex(k.attempts(id), 0);
+            let route = || k.endpoints.clone();
+            cmds.push((route(), redis::Cmd::hget(&k.endpoints, id)));
+            cmds.push((route(), redis::Cmd::hget(&k.disabled, id)));
+            cmds.push((route(), redis::Cmd::hget(&k.strikes, id)));
+            cmds.push((route(), redis::Cmd::hget(&k.flow, id)));
+            cmds.push((route(), redis::Cmd::hget(&k.busy, id)));
+            cmds.push((route(), redis::Cmd::zcard(k.queue(id))));
+            cmds.push((route(), redis::Cmd::lindex(k.attempts(id), 0)));
         }
-        let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+        let replies = run_split(&conn.shared(), cmds).await?;
         let bad = || protocol("endpoint page", "short reply");
         let mut replies = replies.into_iter();
-        let now = now_from_time(FromRedisValue::from_redis_value(
-            replies.next().ok_or_else(bad)?,
-        )?);
         let mut items = Vec::with_capacity(found.len());
         for (_, id) in found {
             let mut next = || replies.next().ok_or_else(bad);

@@ -13,10 +13,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use redis::aio::ConnectionLike;
+use redis::FromRedisValue;
 use serde::Serialize;
 
 use herald_core::EndpointId;
 
+use crate::connection::Conn;
 use crate::keys::FORMAT;
 use crate::lease::BLOCKED;
 use crate::store::{protocol, Result};
@@ -181,25 +183,29 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
-/// Every key matching `pattern` (`SCAN`, a step at a time).
-async fn scan_keys<C: ConnectionLike + Send>(conn: &mut C, pattern: &str) -> Result<Vec<String>> {
-    let mut cursor = 0u64;
+/// Every key matching `pattern` (`SCAN`, a step at a time, on every master).
+async fn scan_keys(conn: &mut Conn, pattern: &str) -> Result<Vec<String>> {
     let mut keys = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await?;
-        keys.extend(batch);
-        if next == 0 {
-            return Ok(keys);
+    let first = redis::cmd("DBSIZE");
+    for (master, _) in conn.on_each_master(&first).await? {
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let (next, batch): (u64, Vec<String>) =
+                FromRedisValue::from_redis_value(conn.on_master(&master, &scan).await?)?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        cursor = next;
     }
+    Ok(keys)
 }
 
 /// Every member of a sorted set, or every field of a hash (`ZSCAN`/`HSCAN`), without scores
@@ -296,7 +302,12 @@ impl Store {
         let mut services: Vec<String> = Vec::new();
         let shard_open = format!("{ns}:{FORMAT}:{{{ns}.");
         let service_prefix = format!("{ns}:{FORMAT}:service:");
-        for key in scan_keys(&mut conn, &format!("{}:{FORMAT}:*", glob_escape(ns))).await? {
+        for key in scan_keys(
+            &mut conn.shared(),
+            &format!("{}:{FORMAT}:*", glob_escape(ns)),
+        )
+        .await?
+        {
             if let Some(slug) = key.strip_prefix(&service_prefix) {
                 services.push(slug.to_owned());
                 continue;
@@ -616,13 +627,17 @@ impl Store {
             let (exists, sub, entry) = match EndpointId::new(&e) {
                 Ok(id) => {
                     let keys = self.keys_of(&id);
-                    let (exists, sub, entry): (bool, Option<String>, Option<String>) =
-                        redis::pipe()
-                            .hexists(&keys.endpoints, &e)
-                            .hget(keys.subscriptions(&e), &slug)
-                            .hget(&index, &e)
-                            .query_async(conn)
-                            .await?;
+                    let (exists, sub): (bool, Option<String>) = redis::pipe()
+                        .hexists(&keys.endpoints, &e)
+                        .hget(keys.subscriptions(&e), &slug)
+                        .query_async(conn)
+                        .await?;
+                    // Another command: on a cluster the index lives in another slot.
+                    let entry: Option<String> = redis::cmd("HGET")
+                        .arg(&index)
+                        .arg(&e)
+                        .query_async(conn)
+                        .await?;
                     // A subscription of an endpoint that does not exist is a leftover (its
                     // shard's check reports it); the index must not list it.
                     (exists, sub.filter(|_| exists), entry)

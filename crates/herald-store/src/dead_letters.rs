@@ -13,6 +13,7 @@ use redis::{FromRedisValue, Script, Value};
 use serde::Serialize;
 
 use crate::admin::JobState;
+use crate::connection::{run_split, Pooled};
 use crate::record::JobRecord;
 use crate::store::{protocol, Result};
 use crate::{Store, StoreError};
@@ -294,23 +295,23 @@ fn parse_ms(text: &str) -> Option<i64> {
         .or_else(|| text.parse::<f64>().ok().map(|f| f as i64))
 }
 
-/// Runs one script call per shard in one pipelined round trip, loading the script and running
-/// again if Redis lost its script cache.
+/// Runs one script call per shard (each with a key of its shard) in one pipelined round trip,
+/// split by slot on a cluster, loading the script and running again if Redis lost its script
+/// cache.
 pub(crate) async fn eval_per_shard(
-    conn: &mut deadpool_redis::Connection,
+    conn: &mut Pooled,
     script: &Script,
-    calls: Vec<redis::Cmd>,
+    calls: Vec<(String, redis::Cmd)>,
 ) -> Result<Vec<Value>> {
-    let mut pipe = redis::pipe();
-    for call in calls {
-        pipe.add_command(call);
-    }
-    match pipe.query_async(conn).await {
-        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+    let shared = conn.shared();
+    match run_split(&shared, calls.clone()).await {
+        Err(StoreError::Redis(e))
+            if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+        {
             script.load_async(conn).await?;
-            Ok(pipe.query_async(conn).await?)
+            run_split(&shared, calls).await
         }
-        other => Ok(other?),
+        other => other,
     }
 }
 
@@ -446,6 +447,7 @@ impl Store {
             .map(|(shard, want)| {
                 let k = self.keys(*shard);
                 let mut cmd = redis::cmd("EVALSHA");
+                let route = k.dead.clone();
                 cmd.arg(DEAD_PAGE.get_hash())
                     .arg(3)
                     .arg(&k.dead)
@@ -462,7 +464,7 @@ impl Store {
                         Reads::Positions => "1",
                         Reads::Entries => "0",
                     });
-                cmd
+                (route, cmd)
             })
             .collect();
         let mut conn = self.conn().await?;

@@ -16,6 +16,10 @@ pub enum StoreError {
     /// No connection could be taken from the pool.
     #[error("redis connection pool: {0}")]
     Pool(#[from] deadpool_redis::PoolError),
+    /// Writes were made but fewer replicas than asked acknowledged them in time
+    /// (`HERALD_ENQUEUE_WAIT_REPLICAS`): a failover now could lose them.
+    #[error("the writes were made, but only {acked} of {wanted} replicas acknowledged them in time (HERALD_ENQUEUE_WAIT_REPLICAS): a failover now could lose them")]
+    NotReplicated { acked: u32, wanted: u32 },
     /// The Redis URL or pool settings are unusable.
     #[error("redis configuration: {0}")]
     Config(String),

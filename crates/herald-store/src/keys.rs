@@ -12,6 +12,11 @@ pub const FORMAT: &str = "v2";
 /// [`FORMAT`] as the namespace's format key holds it.
 pub const FORMAT_NUMBER: u32 = 2;
 
+/// How many wake-up hint sets a deployment on a Redis Cluster has (fewer with fewer shards):
+/// enough to spread hint writes over the masters, few enough that an idle worker can block on
+/// all of them at little cost.
+pub const WAKE_GROUPS: u16 = 16;
+
 /// A key prefix that isolates one deployment (`HERALD_NAMESPACE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Namespace {
@@ -45,9 +50,20 @@ impl Namespace {
     }
 
     /// `ZSET shard -> earliest time (ms) that shard may have due work`: wake-up hints for idle
-    /// workers. Not part of any script; losing it costs latency, never jobs.
-    pub fn wake_key(&self) -> String {
-        format!("{}:{FORMAT}:wake", self.name)
+    /// workers, the set that holds `shard`'s. Not part of any script; losing a hint costs
+    /// latency, never jobs.
+    ///
+    /// On one node every shard's hints share one set, `<ns>:v2:wake`. On a Redis Cluster the
+    /// shards are split into [`WAKE_GROUPS`] groups (shard modulo the group count), each with
+    /// its set in the slot of the group's first shard, `<ns>:v2:{<ns>.<group>}:wake`, so that
+    /// hints are spread over the masters as the shards are.
+    pub fn wake_key(&self, shard: u16, cluster: bool) -> String {
+        if cluster {
+            let group = shard % WAKE_GROUPS;
+            format!("{}:{FORMAT}:{{{}.{group}}}:wake", self.name, self.name)
+        } else {
+            format!("{}:{FORMAT}:wake", self.name)
+        }
     }
 
     /// `STRING`: the key format this namespace holds (`2`), outside any version so that a
@@ -187,6 +203,14 @@ mod tests {
         ] {
             assert!(k.contains("{herald.3}"), "{k}");
         }
+    }
+
+    #[test]
+    fn cluster_wake_keys_sit_in_their_groups_first_shard_slot() {
+        let ns = Namespace::new("herald").unwrap();
+        assert_eq!(ns.wake_key(37, false), "herald:v2:wake");
+        assert_eq!(ns.wake_key(37, true), "herald:v2:{herald.5}:wake");
+        assert!(ns.wake_key(5, true).contains("{herald.5}"));
     }
 
     #[test]

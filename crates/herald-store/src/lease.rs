@@ -466,10 +466,10 @@ impl Store {
         Ok(report)
     }
 
-    /// Blocks up to `timeout` for a wake-up hint, then takes the other pending hints too (at
-    /// most one per shard exists); returns `(shard, at_ms)` of each, the earliest first, or
-    /// nothing when the time ran out. Use a [`Store::dedicated`] connection: the command
-    /// blocks the connection.
+    /// Blocks up to `timeout` for a wake-up hint in the set `wake` (one of
+    /// [`Store::wake_groups`]), then takes the set's other pending hints too (at most one per
+    /// shard exists); returns `(shard, at_ms)` of each, the earliest first, or nothing when the
+    /// time ran out. Use a [`Store::dedicated`] connection: the command blocks the connection.
     ///
     /// Redis answers by `timeout` at the latest; without an answer by then plus the response
     /// timeout, the wait fails with [`StoreError::WaitTimeout`]:
@@ -477,14 +477,14 @@ impl Store {
     pub async fn wait_wake<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
+        wake: &str,
         timeout: Duration,
     ) -> Result<Vec<(u16, i64)>> {
-        let wake = self.inner.namespace.wake_key();
         let timeout = timeout.max(Duration::from_millis(1));
         let deadline = timeout + self.inner.response_timeout;
         let wait = async {
             let first: Option<(String, u16, f64)> = redis::cmd("BZPOPMIN")
-                .arg(&wake)
+                .arg(wake)
                 .arg(timeout.as_secs_f64())
                 .query_async(conn)
                 .await?;
@@ -492,7 +492,7 @@ impl Store {
                 return Ok(Vec::new());
             };
             let rest: Vec<(u16, f64)> = redis::cmd("ZPOPMIN")
-                .arg(&wake)
+                .arg(wake)
                 .arg(self.inner.shards)
                 .query_async(conn)
                 .await?;

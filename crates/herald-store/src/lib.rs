@@ -5,6 +5,8 @@
 //! - [`scripts`]: the Lua scripts (one per file in `scripts/`) and their result codes.
 //! - [`record`]: the job record stored in Redis, parsed for inspection.
 //! - [`store`]: [`Store`], the handle on one deployment, and its settings.
+//! - [`connection`]: connections to one Redis node or a Redis Cluster, and pipelines split
+//!   by slot on a cluster.
 //! - [`produce`]: enqueueing jobs (one, or a pipelined batch).
 //! - [`lease`]: the worker's calls: claim, settle, expired leases, wake-up hints, housekeeping.
 //! - [`endpoints`]: endpoints, their state and subscriptions.
@@ -17,11 +19,13 @@
 //! - [`error`]: the store's error type, [`StoreError`].
 //!
 //! Every script touches the keys of one shard only, all sharing one hash tag, so the same
-//! code runs on a single Redis and on Redis Cluster. Time always comes from Redis (`TIME`).
+//! scripts run on a single Redis and on a Redis Cluster; work over several shards is sent as
+//! one pipeline per slot on a cluster. Time always comes from Redis (`TIME`).
 
 pub mod admin;
 pub mod browse;
 pub mod check;
+pub mod connection;
 pub mod dead_letters;
 pub mod endpoints;
 pub mod error;
@@ -37,6 +41,7 @@ pub mod store;
 pub use admin::{DeadJob, JobInfo, JobState, ShardStats, Stats};
 pub use browse::{EndpointHealth, EndpointQuery, Page, ScanCursor, StatusFilter};
 pub use check::{CheckReport, Violation, ViolationKind};
+pub use connection::{Conn, Pooled};
 pub use dead_letters::{DeadCursor, DeadFilter, DeadLetter, DeadPage};
 pub use endpoints::{
     Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, FlowChange, Limits,

@@ -8,8 +8,9 @@ use herald_core::{EndpointId, JobId};
 use redis::{FromRedisValue, Value};
 use serde::Serialize;
 
+use crate::connection::{run_split, run_split_waiting};
 use crate::scripts::EnqueueCode;
-use crate::store::{protocol, Result};
+use crate::store::{protocol, wake_cmd, Result};
 use crate::{Store, StoreError};
 
 /// A new delivery job, as a producer describes it.
@@ -278,8 +279,13 @@ impl Store {
     }
 
     /// Enqueues many jobs in one pipelined round trip (plus one for the wake-up hints of delayed
-    /// jobs). Each job succeeds or fails on its own; the outer error is for Redis failing as a
-    /// whole. The results are in the order of `jobs`.
+    /// jobs, and on a cluster for those of jobs due at once). Each job succeeds or fails on its
+    /// own; the outer error is for Redis failing as a whole. The results are in the order of
+    /// `jobs`. On a cluster the calls go as one pipeline per slot, side by side.
+    ///
+    /// With [`StoreConfig::enqueue_wait`](crate::StoreConfig) set, the writes are not answered
+    /// until that many replicas of each master involved acknowledged them (`WAIT`); fewer in
+    /// time fail the call with [`StoreError::NotReplicated`], though the jobs were written.
     ///
     /// The jobs of one shard that have no idempotency key go through `enqueue-batch-4.lua`, one
     /// call per shard; a job with an idempotency key, or a shard's only job, goes through
@@ -290,43 +296,66 @@ impl Store {
         }
         let shards: Vec<u16> = jobs.iter().map(|j| self.shard_of(&j.endpoint)).collect();
         let calls = plan(jobs, &shards);
-        let mut conn = self.conn().await?;
-        let mut pipe = redis::pipe();
-        for call in &calls {
-            pipe.add_command(match call {
-                Call::One(i) => self.enqueue_cmd(&jobs[*i]),
-                Call::Many(shard, run) => self.enqueue_batch_cmd(*shard, jobs, run),
-            });
-        }
-        // Jobs due at once get their wake-up hint in the same round trip, after them (a
-        // pipeline runs in order, so a worker woken by the hint finds the job). Score 0 reads
-        // "due already" whatever the clocks say. Delayed jobs get theirs below, with their
-        // due time from the Redis clock.
+        let mut cmds: Vec<(String, redis::Cmd)> = calls
+            .iter()
+            .map(|call| match call {
+                Call::One(i) => (
+                    self.keys_of(&jobs[*i].endpoint).jobs.clone(),
+                    self.enqueue_cmd(&jobs[*i]),
+                ),
+                Call::Many(shard, run) => (
+                    self.keys(*shard).jobs.clone(),
+                    self.enqueue_batch_cmd(*shard, jobs, run),
+                ),
+            })
+            .collect();
+        // Jobs due at once get their wake-up hint (score 0 reads "due already" whatever the
+        // clocks say) after them, so that a worker woken by the hint finds the job: on one node
+        // in the same pipeline, which runs in order; on a cluster, where the hint set may live
+        // on another master, once the jobs are written. Delayed jobs get theirs below, with
+        // their due time from the Redis clock.
         let immediate: BTreeSet<u16> = jobs
             .iter()
             .zip(&shards)
             .filter(|(j, _)| j.delay.is_zero())
             .map(|(_, shard)| *shard)
             .collect();
-        for shard in &immediate {
-            pipe.cmd("ZADD")
-                .arg(self.inner.namespace.wake_key())
-                .arg("LT")
-                .arg(0)
-                .arg(shard)
-                .ignore();
+        let hints: Vec<(String, redis::Cmd)> = immediate
+            .iter()
+            .map(|&shard| {
+                let key = self.wake_key(shard);
+                (key.to_owned(), wake_cmd(key, shard, 0))
+            })
+            .collect();
+        let cluster = self.is_cluster();
+        if !cluster {
+            cmds.extend(hints.iter().cloned());
         }
-        let (replies, rerun): (Vec<Value>, bool) = match pipe.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                // Redis lost its script cache (restart, SCRIPT FLUSH): load and run again. A
-                // job of the first run that did land answers "duplicate id" now.
-                let scripts = &self.inner.scripts;
-                scripts.enqueue.load_async(&mut conn).await?;
-                scripts.enqueue_batch.load_async(&mut conn).await?;
-                (pipe.query_async(&mut conn).await?, true)
+        let pooled = self.conn().await?;
+        let mut conn = pooled.shared();
+        let wait = self.inner.enqueue_wait;
+        let (mut replies, rerun): (Vec<Value>, bool) =
+            match run_split_waiting(&conn, cmds.clone(), wait).await {
+                Err(StoreError::Redis(e))
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    // Redis lost its script cache (restart, SCRIPT FLUSH): load and run again.
+                    // A job of the first run that did land answers "duplicate id" now.
+                    let scripts = &self.inner.scripts;
+                    scripts.enqueue.load_async(&mut conn).await?;
+                    scripts.enqueue_batch.load_async(&mut conn).await?;
+                    (run_split_waiting(&conn, cmds, wait).await?, true)
+                }
+                other => (other?, false),
+            };
+        if cluster {
+            // A hint only: if it fails, idle workers find the jobs at their next scan.
+            if let Err(e) = run_split(&conn, hints).await {
+                tracing::debug!(error = %e, "wake-up hint not written");
             }
-            other => (other?, false),
-        };
+        } else {
+            replies.truncate(calls.len());
+        }
         if replies.len() != calls.len() {
             return Err(protocol(
                 "enqueue",
@@ -365,17 +394,15 @@ impl Store {
             })
             .collect();
         if !earliest.is_empty() {
-            let mut pipe = redis::pipe();
-            for (shard, due) in earliest {
-                pipe.cmd("ZADD")
-                    .arg(self.inner.namespace.wake_key())
-                    .arg("LT")
-                    .arg(due)
-                    .arg(shard)
-                    .ignore();
-            }
+            let hints = earliest
+                .into_iter()
+                .map(|(shard, due)| {
+                    let key = self.wake_key(shard);
+                    (key.to_owned(), wake_cmd(key, shard, due))
+                })
+                .collect();
             // A hint only: if it fails, idle workers find the jobs at their next scan.
-            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            if let Err(e) = run_split(&conn, hints).await {
                 tracing::debug!(error = %e, "wake-up hint not written");
             }
         }

@@ -13,12 +13,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use deadpool_redis::{Manager, Pool, Runtime};
 use herald_core::{shard_of, EndpointId};
-use redis::aio::{ConnectionLike, MultiplexedConnection};
-use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
-use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo};
+use redis::aio::ConnectionLike;
 
+use crate::connection::{Backend, Conn, Pooled};
 use crate::keys::{Namespace, ShardKeys, FORMAT_NUMBER};
 use crate::scripts::Scripts;
 use crate::StoreError;
@@ -28,8 +26,15 @@ pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// How to reach Redis and which deployment to work on.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// `redis://` or `rediss://` URL, with ACL user and password if any.
+    /// `redis://` or `rediss://` URL, with ACL user and password if any; on a cluster, one or
+    /// more seed nodes' URLs, comma-separated.
     pub redis_url: String,
+    /// Whether Redis is a Redis Cluster (`HERALD_REDIS_CLUSTER`).
+    pub cluster: bool,
+    /// `(replicas, timeout)`: enqueues answer once that many replicas of each master written
+    /// acknowledged the writes (`WAIT`), so that a failover cannot lose an enqueued job
+    /// (`HERALD_ENQUEUE_WAIT_REPLICAS`, `HERALD_ENQUEUE_WAIT_TIMEOUT`).
+    pub enqueue_wait: Option<(u32, Duration)>,
     pub namespace: Namespace,
     /// Number of shards; fixed per deployment and checked against the stored value.
     pub shards: u16,
@@ -44,6 +49,8 @@ impl StoreConfig {
     pub fn new(redis_url: impl Into<String>, namespace: Namespace, shards: u16) -> Self {
         Self {
             redis_url: redis_url.into(),
+            cluster: false,
+            enqueue_wait: None,
             namespace,
             shards,
             pool_size: 16,
@@ -53,12 +60,15 @@ impl StoreConfig {
 }
 
 pub(crate) struct Inner {
-    pub pool: Pool,
-    pub client: redis::Client,
+    pub backend: Backend,
     pub namespace: Namespace,
     pub shards: u16,
     pub keys: Vec<ShardKeys>,
+    /// The wake-up hint set of each shard (see [`Store::wake_key`]).
+    pub wake_keys: Vec<String>,
     pub scripts: Scripts,
+    /// See [`StoreConfig::enqueue_wait`].
+    pub enqueue_wait: Option<(u32, Duration)>,
     /// How long a pooled connection waits for a reply; a blocking wait, this much beyond its
     /// own timeout.
     pub response_timeout: Duration,
@@ -83,73 +93,68 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// How long a Redis connection may take to be established (TCP, TLS and handshake).
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// TCP keepalive on every Redis connection: after this much silence the kernel probes the peer,
-/// [`KEEPALIVE_PROBES`] times [`KEEPALIVE_INTERVAL`] apart, and fails the connection if none is
-/// answered, about 30 s in all. A connection waiting in a blocking command is silent too.
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
-const KEEPALIVE_PROBES: u32 = 3;
-
-/// The TCP settings of every Redis connection: keepalive (see [`KEEPALIVE_IDLE`]).
-fn tcp_settings() -> TcpSettings {
-    let keepalive = TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
-    #[cfg(any(target_os = "linux", target_os = "macos"))]
-    let keepalive = keepalive
-        .with_interval(KEEPALIVE_INTERVAL)
-        .with_retries(KEEPALIVE_PROBES);
-    TcpSettings::default().set_keepalive(keepalive)
-}
-
-/// Where and how to connect: the URL's address and credentials, with [`tcp_settings`].
-fn connection_info(redis_url: &str) -> Result<ConnectionInfo> {
-    Ok(redis_url
-        .into_connection_info()
-        .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?
-        .set_tcp_settings(tcp_settings()))
-}
-
 /// Redis `TIME` as ms since the Unix epoch.
 pub(crate) fn now_from_time(v: (i64, i64)) -> i64 {
     v.0 * 1000 + v.1 / 1000
 }
 
 impl Store {
-    /// Sets up the pool; connects lazily. Fails only on an unusable URL or settings.
+    /// Sets up the clients; connects lazily. Fails only on an unusable URL or settings.
     pub fn open(cfg: StoreConfig) -> Result<Self> {
         if cfg.shards == 0 {
             return Err(StoreError::Config("shards must be at least 1".into()));
         }
-        let info = connection_info(&cfg.redis_url)?;
-        let client = redis::Client::open(info.clone())
-            .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
-        let conn_cfg = AsyncConnectionConfig::new()
-            .set_response_timeout(Some(cfg.response_timeout))
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT));
-        let manager = Manager::new_with_config(info, conn_cfg)
-            .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
-        let pool = Pool::builder(manager)
-            .max_size(cfg.pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(cfg.response_timeout))
-            .create_timeout(Some(CONNECTION_TIMEOUT))
-            .build()
-            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let backend = Backend::open(
+            &cfg.redis_url,
+            cfg.cluster,
+            cfg.pool_size,
+            cfg.response_timeout,
+        )?;
         let keys = (0..cfg.shards).map(|s| cfg.namespace.shard(s)).collect();
+        let wake_keys = (0..cfg.shards)
+            .map(|s| cfg.namespace.wake_key(s, cfg.cluster))
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
-                pool,
-                client,
+                backend,
                 namespace: cfg.namespace,
                 shards: cfg.shards,
                 keys,
+                wake_keys,
                 scripts: Scripts::default(),
+                enqueue_wait: cfg.enqueue_wait.filter(|(n, _)| *n > 0),
                 response_timeout: cfg.response_timeout,
                 clock: std::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// Whether Redis is a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.inner.backend.is_cluster()
+    }
+
+    /// The set that holds `shard`'s wake-up hints: one set for every shard on one node; on a
+    /// cluster one of [`crate::keys::WAKE_GROUPS`], in the slot of the group's first shard, so
+    /// that the masters share the writes.
+    pub fn wake_key(&self, shard: u16) -> &str {
+        // A shard beyond the count (a hint of a fleet started with more shards) gets some set;
+        // readers drop its hints.
+        let keys = &self.inner.wake_keys;
+        &keys[usize::from(shard) % keys.len()]
+    }
+
+    /// Every distinct wake-up hint set, with the shards whose hints it holds.
+    pub fn wake_groups(&self) -> Vec<(&str, Vec<u16>)> {
+        let mut groups: Vec<(&str, Vec<u16>)> = Vec::new();
+        for shard in 0..self.inner.shards {
+            let key = self.wake_key(shard);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, shards)) => shards.push(shard),
+                None => groups.push((key, vec![shard])),
+            }
+        }
+        groups
     }
 
     pub fn namespace(&self) -> &Namespace {
@@ -175,27 +180,17 @@ impl Store {
         self.keys(self.shard_of(endpoint))
     }
 
-    /// A pooled connection.
-    pub async fn conn(&self) -> Result<deadpool_redis::Connection> {
-        Ok(self.inner.pool.get().await?)
+    /// A connection for a call: pooled on one node, the shared connection on a cluster.
+    pub async fn conn(&self) -> Result<Pooled> {
+        self.inner.backend.conn().await
     }
 
     /// A connection of its own, outside the pool: for blocking commands, or for a task that
     /// keeps one (a pooled connection is checked with `PING` at every checkout). `None` as
     /// the response timeout waits as long as a command blocks: only for a connection used by
     /// [`wait_wake`](Self::wait_wake), which sets its own deadline.
-    pub async fn dedicated(
-        &self,
-        response_timeout: Option<Duration>,
-    ) -> Result<MultiplexedConnection> {
-        let cfg = AsyncConnectionConfig::new()
-            .set_response_timeout(response_timeout)
-            .set_connection_timeout(Some(CONNECTION_TIMEOUT));
-        Ok(self
-            .inner
-            .client
-            .get_multiplexed_async_connection_with_config(&cfg)
-            .await?)
+    pub async fn dedicated(&self, response_timeout: Option<Duration>) -> Result<Conn> {
+        self.inner.backend.dedicated(response_timeout).await
     }
 
     /// Checks that Redis answers, that the namespace holds data of this process's key format,
@@ -203,6 +198,19 @@ impl Store {
     /// use.
     pub async fn check(&self) -> Result<()> {
         let mut conn = self.conn().await?;
+        if !self.is_cluster() {
+            let info: String = redis::cmd("INFO")
+                .arg("cluster")
+                .query_async(&mut conn)
+                .await?;
+            if info.contains("cluster_enabled:1") {
+                return Err(StoreError::Config(
+                    "Redis is a Redis Cluster node, but cluster mode is off: set \
+                     HERALD_REDIS_CLUSTER=true (--redis-cluster)"
+                        .into(),
+                ));
+            }
+        }
         self.check_format(&mut conn).await?;
         let key = self.inner.namespace.meta_key();
         let (_, stored): (i64, u16) = redis::pipe()
@@ -250,15 +258,21 @@ impl Store {
         if v1_shards.is_some_and(|s| s != "0") {
             return Err(refuse("1".to_owned()));
         }
-        let (stored,): (Option<String>,) = redis::pipe()
-            .cmd("SET")
+        // One command at a time: on a cluster the two keys live in different slots.
+        let _: Option<String> = redis::cmd("SET")
             .arg(ns.format_key())
             .arg(FORMAT_NUMBER)
             .arg("NX")
-            .ignore()
-            .get(ns.format_key())
-            .hset(ns.v1_meta_key(), "shards", 0)
-            .ignore()
+            .query_async(conn)
+            .await?;
+        let _: i64 = redis::cmd("HSET")
+            .arg(ns.v1_meta_key())
+            .arg("shards")
+            .arg(0)
+            .query_async(conn)
+            .await?;
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(ns.format_key())
             .query_async(conn)
             .await?;
         match stored {
@@ -307,15 +321,18 @@ impl Store {
         shard: u16,
         at_ms: i64,
     ) -> Result<()> {
-        let _: i64 = redis::cmd("ZADD")
-            .arg(self.inner.namespace.wake_key())
-            .arg("LT")
-            .arg(at_ms)
-            .arg(shard)
+        let _: i64 = wake_cmd(self.wake_key(shard), shard, at_ms)
             .query_async(conn)
             .await?;
         Ok(())
     }
+}
+
+/// `ZADD <wake key> LT <at_ms> <shard>`: a wake-up hint, kept at its earliest time.
+pub(crate) fn wake_cmd(key: &str, shard: u16, at_ms: i64) -> redis::Cmd {
+    let mut cmd = redis::cmd("ZADD");
+    cmd.arg(key).arg("LT").arg(at_ms).arg(shard);
+    cmd
 }
 
 pub(crate) fn protocol(script: &'static str, detail: impl Into<String>) -> StoreError {

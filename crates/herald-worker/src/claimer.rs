@@ -20,9 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use herald_core::DEFAULT_MAX_IN_FLIGHT;
+use herald_store::Conn;
 use herald_store::{Claim, Held};
 use rand::Rng;
-use redis::aio::MultiplexedConnection;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -30,6 +30,7 @@ use tracing::{debug, info, warn};
 
 use crate::delivery::{self, Done};
 use crate::metrics as m;
+use crate::wake::Waiters;
 use crate::{Backoff, Ctx};
 
 fn local_ms() -> i64 {
@@ -154,9 +155,11 @@ struct Claimer {
     /// Per shard, the endpoints its last claim named as next: the next claim serves them.
     candidates: Vec<Vec<String>>,
     targets: delivery::Targets,
-    conn: Option<MultiplexedConnection>,
-    /// The connection `BZPOPMIN` blocks on.
-    blocking: Option<MultiplexedConnection>,
+    conn: Option<Conn>,
+    /// The connection `BZPOPMIN` blocks on, with one hint set (one node).
+    blocking: Option<Conn>,
+    /// The tasks that wait on the hint sets, with several (a cluster).
+    waiters: Option<Waiters>,
     backoff: Backoff,
     next_scan: Instant,
     /// Redis clock minus local clock, learned from each claim.
@@ -183,6 +186,7 @@ impl Claimer {
             targets: delivery::Targets::default(),
             conn: None,
             blocking: None,
+            waiters: None,
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
             next_scan: Instant::now(),
             offset_ms: 0,
@@ -194,11 +198,15 @@ impl Claimer {
     }
 
     async fn run(&mut self) {
+        if self.ctx.store.wake_groups().len() > 1 {
+            self.waiters = Some(Waiters::start(&self.ctx, &self.shutdown));
+        }
         loop {
             while self.tasks.try_join_next().is_some() {}
             if self.shutdown.is_cancelled() {
                 break;
             }
+            self.take_popped();
             self.due_rounds().await;
             // Only work this worker can start: no hint popped, no job leased, without a free
             // delivery slot.
@@ -236,6 +244,7 @@ impl Claimer {
                 _ = self.shutdown.cancelled() => return false,
                 _ = tokio::time::sleep(HAND_BACK_AFTER), if !handed_back => {
                     handed_back = true;
+                    self.take_popped();
                     self.hand_back_hot().await;
                 }
             }
@@ -254,6 +263,17 @@ impl Claimer {
         if wait < Duration::from_millis(1) {
             return;
         }
+        if let Some(waiters) = self.waiters.as_mut() {
+            tokio::select! {
+                hints = waiters.wait(wait) => {
+                    if let Some(hints) = hints {
+                        self.take_hints(hints);
+                    }
+                }
+                _ = self.shutdown.cancelled() => {}
+            }
+            return;
+        }
         let c = match self.blocking.as_mut() {
             Some(c) => c,
             None => match self.ctx.store.dedicated(None).await {
@@ -265,18 +285,12 @@ impl Claimer {
                 }
             },
         };
+        let key = self.ctx.store.wake_key(0);
         tokio::select! {
-            hints = self.ctx.store.wait_wake(c, wait) => match hints {
+            hints = self.ctx.store.wait_wake(c, key, wait) => match hints {
                 Ok(hints) => {
                     self.ctx.health.set_redis_ok(true);
-                    let now = self.redis_now();
-                    for (shard, at) in hints {
-                        if at <= now {
-                            self.queue.mark_hot(shard);
-                        } else {
-                            self.queue.at(shard, at);
-                        }
-                    }
+                    self.take_hints(hints);
                 }
                 Err(e) => {
                     self.ctx.redis_failed(m::RedisOp::Wait, &e);
@@ -285,6 +299,26 @@ impl Claimer {
                 }
             },
             _ = self.shutdown.cancelled() => {}
+        }
+    }
+
+    /// Hints the waiting tasks popped while this loop was busy (a cluster only).
+    fn take_popped(&mut self) {
+        if let Some(waiters) = self.waiters.as_mut() {
+            let popped = waiters.popped();
+            self.take_hints(popped);
+        }
+    }
+
+    /// Where popped wake-up hints say work is: due now (hot) or later (a timer).
+    fn take_hints(&mut self, hints: Vec<(u16, i64)>) {
+        let now = self.redis_now();
+        for (shard, at) in hints {
+            if at <= now {
+                self.queue.mark_hot(shard);
+            } else {
+                self.queue.at(shard, at);
+            }
         }
     }
 
@@ -323,10 +357,7 @@ impl Claimer {
         let c = match self.conn.as_mut() {
             Some(c) => c.clone(),
             None => match self.ctx.store.conn().await {
-                Ok(c) => self
-                    .conn
-                    .insert(deadpool_redis::Connection::take(c))
-                    .clone(),
+                Ok(c) => self.conn.insert(c.take()).clone(),
                 Err(e) => {
                     self.ctx.redis_failed(m::RedisOp::Claim, &e);
                     picked.into_iter().for_each(|s| self.queue.mark_hot(s));
@@ -384,7 +415,7 @@ impl Claimer {
         want: usize,
         claim: Claim,
         permit: &mut OwnedSemaphorePermit,
-        c: &MultiplexedConnection,
+        c: &Conn,
     ) {
         self.offset_ms = claim.now_ms - local_ms();
         if claim.discarded_gone > 0 {
@@ -447,7 +478,7 @@ impl Claimer {
     }
 
     /// Takes back the shard's expired leases (their workers died or lost Redis).
-    async fn expire(&mut self, shard: u16, now_ms: i64, c: &MultiplexedConnection) {
+    async fn expire(&mut self, shard: u16, now_ms: i64, c: &Conn) {
         let max_attempts = self.ctx.cfg.retry.max_attempts();
         match self
             .ctx
@@ -492,6 +523,7 @@ impl Claimer {
     /// Writes what this worker alone knows (hot shards, timers from popped hints and claims)
     /// back as wake-up hints, so that other workers pick it up without waiting for their scan.
     async fn hand_back_hints(&mut self) {
+        self.take_popped();
         let now_ms = self.redis_now();
         let Some(c) = self.conn.as_mut() else { return };
         let queue = &mut self.queue;

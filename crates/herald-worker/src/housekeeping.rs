@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_store::Conn;
 use rand::Rng;
-use redis::aio::MultiplexedConnection;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -27,7 +27,7 @@ const STEP: u64 = 1000;
 
 /// Runs rounds until `shutdown` is cancelled: the first at once, then every [`EVERY`].
 pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<Conn> = None;
     loop {
         let next = match round(&ctx, &mut conn, &shutdown).await {
             true => EVERY.mul_f64(rand::rng().random_range(0.8..=1.2)),
@@ -41,15 +41,11 @@ pub async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
 }
 
 /// One round over every shard. False when Redis failed (the round is taken again soon).
-async fn round(
-    ctx: &Ctx,
-    conn: &mut Option<MultiplexedConnection>,
-    shutdown: &CancellationToken,
-) -> bool {
+async fn round(ctx: &Ctx, conn: &mut Option<Conn>, shutdown: &CancellationToken) -> bool {
     let c = match conn.as_mut() {
         Some(c) => c,
         None => match ctx.store.conn().await {
-            Ok(c) => conn.insert(deadpool_redis::Connection::take(c)),
+            Ok(c) => conn.insert(c.take()),
             Err(e) => {
                 ctx.redis_failed(m::RedisOp::Housekeeping, &e);
                 return false;

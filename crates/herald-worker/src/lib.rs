@@ -9,6 +9,7 @@
 //! - [`guard`]: the SSRF guard: blocked address ranges, the allow list, the vetting resolver.
 //! - [`http`]: the shared HTTP client, the request, and the classification of failures.
 //! - [`metrics`]: metric names, and the `/metrics`, `/healthz`, `/readyz` server.
+//! - `wake`: waiting on the wake-up hint sets of a Redis Cluster, one task per set.
 //! - `sampler`: queue depth sampled by one worker at a time; start-up check of Redis durability.
 //!
 //! [`run`] is the whole worker: the `herald worker` command parses its configuration and
@@ -32,6 +33,7 @@ pub mod http;
 pub mod metrics;
 mod sampler;
 mod settler;
+mod wake;
 
 pub use config::WorkerConfig;
 

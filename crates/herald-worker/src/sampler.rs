@@ -18,9 +18,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_store::{Stats, Store, StoreError};
+use herald_store::{Conn, Stats, Store, StoreError};
 use rand::Rng;
-use redis::aio::MultiplexedConnection;
+use redis::FromRedisValue;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -44,7 +44,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     let mut leading: Option<bool> = None;
     // A connection of its own: a pooled one would be checked (`PING`, `UNWATCH`) at every
     // checkout, doubling what an idle worker sends.
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<Conn> = None;
     loop {
         let result = tokio::select! {
             r = tick(&ctx, &mut conn, &id) => r,
@@ -117,7 +117,7 @@ async fn release_lock(store: &Store, id: &str) -> Result<(), StoreError> {
 /// there is none.
 async fn tick(
     ctx: &Ctx,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<Conn>,
     id: &str,
 ) -> Result<Option<StoreSample>, StoreError> {
     let conn = match conn {
@@ -128,8 +128,42 @@ async fn tick(
         return Ok(None);
     }
     let stats = ctx.store.stats_on(conn).await?;
-    let memory: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
-    Ok(Some(sample(&stats, redis_memory(&memory))))
+    let memory = fullest(
+        info_of_each_master(conn, "memory")
+            .await?
+            .iter()
+            .filter_map(|(_, info)| redis_memory(info)),
+    );
+    Ok(Some(sample(&stats, memory)))
+}
+
+/// `INFO <section>` of every master (the one node, or each master of a cluster), with the
+/// master's address (empty on one node).
+async fn info_of_each_master(
+    conn: &mut Conn,
+    section: &str,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg(section);
+    conn.on_each_master(&cmd)
+        .await?
+        .into_iter()
+        .map(|(addr, v)| Ok((addr, String::from_redis_value(v)?)))
+        .collect()
+}
+
+/// Of several masters' memory, the one closest to its limit (the most used when none has
+/// one): a cluster is full when one master is.
+fn fullest(memory: impl Iterator<Item = RedisMemory>) -> Option<RedisMemory> {
+    let share = |m: &RedisMemory| match m.max_bytes {
+        0 => 0.0,
+        max => m.used_bytes as f64 / max as f64,
+    };
+    memory.max_by(|a, b| {
+        share(a)
+            .total_cmp(&share(b))
+            .then(a.used_bytes.cmp(&b.used_bytes))
+    })
 }
 
 /// `SET key id NX PX ttl`, or `PEXPIRE` when the key already holds this worker's id.
@@ -137,11 +171,7 @@ async fn tick(
 /// Between the `GET` and the `PEXPIRE` the lock may expire and be taken by another worker; then
 /// this worker extends the other's lock and both report for one period, which the dashboard's
 /// `max by (state)` hides. A script would close that window; it is not worth one.
-async fn hold_lock(
-    store: &Store,
-    conn: &mut MultiplexedConnection,
-    id: &str,
-) -> Result<bool, StoreError> {
+async fn hold_lock(store: &Store, conn: &mut Conn, id: &str) -> Result<bool, StoreError> {
     let key = store.namespace().sampler_lock_key();
     let ttl_ms = LOCK_TTL.as_millis() as u64;
     let (taken, holder): (Option<String>, Option<String>) = redis::pipe()
@@ -194,12 +224,19 @@ fn redis_memory(info: &str) -> Option<RedisMemory> {
     })
 }
 
-/// Logs a warning for each Redis setting that can lose queued jobs; never refuses to run.
+/// Logs a warning for each Redis setting that can lose queued jobs, on each master; never
+/// refuses to run.
 async fn warn_if_redis_loses_jobs(store: &Store) {
     match redis_settings(store).await {
-        Ok(settings) => {
-            for w in settings.warnings() {
-                warn!("{w}");
+        Ok(masters) => {
+            for (master, settings) in masters {
+                for w in settings.warnings() {
+                    if master.is_empty() {
+                        warn!("{w}");
+                    } else {
+                        warn!(master, "{w}");
+                    }
+                }
             }
         }
         Err(e) => info!(error = %e, "could not check Redis persistence and eviction settings"),
@@ -217,33 +254,35 @@ struct RedisSettings {
     save: Option<String>,
 }
 
-async fn redis_settings(store: &Store) -> Result<RedisSettings, StoreError> {
-    let mut conn = store.conn().await?;
-    let memory: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut conn)
-        .await?;
-    let persistence: String = redis::cmd("INFO")
-        .arg("persistence")
-        .query_async(&mut conn)
-        .await?;
-    let save: Option<String> = match redis::cmd("CONFIG")
-        .arg("GET")
-        .arg("save")
-        .query_async::<Vec<String>>(&mut conn)
-        .await
-    {
-        Ok(pair) => pair.get(1).cloned(),
-        Err(e) => {
-            debug!(error = %e, "CONFIG GET save refused");
-            None
-        }
-    };
-    Ok(RedisSettings {
-        maxmemory_policy: info_field(&memory, "maxmemory_policy").map(str::to_owned),
-        aof: info_field(&persistence, "aof_enabled").map(|v| v == "1"),
-        save,
-    })
+/// The settings of every master, with its address (empty on one node).
+async fn redis_settings(store: &Store) -> Result<Vec<(String, RedisSettings)>, StoreError> {
+    let mut conn = store.conn().await?.shared();
+    let memory = info_of_each_master(&mut conn, "memory").await?;
+    let persistence = info_of_each_master(&mut conn, "persistence").await?;
+    let mut all = Vec::new();
+    for (master, memory) in memory {
+        let persistence = persistence
+            .iter()
+            .find(|(m, _)| *m == master)
+            .map(|(_, p)| p.as_str())
+            .unwrap_or_default();
+        let mut config = redis::cmd("CONFIG");
+        config.arg("GET").arg("save");
+        let save = match conn.on_master(&master, &config).await {
+            Ok(v) => Vec::<String>::from_redis_value(v)?.get(1).cloned(),
+            Err(e) => {
+                debug!(error = %e, "CONFIG GET save refused");
+                None
+            }
+        };
+        let settings = RedisSettings {
+            maxmemory_policy: info_field(&memory, "maxmemory_policy").map(str::to_owned),
+            aof: info_field(persistence, "aof_enabled").map(|v| v == "1"),
+            save,
+        };
+        all.push((master, settings));
+    }
+    Ok(all)
 }
 
 /// The value of `name` in an `INFO` answer (`name:value` lines).

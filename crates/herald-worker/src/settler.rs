@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_store::Conn;
 use herald_store::{Settle, Settlement};
-use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
@@ -30,7 +30,7 @@ fn kind(action: &Settle) -> m::SettleKind {
 /// Runs until every sender is dropped and everything received is written.
 pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
     let mut buf = Vec::with_capacity(BATCH);
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<Conn> = None;
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
     while rx.recv_many(&mut buf, BATCH).await > 0 {
         let mut pending: BTreeMap<u16, Batch> = BTreeMap::new();
@@ -44,7 +44,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                 Some(c) => c.clone(),
                 None => match ctx.store.conn().await {
                     Ok(c) => {
-                        let c = deadpool_redis::Connection::take(c);
+                        let c = c.take();
                         conn = Some(c.clone());
                         c
                     }

@@ -18,7 +18,8 @@ pub struct Cli {
 /// Settings every subcommand reads.
 #[derive(Debug, Args)]
 pub struct Global {
-    /// Redis URL (`redis://` or `rediss://` for TLS; ACL user and password in the URL).
+    /// Redis URL (`redis://` or `rediss://` for TLS; ACL user and password in the URL); with
+    /// --redis-cluster, one or more seed nodes of the cluster, comma-separated.
     #[arg(
         long,
         env = "HERALD_REDIS_URL",
@@ -27,6 +28,23 @@ pub struct Global {
         hide_env_values = true
     )]
     pub redis_url: String,
+    /// Redis is a Redis Cluster: commands follow its slot map, and work over several shards
+    /// goes to each master side by side.
+    #[arg(long, env = "HERALD_REDIS_CLUSTER", global = true)]
+    pub redis_cluster: bool,
+    /// Enqueue and publish answer only once this many replicas of each master written have
+    /// the jobs (Redis WAIT), so that a failover cannot lose them; 0 does not wait.
+    #[arg(
+        long,
+        env = "HERALD_ENQUEUE_WAIT_REPLICAS",
+        default_value_t = 0,
+        global = true
+    )]
+    pub enqueue_wait_replicas: u32,
+    /// How long an enqueue waits for those replicas; fewer in time fail it (the jobs were
+    /// written, and enqueueing again with the same idempotency key is safe).
+    #[arg(long, env = "HERALD_ENQUEUE_WAIT_TIMEOUT", default_value = "1s", global = true, value_parser = humantime::parse_duration)]
+    pub enqueue_wait_timeout: std::time::Duration,
     /// Key prefix isolating one deployment.
     #[arg(
         long,

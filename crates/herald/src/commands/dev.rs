@@ -98,6 +98,9 @@ fn say(text: &str) {
 pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
     let mut global = Global {
         redis_url: global.redis_url.clone(),
+        redis_cluster: global.redis_cluster,
+        enqueue_wait_replicas: global.enqueue_wait_replicas,
+        enqueue_wait_timeout: global.enqueue_wait_timeout,
         namespace: global.namespace.clone(),
         shards: global.shards,
         json: global.json,

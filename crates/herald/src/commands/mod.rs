@@ -70,13 +70,16 @@ pub fn produce_error(e: herald_producer::ProduceError) -> anyhow::Error {
 /// Removes the Redis URL's password, as written and percent-decoded, from a message: Redis
 /// errors do not repeat the URL, and this makes sure no future one shows the password either.
 pub fn redact(text: &str, redis_url: &str) -> String {
-    let Some(password) = url_password(redis_url) else {
-        return text.to_owned();
-    };
     let mut out = text.to_owned();
-    for form in [percent_decode(password), password.to_owned()] {
-        if !form.is_empty() {
-            out = out.replace(&form, "***");
+    // Each seed node of a cluster may carry the password.
+    for url in redis_url.split(',') {
+        let Some(password) = url_password(url.trim()) else {
+            continue;
+        };
+        for form in [percent_decode(password), password.to_owned()] {
+            if !form.is_empty() {
+                out = out.replace(&form, "***");
+            }
         }
     }
     out
@@ -117,12 +120,13 @@ fn percent_decode(text: &str) -> String {
 /// Opens the deployment's store and checks that Redis answers with a matching layout.
 pub async fn open_store(global: &Global) -> anyhow::Result<Store> {
     let ns = Namespace::new(&global.namespace).map_err(Refused)?;
-    let store = Store::open(StoreConfig::new(&global.redis_url, ns, global.shards)).map_err(
-        |e| match e {
-            StoreError::Config(msg) => anyhow::Error::new(Refused(msg)),
-            e => store_error(e),
-        },
-    )?;
+    let mut cfg = StoreConfig::new(&global.redis_url, ns, global.shards);
+    cfg.cluster = global.redis_cluster;
+    cfg.enqueue_wait = Some((global.enqueue_wait_replicas, global.enqueue_wait_timeout));
+    let store = Store::open(cfg).map_err(|e| match e {
+        StoreError::Config(msg) => anyhow::Error::new(Refused(msg)),
+        e => store_error(e),
+    })?;
     store.check().await.map_err(store_error)?;
     Ok(store)
 }

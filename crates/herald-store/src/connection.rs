@@ -1,0 +1,444 @@
+//! Connections to the deployment's Redis, which is one node or a Redis Cluster
+//! (`HERALD_REDIS_CLUSTER`): the clients of either kind, the connection types the rest of the
+//! store passes around ([`Conn`], [`Pooled`]), and [`run_split`], which sends a pipeline whose
+//! commands touch several shards as one pipeline per slot on a cluster.
+//!
+//! On one node a pipeline may mix keys of every shard; on a cluster every command of a pipeline
+//! must name keys of one slot (the client refuses others with `CROSSSLOT`). Every key of a
+//! shard shares one hash tag, so a shard's commands always make a valid pipeline.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use deadpool_redis::{Manager, Pool, Runtime};
+use futures::future::try_join_all;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo, Slot};
+use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo, Pipeline,
+    RedisFuture, Value,
+};
+use tokio::sync::OnceCell;
+
+use crate::store::Result;
+use crate::StoreError;
+
+/// How long a Redis connection may take to be established (TCP, TLS and handshake).
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// TCP keepalive on every Redis connection: after this much silence the kernel probes the peer,
+/// [`KEEPALIVE_PROBES`] times [`KEEPALIVE_INTERVAL`] apart, and fails the connection if none is
+/// answered, about 30 s in all. A connection waiting in a blocking command is silent too.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const KEEPALIVE_PROBES: u32 = 3;
+
+/// The response timeout of a cluster connection that blocks (`BZPOPMIN`): longer than any
+/// wait, whose caller sets its own deadline. A cluster connection needs some timeout.
+const BLOCKING_RESPONSE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// How many times the cluster client redoes a command that met a redirection (`MOVED`, `ASK`),
+/// a slot in migration (`TRYAGAIN`), a failover under way (`CLUSTERDOWN`, `READONLY`) or a lost
+/// connection, with a growing pause in between, before the error reaches the caller.
+const CLUSTER_RETRIES: u32 = 8;
+
+/// The TCP settings of every Redis connection: keepalive (see [`KEEPALIVE_IDLE`]).
+fn tcp_settings() -> TcpSettings {
+    let keepalive = TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
+    let keepalive = keepalive
+        .with_interval(KEEPALIVE_INTERVAL)
+        .with_retries(KEEPALIVE_PROBES);
+    TcpSettings::default().set_keepalive(keepalive)
+}
+
+/// Where and how to connect: the URL's address and credentials, with [`tcp_settings`].
+fn connection_info(redis_url: &str) -> Result<ConnectionInfo> {
+    Ok(redis_url
+        .into_connection_info()
+        .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?
+        .set_tcp_settings(tcp_settings()))
+}
+
+/// The clients of one deployment's Redis.
+// One per store, behind its `Arc`: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Backend {
+    /// One node: a pool of connections for administrative calls, and the client that opens
+    /// connections of their own.
+    Node { pool: Pool, client: redis::Client },
+    /// A Redis Cluster: one multiplexed cluster connection shared by every call (it holds a
+    /// connection per node and follows the slot map), opened on first use; `blocking` opens
+    /// the connections that wait in `BZPOPMIN`.
+    Cluster {
+        client: ClusterClient,
+        blocking: ClusterClient,
+        shared: OnceCell<ClusterConnection>,
+    },
+}
+
+impl Backend {
+    /// The clients for `redis_url`: one URL on one node, or comma-separated seed nodes of a
+    /// cluster. Connects lazily; fails only on unusable settings.
+    pub(crate) fn open(
+        redis_url: &str,
+        cluster: bool,
+        pool_size: usize,
+        response_timeout: Duration,
+    ) -> Result<Self> {
+        let urls: Vec<&str> = redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty() {
+            return Err(StoreError::Config("no Redis URL given".into()));
+        }
+        if !cluster {
+            if urls.len() > 1 {
+                return Err(StoreError::Config(format!(
+                    "{} Redis URLs given, but cluster mode is off: list several seed nodes only \
+                     with HERALD_REDIS_CLUSTER=true (--redis-cluster)",
+                    urls.len()
+                )));
+            }
+            let info = connection_info(urls[0])?;
+            let client = redis::Client::open(info.clone())
+                .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
+            let conn_cfg = AsyncConnectionConfig::new()
+                .set_response_timeout(Some(response_timeout))
+                .set_connection_timeout(Some(CONNECTION_TIMEOUT));
+            let manager = Manager::new_with_config(info, conn_cfg)
+                .map_err(|e| StoreError::Config(format!("invalid Redis URL: {e}")))?;
+            let pool = Pool::builder(manager)
+                .max_size(pool_size.max(1))
+                .runtime(Runtime::Tokio1)
+                .wait_timeout(Some(response_timeout))
+                .create_timeout(Some(CONNECTION_TIMEOUT))
+                .build()
+                .map_err(|e| StoreError::Config(e.to_string()))?;
+            return Ok(Backend::Node { pool, client });
+        }
+        let seeds = urls
+            .iter()
+            .map(|u| connection_info(u))
+            .collect::<Result<Vec<_>>>()?;
+        let builder = |response: Duration| {
+            ClusterClientBuilder::new(seeds.clone())
+                .tcp_settings(tcp_settings())
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .response_timeout(response)
+                // Each attempt has the response timeout; redirections and retries may add to it.
+                .overall_response_timeout(None)
+                .retries(CLUSTER_RETRIES)
+                .build()
+                .map_err(|e| StoreError::Config(format!("invalid Redis Cluster settings: {e}")))
+        };
+        Ok(Backend::Cluster {
+            client: builder(response_timeout)?,
+            blocking: builder(BLOCKING_RESPONSE_TIMEOUT)?,
+            shared: OnceCell::new(),
+        })
+    }
+
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, Backend::Cluster { .. })
+    }
+
+    /// A connection for a call: a pooled one, or the shared cluster connection.
+    pub(crate) async fn conn(&self) -> Result<Pooled> {
+        match self {
+            Backend::Node { pool, .. } => Ok(Pooled::Node(pool.get().await?)),
+            Backend::Cluster { .. } => Ok(Pooled::Cluster(self.shared().await?)),
+        }
+    }
+
+    /// The shared cluster connection, opened on first use.
+    async fn shared(&self) -> Result<ClusterConnection> {
+        let Backend::Cluster { client, shared, .. } = self else {
+            unreachable!("only a cluster backend shares one connection");
+        };
+        let conn = shared
+            .get_or_try_init(|| async {
+                client.get_async_connection().await.map_err(cluster_refused)
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    /// A connection of its own (see [`crate::Store::dedicated`]).
+    pub(crate) async fn dedicated(&self, response_timeout: Option<Duration>) -> Result<Conn> {
+        match self {
+            Backend::Node { client, .. } => {
+                let cfg = AsyncConnectionConfig::new()
+                    .set_response_timeout(response_timeout)
+                    .set_connection_timeout(Some(CONNECTION_TIMEOUT));
+                Ok(Conn::Node(
+                    client
+                        .get_multiplexed_async_connection_with_config(&cfg)
+                        .await?,
+                ))
+            }
+            Backend::Cluster {
+                client, blocking, ..
+            } => {
+                let conn = match response_timeout {
+                    Some(t) => {
+                        let cfg = ClusterConfig::new()
+                            .set_response_timeout(t)
+                            .set_connection_timeout(CONNECTION_TIMEOUT);
+                        client.get_async_connection_with_config(cfg).await
+                    }
+                    None => blocking.get_async_connection().await,
+                };
+                Ok(Conn::Cluster(conn.map_err(cluster_refused)?))
+            }
+        }
+    }
+}
+
+/// A cluster client's failure to start, said plainly when the server is not a cluster.
+fn cluster_refused(e: redis::RedisError) -> StoreError {
+    let text = e.to_string();
+    if text.contains("cluster support disabled") {
+        StoreError::Config(format!(
+            "HERALD_REDIS_CLUSTER is on, but Redis is not a cluster node ({text}); turn cluster \
+             mode off for a single Redis"
+        ))
+    } else {
+        StoreError::Redis(e)
+    }
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Conn::Node(_) => "Conn::Node",
+            Conn::Cluster(_) => "Conn::Cluster",
+        })
+    }
+}
+
+impl std::fmt::Debug for Pooled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Pooled::Node(_) => "Pooled::Node",
+            Pooled::Cluster(_) => "Pooled::Cluster",
+        })
+    }
+}
+
+/// A connection that can be cloned and shared: to one node, or to a cluster.
+#[derive(Clone)]
+pub enum Conn {
+    Node(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Node(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Node(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Runs `cmd` on every master (the one node, or each master of the cluster) and answers
+    /// each master's address (empty on one node) with its reply: for what each master knows of
+    /// itself alone (`INFO`, `SCAN`, `CONFIG GET`).
+    pub async fn on_each_master(&mut self, cmd: &Cmd) -> Result<Vec<(String, Value)>> {
+        match self {
+            Conn::Node(c) => Ok(vec![(String::new(), cmd.query_async(c).await?)]),
+            Conn::Cluster(c) => {
+                let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
+                let Value::Map(replies) = c.route_command(cmd.clone(), routing).await? else {
+                    return Err(crate::store::protocol("every master", "not a map"));
+                };
+                replies
+                    .into_iter()
+                    .map(|(addr, reply)| Ok((String::from_redis_value(addr)?, reply)))
+                    .collect()
+            }
+        }
+    }
+
+    /// Runs `cmd` on the master at `addr` (as [`Conn::on_each_master`] names it).
+    pub async fn on_master(&mut self, addr: &str, cmd: &Cmd) -> Result<Value> {
+        match self {
+            Conn::Node(c) => Ok(cmd.query_async(c).await?),
+            Conn::Cluster(c) => {
+                let (host, port) = addr
+                    .rsplit_once(':')
+                    .and_then(|(h, p)| Some((h.to_owned(), p.parse().ok()?)))
+                    .ok_or_else(|| StoreError::Config(format!("not a node address: {addr}")))?;
+                let routing =
+                    RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+                Ok(c.route_command(cmd.clone(), routing).await?)
+            }
+        }
+    }
+}
+
+/// A connection for one call: taken from the pool on one node (and returned to it when
+/// dropped), the shared connection on a cluster.
+pub enum Pooled {
+    Node(deadpool_redis::Connection),
+    Cluster(ClusterConnection),
+}
+
+impl Pooled {
+    /// A handle that can be cloned, for calls run side by side; the pooled connection stays
+    /// taken while `self` lives.
+    pub fn shared(&self) -> Conn {
+        match self {
+            Pooled::Node(c) => Conn::Node((**c).clone()),
+            Pooled::Cluster(c) => Conn::Cluster(c.clone()),
+        }
+    }
+
+    /// Takes the connection out of the pool for good, for a task that keeps it.
+    pub fn take(self) -> Conn {
+        match self {
+            Pooled::Node(c) => Conn::Node(deadpool_redis::Connection::take(c)),
+            Pooled::Cluster(c) => Conn::Cluster(c),
+        }
+    }
+}
+
+impl ConnectionLike for Pooled {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Pooled::Node(c) => c.req_packed_command(cmd),
+            Pooled::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Pooled::Node(c) => c.req_packed_commands(pipeline, offset, count),
+            Pooled::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Pooled::Node(c) => c.get_db(),
+            Pooled::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// Runs `cmds`, each with the key that routes it, and answers their replies in order. On one
+/// node they go as one pipeline; on a cluster as one pipeline per slot, all sent together, each
+/// slot's commands in the order given. An error of any part fails the whole.
+pub(crate) async fn run_split(conn: &Conn, cmds: Vec<(String, Cmd)>) -> Result<Vec<Value>> {
+    run_split_waiting(conn, cmds, None).await
+}
+
+/// [`run_split`], and with `wait` = `(replicas, timeout)` each pipeline ends with `WAIT`, on
+/// the connection that made its writes: it answers once that many replicas acknowledged
+/// them, or fails with [`StoreError::NotReplicated`] when fewer did within the timeout.
+pub(crate) async fn run_split_waiting(
+    conn: &Conn,
+    cmds: Vec<(String, Cmd)>,
+    wait: Option<(u32, Duration)>,
+) -> Result<Vec<Value>> {
+    let finish = |pipe: &mut Pipeline| {
+        if let Some((replicas, timeout)) = wait {
+            pipe.cmd("WAIT")
+                .arg(replicas)
+                .arg(timeout.as_millis() as u64);
+        }
+    };
+    let check = |replies: &mut Vec<Value>| -> Result<()> {
+        if let Some((replicas, _)) = wait {
+            let acked = replies
+                .pop()
+                .map(i64::from_redis_value)
+                .transpose()?
+                .unwrap_or_default();
+            if acked < i64::from(replicas) {
+                return Err(StoreError::NotReplicated {
+                    acked: acked.max(0) as u32,
+                    wanted: replicas,
+                });
+            }
+        }
+        Ok(())
+    };
+    match conn {
+        Conn::Node(c) => {
+            let mut pipe = redis::pipe();
+            for (_, cmd) in cmds {
+                pipe.add_command(cmd);
+            }
+            finish(&mut pipe);
+            let mut replies: Vec<Value> = pipe.query_async(&mut c.clone()).await?;
+            check(&mut replies)?;
+            Ok(replies)
+        }
+        Conn::Cluster(c) => {
+            let n = cmds.len();
+            let mut parts: HashMap<Slot, (Vec<usize>, Pipeline)> = HashMap::new();
+            for (i, (key, cmd)) in cmds.into_iter().enumerate() {
+                let (at, pipe) = parts
+                    .entry(Slot::for_key(key.as_bytes()))
+                    .or_insert_with(|| (Vec::new(), redis::pipe()));
+                at.push(i);
+                pipe.add_command(cmd);
+            }
+            let replies = try_join_all(parts.into_values().map(|(at, mut pipe)| {
+                let mut c = c.clone();
+                finish(&mut pipe);
+                async move {
+                    let mut replies: Vec<Value> = pipe.query_async(&mut c).await?;
+                    check(&mut replies)?;
+                    Ok::<_, StoreError>((at, replies))
+                }
+            }))
+            .await?;
+            let mut out = vec![Value::Nil; n];
+            for (at, replies) in replies {
+                if replies.len() != at.len() {
+                    return Err(crate::store::protocol(
+                        "pipeline",
+                        format!("{} replies to {} commands", replies.len(), at.len()),
+                    ));
+                }
+                for (i, v) in at.into_iter().zip(replies) {
+                    out[i] = v;
+                }
+            }
+            Ok(out)
+        }
+    }
+}
