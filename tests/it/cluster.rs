@@ -429,9 +429,9 @@ fn a_shard_whose_slot_moves_to_another_master_under_a_stream_delivers_every_job_
                 );
             }
             let target = progress.count() + 2 * CONCURRENCY;
-            progress.wait_until("deliveries while the slot moves", SAFETY_NET, |r| {
-                r.len() >= target
-            });
+            let what =
+                "deliveries while a shard's slot is in migration (the other shards' must go on)";
+            progress.wait_until(what, SAFETY_NET, |r| r.len() >= target);
         });
         let migration = mover.join();
         stop.store(true, Ordering::SeqCst);
@@ -543,4 +543,50 @@ fn a_master_killed_mid_stream_fails_over_and_loses_no_job_enqueued_with_wait() {
         WORKERS * CONCURRENCY
     );
     fleet.stop();
+}
+
+#[test]
+fn an_enqueue_that_waits_for_a_replica_fails_while_it_is_frozen_and_the_job_is_kept() {
+    let cluster = RedisCluster::start();
+    let namespace = "it-cluster-wait";
+    let plain = on_cluster(&cluster, namespace);
+    let waiting = plain
+        .clone()
+        .with_env("HERALD_ENQUEUE_WAIT_REPLICAS", "1")
+        .with_env("HERALD_ENQUEUE_WAIT_TIMEOUT", "200ms");
+    let rx = Receiver::start(receiver::always(200));
+    plain.set_endpoint("dash-1", &format!("{}/hooks/dash-1", rx.url()));
+    let master = cluster.master_of_slot(slot_of_shard(&cluster, namespace, shard("dash-1")));
+    let replica = cluster.replica_of(master);
+
+    let mut ids = vec![waiting.enqueue("dash-1", &json!({"n": 0}))];
+    cluster.pause(replica);
+    let out = waiting.run_stdin(&["enqueue", "dash-1", "-"], json!({"n": 1}).to_string());
+    let error = out.assert_failure();
+    assert!(
+        error.contains("only 0 of 1 replicas acknowledged"),
+        "`{}` should say that no replica acknowledged the job:\n{out}",
+        out.command
+    );
+    // Without waiting, the master answers alone.
+    ids.push(plain.enqueue("dash-1", &json!({"n": 2})));
+    cluster.resume(replica);
+    ids.push(waiting.enqueue("dash-1", &json!({"n": 3})));
+
+    // The job whose enqueue failed was written all the same: four jobs, each delivered once.
+    assert_eq!(plain.stats().due, 4);
+    let worker = plain.spawn_worker(&[]);
+    let got = rx.wait_for(4, SAFETY_NET);
+    plain.wait_until_drained(SAFETY_NET);
+    worker.stop(SAFETY_NET);
+    let mut numbers: Vec<u64> = got
+        .iter()
+        .map(|r| r.json()["n"].as_u64().unwrap())
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, [0, 1, 2, 3]);
+    for id in &ids {
+        assert!(got.iter().any(|r| r.webhook_id() == format!("msg_{id}")));
+    }
+    plain.assert_check_clean();
 }

@@ -253,6 +253,19 @@ impl RedisCluster {
         );
     }
 
+    /// Freezes a node (SIGSTOP): its connections stay open and nothing is answered; a frozen
+    /// replica acknowledges no write. Resume it within the node timeout (2 s), or the others
+    /// flag it as failing (a master would then be failed over).
+    pub fn pause(&self, port: u16) {
+        self.proc(port).signal(Signal::SIGSTOP);
+    }
+
+    /// Lets a paused node go on (SIGCONT), and returns once the cluster is settled again.
+    pub fn resume(&self, port: u16) {
+        self.proc(port).signal(Signal::SIGCONT);
+        self.topology();
+    }
+
     /// Waits until every replica has received every write its master had taken when this was
     /// called (their replication offsets), so that a failover from then on loses none of them.
     pub fn wait_replicated(&self) {
@@ -289,6 +302,14 @@ impl RedisCluster {
             .filter(|n| n.proc.is_some())
             .map(|n| n.port)
             .collect()
+    }
+
+    fn proc(&self, port: u16) -> &Proc {
+        self.nodes
+            .iter()
+            .find(|n| n.port == port)
+            .and_then(|n| n.proc.as_ref())
+            .unwrap_or_else(|| panic!("no node running on port {port}"))
     }
 
     fn node_mut(&mut self, port: u16) -> &mut Node {
