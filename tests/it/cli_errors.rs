@@ -150,3 +150,25 @@ fn a_new_namespace_is_marked_so_that_format_1_processes_refuse_it() {
     assert_eq!(v1_shards, 0);
     herald.ok(&["stats"]);
 }
+
+#[test]
+fn cluster_mode_against_a_single_redis_is_refused_with_the_reason() {
+    let (redis, herald) = redis_and_herald("it-cli-cluster-switch");
+    let clustered = Herald::new(redis.url().as_str(), "it-cli-cluster-switch")
+        .with_env("HERALD_REDIS_CLUSTER", "true");
+    let out = clustered.run(&["stats"]);
+    let stderr = out.assert_failure();
+    assert!(
+        stderr.contains("HERALD_REDIS_CLUSTER") && stderr.contains("not a cluster"),
+        "the message should say Redis is not a cluster:\n{out}"
+    );
+    // Several URLs without cluster mode are refused before anything is sent.
+    let two = format!("{},{}", redis.url(), redis.url());
+    let out = Herald::new(&two, "it-cli-cluster-switch").run(&["stats"]);
+    let stderr = out.assert_failure();
+    assert!(
+        stderr.contains("cluster mode is off"),
+        "the message should say several seed nodes need cluster mode:\n{out}"
+    );
+    herald.ok(&["stats"]);
+}

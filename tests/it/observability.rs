@@ -555,8 +555,9 @@ fn yaml_to_json(y: &Yaml) -> Value {
         Yaml::String(s) => json!(s),
         Yaml::Boolean(b) => json!(b),
         Yaml::Array(items) => Value::Array(items.iter().map(yaml_to_json).collect()),
-        Yaml::Hash(map) => Value::Object(
-            map.iter()
+        Yaml::Hash(map) => {
+            let mut object: serde_json::Map<String, Value> = map
+                .iter()
                 .map(|(k, v)| {
                     let key = match k {
                         Yaml::String(s) => s.clone(),
@@ -565,8 +566,16 @@ fn yaml_to_json(y: &Yaml) -> Value {
                     };
                     (key, yaml_to_json(v))
                 })
-                .collect(),
-        ),
+                .collect();
+            // A merge key (`<<: *anchor`) lends the anchored mapping's entries to this one,
+            // under its own, as Docker Compose reads it.
+            if let Some(Value::Object(merged)) = object.remove("<<") {
+                for (k, v) in merged {
+                    object.entry(k).or_insert(v);
+                }
+            }
+            Value::Object(object)
+        }
         Yaml::Alias(_) | Yaml::Null | Yaml::BadValue => Value::Null,
     }
 }
@@ -976,6 +985,45 @@ fn the_compose_file_runs_a_durable_observable_fleet() {
             }
         }
     }
+    // The cluster profile: its workers run in cluster mode, and every seed node they name is
+    // one of the profile's Redis nodes, which run in cluster mode with AOF and noeviction.
+    let cluster_worker = &services["worker-cluster"]["environment"];
+    assert_eq!(cluster_worker["HERALD_REDIS_CLUSTER"], "true");
+    let node_addresses: Vec<&str> = services
+        .as_object()
+        .expect("services")
+        .iter()
+        .filter(|(name, _)| name.starts_with("redis-node-"))
+        .map(|(_, node)| {
+            let command: Vec<&str> = node["command"]
+                .as_array()
+                .expect("node command")
+                .iter()
+                .map(|a| a.as_str().expect("argument"))
+                .collect();
+            let command = command.join(" ");
+            assert!(command.contains("--cluster-enabled yes"), "{command}");
+            assert!(command.contains("--appendonly yes"), "{command}");
+            assert!(
+                command.contains("--maxmemory-policy noeviction"),
+                "{command}"
+            );
+            node["networks"]["herald"]["ipv4_address"]
+                .as_str()
+                .expect("a fixed address")
+        })
+        .collect();
+    assert_eq!(node_addresses.len(), 6, "3 masters and 3 replicas");
+    let seeds = cluster_worker["HERALD_REDIS_URL"].as_str().expect("seeds");
+    for seed in seeds.split(',') {
+        let host = seed
+            .trim_start_matches("redis://")
+            .split(':')
+            .next()
+            .expect("host");
+        assert!(node_addresses.contains(&host), "seed {seed} is no node");
+    }
+
     let dockerfile = read("deploy/Dockerfile");
     assert!(
         dockerfile.contains("cargo build --release --locked -p herald"),
