@@ -112,17 +112,14 @@ fn backlog(ledger: &Ledger, herald: &Herald, endpoints: &[String]) {
 }
 
 /// Enqueues [`STREAM_BATCH`] jobs at a time, round-robin over `endpoints`, until `stop` is set
-/// (after at least one batch); returns how many batches it enqueued.
-fn stream(ledger: &Ledger, herald: &Herald, endpoints: &[String], stop: &AtomicBool) -> usize {
-    let mut batches = 0;
+/// (after at least one batch).
+fn stream(ledger: &Ledger, herald: &Herald, endpoints: &[String], stop: &AtomicBool) {
     for endpoint in endpoints.iter().cycle() {
         ledger.enqueue(herald, endpoint, 0, STREAM_BATCH);
-        batches += 1;
         if stop.load(Ordering::SeqCst) {
             break;
         }
     }
-    batches
 }
 
 /// The workers of the runs with a stream.
@@ -392,7 +389,7 @@ fn a_shard_whose_slot_moves_to_another_master_under_a_stream_delivers_every_job_
     let cluster = RedisCluster::start();
     let namespace = "it-cluster-move";
     let herald = on_cluster(&cluster, namespace);
-    let rx = Arc::new(Receiver::start(receiver::slow(Duration::from_millis(10))));
+    let rx = Receiver::start(receiver::slow(Duration::from_millis(10)));
     let endpoints = endpoints_over_every_shard(1);
     set_endpoints(&herald, &rx, &endpoints);
     let masters = cluster.masters();
@@ -410,14 +407,13 @@ fn a_shard_whose_slot_moves_to_another_master_under_a_stream_delivers_every_job_
     rx.wait_for(STREAM_BATCH, SAFETY_NET);
 
     let stop = AtomicBool::new(false);
-    let (moved, batches) = thread::scope(|s| {
+    let migration = thread::scope(|s| {
         let producer = s.spawn(|| stream(&ledger, &herald, &endpoints, &stop));
-        // One key per MIGRATE, and deliveries in between: the slot stays in migration while the
-        // workers deliver and the stream enqueues.
-        let progress = Arc::clone(&rx);
-        let mover = cluster.move_slot_in_background(slot, to, 1, move |migration| {
+        // After its first key the move waits until herald met the slot in migration: with the
+        // shard's keys on both masters, its scripts are refused (`TRYAGAIN`) until the move
+        // ends, and herald must redo them then. The other keys follow one per `MIGRATE`.
+        let mover = cluster.move_slot_in_background(slot, to, 1, |migration| {
             if migration.moved == 1 {
-                // The shard's keys are on both masters: its scripts are refused until the end.
                 poll_until(
                     "herald to meet the slot in migration",
                     SAFETY_NET,
@@ -428,19 +424,21 @@ fn a_shard_whose_slot_moves_to_another_master_under_a_stream_delivers_every_job_
                     },
                 );
             }
-            let target = progress.count() + 2 * CONCURRENCY;
-            let what =
-                "deliveries while a shard's slot is in migration (the other shards' must go on)";
-            progress.wait_until(what, SAFETY_NET, |r| r.len() >= target);
         });
         let migration = mover.join();
+        // The stream goes on while the workers deliver more, the moved shard's from its new
+        // master.
+        let target = rx.count() + 4 * CONCURRENCY;
+        rx.wait_until("deliveries after the move", SAFETY_NET, |r| {
+            r.len() >= target
+        });
         stop.store(true, Ordering::SeqCst);
-        (migration.moved, producer.join().expect("the producer"))
+        producer.join().expect("the producer");
+        migration
     });
-    assert!(moved > 1, "the shard's slot held {moved} keys");
     assert!(
-        batches > endpoints.len(),
-        "the stream enqueued {batches} batches"
+        migration.moved > 1,
+        "the shard's slot held only {migration:?}"
     );
 
     let figures = ledger.account("slot-move", &herald, &rx, none_dead, SAFETY_NET);
