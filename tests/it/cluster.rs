@@ -2,8 +2,9 @@
 //! (keys spread, a slot moved under writes, a manual failover, a killed master), then the CLI and
 //! workers in cluster mode (`HERALD_REDIS_CLUSTER`) with jobs on every master, a shard's slot
 //! moved to another master while two workers deliver a stream of jobs, a manual failover and a
-//! master killed mid-stream. Every run ends with every job accounted for and `herald check`
-//! clean.
+//! master killed mid-stream (with producers waiting for a replica, `HERALD_ENQUEUE_WAIT_REPLICAS`),
+//! and an enqueue that waits for a frozen replica. Every run ends with every job accounted for
+//! and `herald check` clean.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

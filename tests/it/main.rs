@@ -26,7 +26,8 @@
 //! - [`wire`]: a producer in shell, through the documented Lua script.
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
 //! - [`cluster`]: herald on a real Redis Cluster: the CLI and workers across three masters,
-//!   a slot moved, a manual failover and a killed master while workers deliver.
+//!   a slot moved, a manual failover and a killed master while workers deliver, enqueues that
+//!   wait for replicas.
 //! - [`check`]: `herald check` finds every broken invariant, also while workers deliver, and
 //!   `--repair` fixes the safe ones.
 //! - [`console`]: the operator console over HTTP (login, session cookie, form tokens, scopes,
