@@ -18,8 +18,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, RoutingInfo, SingleNodeRoutingInfo, Slot};
 use redis::io::tcp::{socket2::TcpKeepalive, TcpSettings};
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo, Pipeline,
-    RedisFuture, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo,
+    Pipeline, RedisFuture, Value,
 };
 use tokio::sync::OnceCell;
 
@@ -35,10 +35,6 @@ pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(5);
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(15);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
 const KEEPALIVE_PROBES: u32 = 3;
-
-/// The response timeout of a cluster connection that blocks (`BZPOPMIN`): longer than any
-/// wait, whose caller sets its own deadline. A cluster connection needs some timeout.
-const BLOCKING_RESPONSE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
 /// How many times the cluster client redoes a command that met a redirection (`MOVED`, `ASK`),
 /// a slot in migration (`TRYAGAIN`), a failover under way (`CLUSTERDOWN`, `READONLY`) or a lost
@@ -71,11 +67,12 @@ pub(crate) enum Backend {
     /// connections of their own.
     Node { pool: Pool, client: redis::Client },
     /// A Redis Cluster: one multiplexed cluster connection shared by every call (it holds a
-    /// connection per node and follows the slot map), opened on first use; `blocking` opens
-    /// the connections that wait in `BZPOPMIN`.
+    /// connection per node and follows the slot map), opened on first use.
     Cluster {
         client: ClusterClient,
-        blocking: ClusterClient,
+        /// The first seed node: its credentials and TLS settings, for connections to one
+        /// master of its own ([`Backend::dedicated_to`]).
+        seed: ConnectionInfo,
         shared: OnceCell<ClusterConnection>,
     },
 }
@@ -126,20 +123,18 @@ impl Backend {
             .iter()
             .map(|u| connection_info(u))
             .collect::<Result<Vec<_>>>()?;
-        let builder = |response: Duration| {
-            ClusterClientBuilder::new(seeds.clone())
-                .tcp_settings(tcp_settings())
-                .connection_timeout(CONNECTION_TIMEOUT)
-                .response_timeout(response)
-                // Each attempt has the response timeout; redirections and retries may add to it.
-                .overall_response_timeout(None)
-                .retries(CLUSTER_RETRIES)
-                .build()
-                .map_err(|e| StoreError::Config(format!("invalid Redis Cluster settings: {e}")))
-        };
+        let client = ClusterClientBuilder::new(seeds.clone())
+            .tcp_settings(tcp_settings())
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .response_timeout(response_timeout)
+            // Each attempt has the response timeout; redirections and retries may add to it.
+            .overall_response_timeout(None)
+            .retries(CLUSTER_RETRIES)
+            .build()
+            .map_err(|e| StoreError::Config(format!("invalid Redis Cluster settings: {e}")))?;
         Ok(Backend::Cluster {
-            client: builder(response_timeout)?,
-            blocking: builder(BLOCKING_RESPONSE_TIMEOUT)?,
+            client,
+            seed: seeds[0].clone(),
             shared: OnceCell::new(),
         })
     }
@@ -172,32 +167,92 @@ impl Backend {
     /// A connection of its own (see [`crate::Store::dedicated`]).
     pub(crate) async fn dedicated(&self, response_timeout: Option<Duration>) -> Result<Conn> {
         match self {
-            Backend::Node { client, .. } => {
-                let cfg = AsyncConnectionConfig::new()
-                    .set_response_timeout(response_timeout)
-                    .set_connection_timeout(Some(CONNECTION_TIMEOUT));
-                Ok(Conn::Node(
+            Backend::Node { client, .. } => Ok(Conn::Node(
+                client
+                    .get_multiplexed_async_connection_with_config(&node_config(response_timeout))
+                    .await?,
+            )),
+            Backend::Cluster { client, .. } => {
+                let mut cfg = ClusterConfig::new().set_connection_timeout(CONNECTION_TIMEOUT);
+                if let Some(t) = response_timeout {
+                    cfg = cfg.set_response_timeout(t);
+                }
+                Ok(Conn::Cluster(
                     client
-                        .get_multiplexed_async_connection_with_config(&cfg)
-                        .await?,
+                        .get_async_connection_with_config(cfg)
+                        .await
+                        .map_err(cluster_refused)?,
                 ))
-            }
-            Backend::Cluster {
-                client, blocking, ..
-            } => {
-                let conn = match response_timeout {
-                    Some(t) => {
-                        let cfg = ClusterConfig::new()
-                            .set_response_timeout(t)
-                            .set_connection_timeout(CONNECTION_TIMEOUT);
-                        client.get_async_connection_with_config(cfg).await
-                    }
-                    None => blocking.get_async_connection().await,
-                };
-                Ok(Conn::Cluster(conn.map_err(cluster_refused)?))
             }
         }
     }
+
+    /// A connection of its own to the node that serves `key`: the one node, or the master of
+    /// the key's slot now (a connection to one master, not a cluster connection, which would
+    /// connect to every node). Commands on it are not redirected: once the slot moves, they
+    /// fail with `MOVED`, and the caller opens another.
+    pub(crate) async fn dedicated_to(
+        &self,
+        key: &str,
+        response_timeout: Option<Duration>,
+    ) -> Result<Conn> {
+        let Backend::Cluster { seed, .. } = self else {
+            return self.dedicated(response_timeout).await;
+        };
+        let slot = Slot::for_key(key.as_bytes());
+        let mut shared = self.shared().await?;
+        let slots: Vec<Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut shared)
+            .await?;
+        let (host, port) = slots
+            .into_iter()
+            .find_map(|range| master_of(range, slot))
+            .ok_or_else(|| crate::store::protocol("CLUSTER SLOTS", "no master serves the slot"))?;
+        let addr = match seed.addr() {
+            ConnectionAddr::TcpTls {
+                insecure,
+                tls_params,
+                ..
+            } => ConnectionAddr::TcpTls {
+                host,
+                port,
+                insecure: *insecure,
+                tls_params: tls_params.clone(),
+            },
+            _ => ConnectionAddr::Tcp(host, port),
+        };
+        let client = redis::Client::open(seed.clone().set_addr(addr))?;
+        Ok(Conn::Node(
+            client
+                .get_multiplexed_async_connection_with_config(&node_config(response_timeout))
+                .await?,
+        ))
+    }
+}
+
+/// The settings of a connection to one node.
+fn node_config(response_timeout: Option<Duration>) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_response_timeout(response_timeout)
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+}
+
+/// The master's host and port of one `CLUSTER SLOTS` entry (`[first slot, last slot, [host,
+/// port, id, ...], replicas ...]`), if the entry covers `slot`.
+fn master_of(range: Value, slot: Slot) -> Option<(String, u16)> {
+    let Value::Array(items) = range else {
+        return None;
+    };
+    let mut items = items.into_iter();
+    let first = u16::from_redis_value(items.next()?).ok()?;
+    let last = u16::from_redis_value(items.next()?).ok()?;
+    if !(first..=last).any(|s| Slot::new(s) == Some(slot)) {
+        return None;
+    }
+    let (host, port, ..): (String, u16, Value) =
+        FromRedisValue::from_redis_value(items.next()?).ok()?;
+    Some((host, port))
 }
 
 /// A cluster client's failure to start, said plainly when the server is not a cluster.

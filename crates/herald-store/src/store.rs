@@ -193,6 +193,17 @@ impl Store {
         self.inner.backend.dedicated(response_timeout).await
     }
 
+    /// [`Store::dedicated`], but to the node that serves `key` (on a cluster, the master of
+    /// its slot now, through a connection to that master alone): for a blocking wait on one
+    /// key. Once the slot moves, commands on it fail (`MOVED`); open another then.
+    pub async fn dedicated_to(
+        &self,
+        key: &str,
+        response_timeout: Option<Duration>,
+    ) -> Result<Conn> {
+        self.inner.backend.dedicated_to(key, response_timeout).await
+    }
+
     /// Checks that Redis answers, that the namespace holds data of this process's key format,
     /// and that the deployment's shard count matches this process's, recording both on first
     /// use.

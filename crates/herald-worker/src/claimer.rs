@@ -274,9 +274,10 @@ impl Claimer {
             }
             return;
         }
+        let key = self.ctx.store.wake_key(0);
         let c = match self.blocking.as_mut() {
             Some(c) => c,
-            None => match self.ctx.store.dedicated(None).await {
+            None => match self.ctx.store.dedicated_to(key, None).await {
                 Ok(c) => self.blocking.insert(c),
                 Err(e) => {
                     self.ctx.redis_failed(m::RedisOp::Wait, &e);
@@ -285,7 +286,6 @@ impl Claimer {
                 }
             },
         };
-        let key = self.ctx.store.wake_key(0);
         tokio::select! {
             hints = self.ctx.store.wait_wake(c, key, wait) => match hints {
                 Ok(hints) => {

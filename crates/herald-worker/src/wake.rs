@@ -2,8 +2,9 @@
 //! several sets ([`herald_store::keys::WAKE_GROUPS`], in different slots and so on different
 //! masters) and one `BZPOPMIN` cannot wait on all of them.
 //!
-//! One task per set blocks in `BZPOPMIN` on a cluster connection of its own while the claim loop
-//! is idle, and passes what it pops to the claim loop. A wait ends at a hint or after
+//! One task per set blocks in `BZPOPMIN` on a connection of its own to the set's master while
+//! the claim loop is idle, and passes what it pops to the claim loop; when the set's slot moves
+//! or its master fails, the wait fails and the task connects to the set's master anew. A wait ends at a hint or after
 //! [`BLOCK`]; the claim loop's timers and safety-net scan do not need it to end sooner, so an
 //! idle worker sends one command per set per [`BLOCK`]. A wait that started while the claim
 //! loop was idle may pop a hint after it got busy: the claim loop takes it as a hot shard like
@@ -100,7 +101,7 @@ impl Waiter {
             }
             let c = match conn.as_mut() {
                 Some(c) => c,
-                None => match self.ctx.store.dedicated(None).await {
+                None => match self.ctx.store.dedicated_to(&self.key, None).await {
                     Ok(c) => conn.insert(c),
                     Err(e) => {
                         self.ctx.redis_failed(m::RedisOp::Wait, &e);
