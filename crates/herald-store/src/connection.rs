@@ -38,8 +38,20 @@ const KEEPALIVE_PROBES: u32 = 3;
 
 /// How many times the cluster client redoes a command that met a redirection (`MOVED`, `ASK`),
 /// a slot in migration (`TRYAGAIN`), a failover under way (`CLUSTERDOWN`, `READONLY`) or a lost
-/// connection, with a growing pause in between, before the error reaches the caller.
-const CLUSTER_RETRIES: u32 = 8;
+/// connection, before the error reaches the caller (who retries as after any Redis error).
+const CLUSTER_RETRIES: u32 = 12;
+
+/// The pauses between those tries: from [`CLUSTER_RETRY_MIN_MS`], doubling, up to
+/// [`CLUSTER_RETRY_MAX_MS`] (each drawn at random below its bound), about 3 s in all. A slot's
+/// migration holds a script back (`TRYAGAIN`) for milliseconds; the client's own default
+/// (1.28 s at least, per try) would hold a whole claim round for seconds.
+const CLUSTER_RETRY_MIN_MS: u64 = 20;
+const CLUSTER_RETRY_MAX_MS: u64 = 1000;
+
+/// The tries of the worker's claims, which give up after about 100 ms: a claim held up by its
+/// slot in migration holds delivery slots that other shards' jobs need, and the claim loop
+/// comes back to that shard on its own.
+const FAST_RETRIES: u32 = 3;
 
 /// The TCP settings of every Redis connection: keepalive (see [`KEEPALIVE_IDLE`]).
 fn tcp_settings() -> TcpSettings {
@@ -70,6 +82,9 @@ pub(crate) enum Backend {
     /// connection per node and follows the slot map), opened on first use.
     Cluster {
         client: ClusterClient,
+        /// As `client`, but giving up after [`FAST_RETRIES`]: for the worker's claims.
+        fast: ClusterClient,
+        fast_shared: OnceCell<ClusterConnection>,
         /// The first seed node: its credentials and TLS settings, for connections to one
         /// master of its own ([`Backend::dedicated_to`]).
         seed: ConnectionInfo,
@@ -123,17 +138,23 @@ impl Backend {
             .iter()
             .map(|u| connection_info(u))
             .collect::<Result<Vec<_>>>()?;
-        let client = ClusterClientBuilder::new(seeds.clone())
-            .tcp_settings(tcp_settings())
-            .connection_timeout(CONNECTION_TIMEOUT)
-            .response_timeout(response_timeout)
-            // Each attempt has the response timeout; redirections and retries may add to it.
-            .overall_response_timeout(None)
-            .retries(CLUSTER_RETRIES)
-            .build()
-            .map_err(|e| StoreError::Config(format!("invalid Redis Cluster settings: {e}")))?;
+        let client = |retries: u32| {
+            ClusterClientBuilder::new(seeds.clone())
+                .tcp_settings(tcp_settings())
+                .connection_timeout(CONNECTION_TIMEOUT)
+                .response_timeout(response_timeout)
+                // Each attempt has the response timeout; redirections and retries may add to it.
+                .overall_response_timeout(None)
+                .retries(retries)
+                .min_retry_wait(CLUSTER_RETRY_MIN_MS)
+                .max_retry_wait(CLUSTER_RETRY_MAX_MS)
+                .build()
+                .map_err(|e| StoreError::Config(format!("invalid Redis Cluster settings: {e}")))
+        };
         Ok(Backend::Cluster {
-            client,
+            client: client(CLUSTER_RETRIES)?,
+            fast: client(FAST_RETRIES)?,
+            fast_shared: OnceCell::new(),
             seed: seeds[0].clone(),
             shared: OnceCell::new(),
         })
@@ -148,6 +169,24 @@ impl Backend {
         match self {
             Backend::Node { pool, .. } => Ok(Pooled::Node(pool.get().await?)),
             Backend::Cluster { .. } => Ok(Pooled::Cluster(self.shared().await?)),
+        }
+    }
+
+    /// A connection for the worker's claims: as [`Backend::conn`], but on a cluster one that
+    /// gives up on a slot in migration or failover within about 100 ms.
+    pub(crate) async fn fast(&self) -> Result<Conn> {
+        match self {
+            Backend::Node { .. } => Ok(self.conn().await?.take()),
+            Backend::Cluster {
+                fast, fast_shared, ..
+            } => {
+                let conn = fast_shared
+                    .get_or_try_init(|| async {
+                        fast.get_async_connection().await.map_err(cluster_refused)
+                    })
+                    .await?;
+                Ok(Conn::Cluster(conn.clone()))
+            }
         }
     }
 
@@ -240,7 +279,7 @@ fn node_config(response_timeout: Option<Duration>) -> AsyncConnectionConfig {
 
 /// The master's host and port of one `CLUSTER SLOTS` entry (`[first slot, last slot, [host,
 /// port, id, ...], replicas ...]`), if the entry covers `slot`.
-fn master_of(range: Value, slot: Slot) -> Option<(String, u16)> {
+pub(crate) fn master_of(range: Value, slot: Slot) -> Option<(String, u16)> {
     let Value::Array(items) = range else {
         return None;
     };
@@ -250,8 +289,13 @@ fn master_of(range: Value, slot: Slot) -> Option<(String, u16)> {
     if !(first..=last).any(|s| Slot::new(s) == Some(slot)) {
         return None;
     }
-    let (host, port, ..): (String, u16, Value) =
-        FromRedisValue::from_redis_value(items.next()?).ok()?;
+    // `[host, port, id]`, and from Redis 7 on a map of hostnames after them.
+    let Value::Array(node) = items.next()? else {
+        return None;
+    };
+    let mut node = node.into_iter();
+    let host = String::from_redis_value(node.next()?).ok()?;
+    let port = u16::from_redis_value(node.next()?).ok()?;
     Some((host, port))
 }
 
@@ -495,5 +539,39 @@ pub(crate) async fn run_split_waiting(
             }
             Ok(out)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn a_cluster_slots_entry_names_the_master_of_its_slots() {
+        // As Redis 7 answers: the master's node carries a map of hostnames after its id.
+        let entry = || {
+            Value::Array(vec![
+                Value::Int(0),
+                Value::Int(5460),
+                Value::Array(vec![
+                    bulk("10.0.0.1"),
+                    Value::Int(6379),
+                    bulk("id-1"),
+                    Value::Map(vec![]),
+                ]),
+                Value::Array(vec![bulk("10.0.0.4"), Value::Int(6379), bulk("id-4")]),
+            ])
+        };
+        let inside = Slot::new(5460).expect("a slot");
+        let outside = Slot::new(5461).expect("a slot");
+        assert_eq!(
+            master_of(entry(), inside),
+            Some(("10.0.0.1".to_owned(), 6379))
+        );
+        assert_eq!(master_of(entry(), outside), None);
     }
 }

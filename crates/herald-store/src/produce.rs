@@ -8,7 +8,8 @@ use herald_core::{EndpointId, JobId};
 use redis::{FromRedisValue, Value};
 use serde::Serialize;
 
-use crate::connection::{run_split, run_split_waiting};
+use crate::connection::{run_split, run_split_waiting, Conn};
+use crate::record::JobRecord;
 use crate::scripts::EnqueueCode;
 use crate::store::{protocol, wake_cmd, Result};
 use crate::{Store, StoreError};
@@ -272,6 +273,53 @@ impl Store {
         }
     }
 
+    /// On a cluster, a pipeline that met a redirection or a slot in migration partway is sent
+    /// again whole by the client, so a script call of it may run twice: its jobs then answer
+    /// "duplicate id" although this very call wrote them. A job whose id answers so, and whose
+    /// stored record holds this job's endpoint and payload, is reported queued.
+    async fn own_duplicates(
+        &self,
+        conn: &Conn,
+        jobs: &[NewJob],
+        slots: &mut [Option<Result<Enqueued>>],
+    ) -> Result<()> {
+        let dups: Vec<usize> = slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| matches!(s, Some(Err(StoreError::DuplicateJobId(_)))))
+            .map(|(i, _)| i)
+            .collect();
+        if dups.is_empty() {
+            return Ok(());
+        }
+        let reads = dups
+            .iter()
+            .map(|&i| {
+                let jobs_key = &self.keys_of(&jobs[i].endpoint).jobs;
+                (
+                    jobs_key.clone(),
+                    redis::Cmd::hget(jobs_key, jobs[i].id.to_string()),
+                )
+            })
+            .collect();
+        let records = run_split(conn, reads).await?;
+        for (i, raw) in dups.into_iter().zip(records) {
+            let job = &jobs[i];
+            let record = Option::<Vec<u8>>::from_redis_value(raw)?.and_then(JobRecord::from_vec);
+            if record
+                .is_some_and(|r| r.endpoint == job.endpoint.as_str() && r.payload == job.payload)
+            {
+                slots[i] = Some(Ok(Enqueued {
+                    job_id: job.id.to_string(),
+                    status: EnqueueStatus::Queued,
+                    due_ms: 0,
+                    shard: self.shard_of(&job.endpoint),
+                }));
+            }
+        }
+        Ok(())
+    }
+
     /// Enqueues one job, then leaves a wake-up hint for idle workers.
     pub async fn enqueue(&self, job: &NewJob) -> Result<Enqueued> {
         let mut results = self.enqueue_batch(std::slice::from_ref(job)).await?;
@@ -370,6 +418,9 @@ impl Store {
                     self.enqueue_batch_reply(*shard, jobs, run, reply, &mut slots)
                 }
             }
+        }
+        if cluster {
+            self.own_duplicates(&conn, jobs, &mut slots).await?;
         }
         let mut earliest: BTreeMap<u16, i64> = BTreeMap::new();
         let results: Vec<Result<Enqueued>> = shards

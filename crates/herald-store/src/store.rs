@@ -193,6 +193,14 @@ impl Store {
         self.inner.backend.dedicated(response_timeout).await
     }
 
+    /// A connection for the worker's claims, kept by its claim loop: on one node taken out of
+    /// the pool, on a cluster one that gives up within about 100 ms on a slot in migration or
+    /// failover (the loop comes back to that shard itself, and a claim held up holds delivery
+    /// slots that other shards' jobs need).
+    pub async fn claims_conn(&self) -> Result<Conn> {
+        self.inner.backend.fast().await
+    }
+
     /// [`Store::dedicated`], but to the node that serves `key` (on a cluster, the master of
     /// its slot now, through a connection to that master alone): for a blocking wait on one
     /// key. Once the slot moves, commands on it fail (`MOVED`); open another then.

@@ -19,6 +19,8 @@ use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::future::{BoxFuture, FutureExt as _};
+use futures::stream::{FuturesUnordered, StreamExt as _};
 use herald_core::DEFAULT_MAX_IN_FLIGHT;
 use herald_store::Conn;
 use herald_store::{Claim, Held};
@@ -127,6 +129,10 @@ fn jittered(d: Duration) -> Duration {
 /// does not wait behind deliveries that hang.
 const HAND_BACK_AFTER: Duration = Duration::from_millis(20);
 
+/// How long a shard whose claim met its slot in migration or failover waits before the next
+/// try (the cluster client already retried it for a few seconds).
+const SLOT_MOVING_RETRY_MS: i64 = 200;
+
 /// Claims and starts deliveries until `shutdown`; returns the deliveries still running.
 pub(crate) async fn run(
     ctx: Arc<Ctx>,
@@ -136,8 +142,28 @@ pub(crate) async fn run(
 ) -> JoinSet<()> {
     let mut claimer = Claimer::new(ctx, done, shutdown, hard_stop);
     claimer.run().await;
+    // Claims still under way have leased their jobs: they are delivered with the rest.
+    while let Some(done) = claimer.claims.next().await {
+        claimer.claimed(done).await;
+    }
     claimer.hand_back_hints().await;
     claimer.tasks
+}
+
+/// What ended an idle wait on a cluster.
+enum Woken {
+    Hints(Vec<(u16, i64)>),
+    Claimed(Box<ClaimDone>),
+    Nothing,
+}
+
+/// A claim's answer, with the permits it was sent with and the connection it went on.
+struct ClaimDone {
+    shard: u16,
+    want: usize,
+    claim: Result<Claim, herald_store::StoreError>,
+    permit: OwnedSemaphorePermit,
+    conn: Conn,
 }
 
 /// The claim loop's state: where work may be, the free delivery slots, the connections, and
@@ -160,6 +186,12 @@ struct Claimer {
     blocking: Option<Conn>,
     /// The tasks that wait on the hint sets, with several (a cluster).
     waiters: Option<Waiters>,
+    /// Claims sent and not answered yet, and which shards they are of (a shard has one claim
+    /// at a time).
+    claims: FuturesUnordered<BoxFuture<'static, ClaimDone>>,
+    claiming: Vec<bool>,
+    /// Per shard, whether its last claim met its slot moving between masters.
+    moving: Vec<bool>,
     backoff: Backoff,
     next_scan: Instant,
     /// Redis clock minus local clock, learned from each claim.
@@ -187,6 +219,9 @@ impl Claimer {
             conn: None,
             blocking: None,
             waiters: None,
+            claims: FuturesUnordered::new(),
+            claiming: vec![false; usize::from(shards)],
+            moving: vec![false; usize::from(shards)],
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
             next_scan: Instant::now(),
             offset_ms: 0,
@@ -207,6 +242,7 @@ impl Claimer {
                 break;
             }
             self.take_popped();
+            self.claimed_meanwhile().await;
             self.due_rounds().await;
             // Only work this worker can start: no hint popped, no job leased, without a free
             // delivery slot.
@@ -239,15 +275,18 @@ impl Claimer {
         tokio::pin!(slot);
         let mut handed_back = self.queue.hot.is_empty();
         loop {
-            tokio::select! {
+            let done = tokio::select! {
                 _ = &mut slot => return true,
                 _ = self.shutdown.cancelled() => return false,
+                Some(done) = self.claims.next(), if !self.claims.is_empty() => done,
                 _ = tokio::time::sleep(HAND_BACK_AFTER), if !handed_back => {
                     handed_back = true;
                     self.take_popped();
                     self.hand_back_hot().await;
+                    continue;
                 }
-            }
+            };
+            self.claimed(done).await;
         }
     }
 
@@ -264,12 +303,23 @@ impl Claimer {
             return;
         }
         if let Some(waiters) = self.waiters.as_mut() {
+            let woken = tokio::select! {
+                hints = waiters.wait(wait) => Woken::Hints(hints.unwrap_or_default()),
+                Some(done) = self.claims.next(), if !self.claims.is_empty() => Woken::Claimed(Box::new(done)),
+                _ = self.shutdown.cancelled() => Woken::Nothing,
+            };
+            waiters.busy();
+            match woken {
+                Woken::Hints(hints) => self.take_hints(hints),
+                Woken::Claimed(done) => self.claimed(*done).await,
+                Woken::Nothing => {}
+            }
+            return;
+        }
+        // One node: a claim answers within a round trip; take it in before blocking.
+        if !self.claims.is_empty() {
             tokio::select! {
-                hints = waiters.wait(wait) => {
-                    if let Some(hints) = hints {
-                        self.take_hints(hints);
-                    }
-                }
+                Some(done) = self.claims.next() => self.claimed(done).await,
                 _ = self.shutdown.cancelled() => {}
             }
             return;
@@ -327,11 +377,20 @@ impl Claimer {
     async fn claim_round(&mut self) -> bool {
         let cfg = &self.ctx.cfg;
         let mut picked: Vec<u16> = Vec::new();
+        let mut under_way: Vec<u16> = Vec::new();
         while picked.len() < MAX_PARALLEL_CLAIMS {
             match self.queue.next() {
+                Some(shard) if self.claiming[usize::from(shard)] => under_way.push(shard),
                 Some(shard) => picked.push(shard),
                 None => break,
             }
+        }
+        // A shard with a claim under way waits for its answer; with nothing else to claim, the
+        // loop waits as when idle (for that answer, a wake-up hint or a timer).
+        under_way.into_iter().for_each(|s| self.queue.mark_hot(s));
+        if picked.is_empty() {
+            self.idle_wait().await;
+            return !self.shutdown.is_cancelled();
         }
         let mut permit = tokio::select! {
             p = self.sem.clone().acquire_many_owned(1) => p.expect("the semaphore is never closed"),
@@ -349,15 +408,22 @@ impl Claimer {
                 permit.merge(more);
             }
         }
-        let wants = share(permit.num_permits(), cfg.claim_batch, picked.len());
+        let mut wants = share(permit.num_permits(), cfg.claim_batch, picked.len());
         for shard in picked.drain(wants.len()..) {
             self.queue.mark_hot(shard);
+        }
+        // A shard whose last claim met its slot moving asks for one job until a claim answers:
+        // a claim held up holds its permits, which the other shards' deliveries need.
+        for (want, &shard) in wants.iter_mut().zip(&picked) {
+            if self.moving[usize::from(shard)] {
+                *want = (*want).min(1);
+            }
         }
 
         let c = match self.conn.as_mut() {
             Some(c) => c.clone(),
-            None => match self.ctx.store.conn().await {
-                Ok(c) => self.conn.insert(c.take()).clone(),
+            None => match self.ctx.store.claims_conn().await {
+                Ok(c) => self.conn.insert(c).clone(),
                 Err(e) => {
                     self.ctx.redis_failed(m::RedisOp::Claim, &e);
                     picked.into_iter().for_each(|s| self.queue.mark_hot(s));
@@ -367,45 +433,90 @@ impl Claimer {
                 }
             },
         };
-        // The claims of every picked shard go out together on the multiplexed connection.
-        let claims = picked.iter().zip(&wants).map(|(&shard, &want)| {
+        // The claims of every picked shard go out together on the multiplexed connection (on a
+        // cluster, to each shard's master), each with its share of the permits; each one's
+        // deliveries start as soon as it answers.
+        let mut shares = Vec::with_capacity(picked.len());
+        for &want in &wants {
+            shares.push(permit.split(want).expect("the permits were shared out"));
+        }
+        drop(permit);
+        for ((&shard, &want), share) in picked.iter().zip(&wants).zip(shares) {
+            self.claiming[usize::from(shard)] = true;
             let mut c = c.clone();
-            let store = &self.ctx.store;
-            let candidates = &self.candidates[usize::from(shard)];
-            async move {
-                let claim = store
+            let ctx = self.ctx.clone();
+            let candidates = self.candidates[usize::from(shard)].clone();
+            self.claims.push(Box::pin(async move {
+                let claim = ctx
+                    .store
                     .claim(
                         &mut c,
                         shard,
                         want,
-                        cfg.lease,
-                        candidates,
+                        ctx.cfg.lease,
+                        &candidates,
                         DEFAULT_MAX_IN_FLIGHT,
                     )
                     .await;
-                (shard, want, claim)
-            }
-        });
-        let mut failed = false;
-        for (shard, want, claim) in futures::future::join_all(claims).await {
-            match claim {
-                Ok(claim) => self.apply(shard, want, claim, &mut permit, &c).await,
-                Err(e) => {
-                    self.ctx.redis_failed(m::RedisOp::Claim, &e);
-                    failed = true;
-                    self.queue.mark_hot(shard);
+                ClaimDone {
+                    shard,
+                    want,
+                    claim,
+                    permit: share,
+                    conn: c,
                 }
+            }));
+        }
+        // The round ends with the first answer and those already in; a claim held up (its
+        // shard's slot moving between masters) goes on meanwhile, and is taken in later.
+        tokio::select! {
+            Some(done) = self.claims.next() => self.claimed(done).await,
+            _ = self.shutdown.cancelled() => return false,
+        }
+        self.claimed_meanwhile().await;
+        true
+    }
+
+    /// Claims that answered since the loop last looked.
+    async fn claimed_meanwhile(&mut self) {
+        while let Some(Some(done)) = self.claims.next().now_or_never() {
+            self.claimed(done).await;
+        }
+    }
+
+    /// Takes one claim's answer: starts its deliveries, or notes what failed.
+    async fn claimed(&mut self, done: ClaimDone) {
+        let ClaimDone {
+            shard,
+            want,
+            claim,
+            mut permit,
+            conn,
+        } = done;
+        self.claiming[usize::from(shard)] = false;
+        match claim {
+            Ok(claim) => {
+                self.ctx.health.set_redis_ok(true);
+                self.backoff.reset();
+                self.moving[usize::from(shard)] = false;
+                self.apply(shard, want, claim, &mut permit, &conn).await;
+            }
+            Err(e) if crate::is_slot_moving(&e) => {
+                self.moving[usize::from(shard)] = true;
+                // That shard's slot is being moved or failed over: the others go on, and this
+                // one is tried again shortly, on the same connection.
+                self.ctx.redis_failed(m::RedisOp::Claim, &e);
+                self.queue
+                    .at(shard, self.redis_now() + SLOT_MOVING_RETRY_MS);
+            }
+            Err(e) => {
+                self.ctx.redis_failed(m::RedisOp::Claim, &e);
+                self.queue.mark_hot(shard);
+                self.conn = None;
+                drop(permit);
+                pause(&self.shutdown, self.backoff.next()).await;
             }
         }
-        drop(permit);
-        if failed {
-            self.conn = None;
-            pause(&self.shutdown, self.backoff.next()).await;
-        } else {
-            self.ctx.health.set_redis_ok(true);
-            self.backoff.reset();
-        }
-        true
     }
 
     /// Starts the deliveries of one claim and notes when its shard is worth another.

@@ -59,6 +59,13 @@ impl Ctx {
     }
 }
 
+/// Whether a call failed because its shard's slot is moving between masters or failing over
+/// (a Redis Cluster's `TRYAGAIN`, `ASK`, `MOVED`, `CLUSTERDOWN` after the cluster client's own
+/// retries), which concerns that shard alone, not the connection.
+pub(crate) fn is_slot_moving(e: &StoreError) -> bool {
+    matches!(e, StoreError::Redis(e) if e.is_cluster_error())
+}
+
 /// Exponential backoff with full jitter.
 #[derive(Debug)]
 pub(crate) struct Backoff {

@@ -71,6 +71,11 @@ impl Waiters {
         hints
     }
 
+    /// The claim loop is busy: the tasks start no new wait.
+    pub(crate) fn busy(&self) {
+        self.idle.send_replace(false);
+    }
+
     /// Hints popped while the claim loop was busy.
     pub(crate) fn popped(&mut self) -> Hints {
         let mut all = Vec::new();
