@@ -3,7 +3,8 @@
 //! workers in cluster mode (`HERALD_REDIS_CLUSTER`) with jobs on every master, a shard's slot
 //! moved to another master while two workers deliver a stream of jobs, a manual failover and a
 //! master killed mid-stream (with producers waiting for a replica, `HERALD_ENQUEUE_WAIT_REPLICAS`),
-//! a slot held in migration that holds back its own shard only,
+//! a slot held in migration that holds back its own shard only, an ACL user reaching every node
+//! from one seed,
 //! and an enqueue that waits for a frozen replica. Every run ends with every job accounted for
 //! and `herald check` clean.
 
@@ -678,4 +679,48 @@ fn an_enqueue_that_waits_for_a_replica_fails_while_it_is_frozen_and_the_job_is_k
         assert!(got.iter().any(|r| r.webhook_id() == format!("msg_{id}")));
     }
     plain.assert_check_clean();
+}
+
+#[test]
+fn an_acl_user_of_every_node_reaches_the_whole_cluster_from_one_seed() {
+    let cluster = RedisCluster::start();
+    let namespace = "it-cluster-acl";
+    // The least-privileged user of docs/security.md, created on every node (ACL users are per
+    // node); the default user stays open for the test's own connections.
+    let rule = format!("~{namespace}:* &* +@all -@dangerous +info +config|get");
+    let mut ports = cluster.masters();
+    ports.extend(cluster.masters().into_iter().map(|m| cluster.replica_of(m)));
+    for port in ports {
+        let mut args = vec!["SETUSER", "herald", "on", ">s3cr%t"];
+        args.extend(rule.split(' '));
+        let () = redis::cmd("ACL")
+            .arg(&args)
+            .query(&mut cluster.connection(port))
+            .unwrap_or_else(|e| panic!("ACL SETUSER on {port}: {e}"));
+    }
+    // One seed: the client learns the other nodes from it, and uses the same credentials there.
+    let seed = cluster.masters()[0];
+    let url = |password: &str| format!("redis://herald:{password}@127.0.0.1:{seed}");
+    let herald = Herald::new(&url("s3cr%25t"), namespace).with_env("HERALD_REDIS_CLUSTER", "true");
+    let rx = Receiver::start(receiver::always(200));
+    let endpoints = endpoints_over_every_shard(1);
+    for endpoint in &endpoints {
+        herald.set_endpoint(endpoint, &format!("{}/hooks/{endpoint}", rx.url()));
+    }
+    for endpoint in &endpoints {
+        herald.enqueue(endpoint, &json!({"endpoint": endpoint}));
+    }
+    let worker = herald.spawn_worker(&[]);
+    rx.wait_for(endpoints.len(), SAFETY_NET);
+    herald.wait_until_drained(SAFETY_NET);
+    herald.assert_check_clean();
+    worker.stop(SAFETY_NET);
+
+    let wrong = Herald::new(&url("wrong"), namespace).with_env("HERALD_REDIS_CLUSTER", "true");
+    let out = wrong.run(&["stats"]);
+    let stderr = out.assert_failure();
+    assert!(
+        stderr.contains("credentials") && !stderr.contains("wrong"),
+        "a wrong password should fail plainly, without showing it:\n{out}"
+    );
 }
