@@ -16,15 +16,19 @@
 //!   100,000 dead letters in the store, p50 and p99 per route.
 //! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
-//! Modules: `env` (Redis, worker processes, what is read from them), `receiver` (the HTTP
-//! receiver and its counters), `scenarios` (what is measured, one module per scenario), `report`
-//! (the table).
+//! `--cluster-masters N` runs any scenario on a local Redis Cluster of N masters instead of one
+//! `redis-server`.
+//!
+//! Modules: `env` (Redis, worker processes, what is read from them), `cluster` (forming a local
+//! Redis Cluster), `receiver` (the HTTP receiver and its counters), `scenarios` (what is
+//! measured, one module per scenario), `report` (the table).
 
 /// The same allocator as the `herald` binary, so that the ceiling's bare loop and the
 /// receiver run on what the workers run on.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cluster;
 mod env;
 mod receiver;
 mod report;

@@ -149,6 +149,51 @@ fn every_scenario_runs_and_delivers_each_job_once() {
     assert!(doc["summary"].as_array().is_some_and(|s| !s.is_empty()));
 }
 
+#[test]
+fn the_cluster_scenarios_run_on_a_three_master_cluster() {
+    let out = tempfile_path("herald-bench-cluster-smoke.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
+        .arg("--herald")
+        .arg(herald_binary())
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .args(["--cluster-masters", "3"])
+        .args(["all", "--jobs", "2000", "--workers", "2"])
+        .args([
+            "--skip",
+            "enqueue,latency,backlog,memory,scripts,isolation,api",
+        ])
+        .args(["--endpoints", "50", "--concurrency", "50"])
+        .args(["--ceiling-duration", "1s", "--ceiling-warmup", "200ms"])
+        .args([
+            "--idle-workers",
+            "2",
+            "--idle-duration",
+            "2s",
+            "--settle",
+            "500ms",
+        ])
+        .args(["--pickups", "5", "--pickup-gap", "10ms"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("running herald-bench");
+    assert!(status.success(), "herald-bench all failed: {status}");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON");
+    let _ = std::fs::remove_file(&out);
+    let r = &doc["results"];
+
+    let runs = r["throughput"]["runs"].as_array().expect("throughput runs");
+    assert_eq!(runs.len(), 1, "2 workers");
+    assert_eq!(runs[0]["redis_masters"].as_u64(), Some(3), "{}", runs[0]);
+    assert_delivered_once("throughput on a cluster", &runs[0]);
+    let idle = &r["idle"];
+    assert_eq!(idle["redis_masters"].as_u64(), Some(3), "{idle}");
+    assert_eq!(idle["pickup"]["delivered"].as_u64(), Some(5), "{idle}");
+    assert_eq!(idle["pickup"]["duplicates"].as_u64(), Some(0), "{idle}");
+}
+
 fn tempfile_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{}-{name}", std::process::id()))
 }

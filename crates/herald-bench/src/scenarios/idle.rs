@@ -8,7 +8,7 @@ use herald_producer::NewJob;
 use serde_json::{json, Value};
 
 use super::shared::{parse_duration, round, wait_for, Bench};
-use crate::env::{self, info_u64, now_us, Fleet};
+use crate::env::{now_us, Fleet};
 use crate::receiver::{payload, Tracker};
 
 #[derive(Debug, Clone, Args)]
@@ -38,29 +38,41 @@ pub async fn idle(b: &Bench, args: &IdleArgs) -> anyhow::Result<Value> {
     let d = b.deploy().await?;
     let fleet = Fleet::start(
         &b.herald,
-        &d.redis.url,
+        &d.redis,
         args.workers,
         &b.worker_env(c.concurrency),
     )
     .await?;
     tokio::time::sleep(args.settle).await;
-    let mut conn = d.redis.conn().await?;
-    let port = d.redis.port;
     let duration = args.duration;
-    let monitor = tokio::spawn(async move { env::monitor(port, duration).await });
-    let before = info_u64(&mut conn, "stats", "total_commands_processed").await?;
-    let started = Instant::now();
-    tokio::time::sleep(args.duration).await;
-    let after = info_u64(&mut conn, "stats", "total_commands_processed").await?;
-    let secs = started.elapsed().as_secs_f64();
-    let (mut top, lua) = monitor.await??;
+    let monitor = d.redis.monitor(duration);
+    let count = async {
+        let before = d
+            .redis
+            .info_each("stats", "total_commands_processed")
+            .await?;
+        let started = Instant::now();
+        tokio::time::sleep(duration).await;
+        let after = d
+            .redis
+            .info_each("stats", "total_commands_processed")
+            .await?;
+        anyhow::Ok((before, after, started.elapsed().as_secs_f64()))
+    };
+    let ((top, lua), (before, after, secs)) = tokio::try_join!(monitor, count)?;
+    let mut top = top;
     // The benchmark's own INFO calls are not the fleet's.
     top.remove("INFO");
     let top_total: u64 = top.values().sum();
     let lua_total: u64 = lua.values().sum();
     let per_s = |n: u64| round(n as f64 / duration.as_secs_f64(), 2);
-    // Two of ours: the first INFO (counted after it ran) and the MONITOR, whichever came first.
-    let total = (after - before).saturating_sub(2);
+    // Two of ours per master: the first INFO (counted after it ran) and the MONITOR, whichever
+    // came first.
+    let total: u64 = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a - b).saturating_sub(2))
+        .sum();
 
     // Pickup latency, same fleet.
     let tracker = b
@@ -90,6 +102,8 @@ pub async fn idle(b: &Bench, args: &IdleArgs) -> anyhow::Result<Value> {
         .expect("lock");
     let ms = |us: u64| round(us as f64 / 1000.0, 3);
     Ok(json!({
+        "redis_masters": d.redis.masters(),
+        "redis_cluster": d.redis.is_cluster(),
         "workers": args.workers,
         "seconds": round(secs, 1),
         "top_level_commands_per_s": per_s(top_total),
