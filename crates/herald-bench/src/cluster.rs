@@ -77,6 +77,14 @@ fn slots_of(i: u32, n: u32) -> (u32, u32) {
     (SLOTS * i / n, SLOTS * (i + 1) / n - 1)
 }
 
+/// The master (its index) that serves `slot` in a cluster of `masters` formed by [`start`].
+pub(crate) fn master_of_slot(slot: u32, masters: usize) -> usize {
+    let n = masters as u32;
+    (0..n)
+        .find(|&i| slot <= slots_of(i, n).1)
+        .map_or(0, |i| i as usize)
+}
+
 /// One cluster node on a port whose bus port is free too; another port when the one found
 /// free was taken before the node bound it.
 async fn start_node(appendonly: bool) -> anyhow::Result<Node> {
@@ -163,7 +171,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slots_are_split_evenly_in_order() {
+    fn slots_are_split_evenly_and_every_slot_has_one_master() {
         for n in 1..=5u32 {
             let mut next = 0;
             for i in 0..n {
@@ -174,5 +182,10 @@ mod tests {
             }
             assert_eq!(next, SLOTS);
         }
+        assert_eq!(master_of_slot(0, 3), 0);
+        assert_eq!(master_of_slot(5460, 3), 0);
+        assert_eq!(master_of_slot(5461, 3), 1);
+        assert_eq!(master_of_slot(16383, 3), 2);
+        assert_eq!(master_of_slot(9000, 1), 0);
     }
 }

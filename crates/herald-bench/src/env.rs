@@ -176,6 +176,21 @@ impl Redis {
         }
     }
 
+    /// The master (its index, in the order of [`Redis::url`]) that serves `key`; 0 on one
+    /// node. The cluster's slots are split as [`crate::cluster`] split them.
+    pub async fn master_of_key(&self, key: &str) -> anyhow::Result<usize> {
+        if !self.cluster {
+            return Ok(0);
+        }
+        let mut c = self.nodes[0].conn().await?;
+        let slot: u32 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut c)
+            .await?;
+        Ok(crate::cluster::master_of_slot(slot, self.nodes.len()))
+    }
+
     /// A plain connection to each master, in order.
     pub async fn master_conns(&self) -> anyhow::Result<Vec<redis::aio::MultiplexedConnection>> {
         let mut conns = Vec::new();
@@ -197,6 +212,22 @@ impl Redis {
     /// One numeric field of an `INFO` section, summed over the masters.
     pub async fn info_sum(&self, section: &str, field: &str) -> anyhow::Result<u64> {
         Ok(self.info_each(section, field).await?.iter().sum())
+    }
+
+    /// CPU seconds (system + user) each master has used so far, from `INFO cpu`.
+    pub async fn used_cpu_each(&self) -> anyhow::Result<Vec<f64>> {
+        let mut out = Vec::new();
+        for mut c in self.master_conns().await? {
+            let cpu = info(&mut c, "cpu").await?;
+            let field = |f: &str| -> anyhow::Result<f64> {
+                cpu.get(f)
+                    .with_context(|| format!("INFO cpu without {f}"))?
+                    .parse()
+                    .with_context(|| format!("INFO cpu {f} is not a number"))
+            };
+            out.push(field("used_cpu_sys")? + field("used_cpu_user")?);
+        }
+        Ok(out)
     }
 
     /// CPU time the masters' processes have used so far, in seconds, from `/proc`.

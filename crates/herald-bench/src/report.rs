@@ -218,6 +218,29 @@ pub fn summary(results: &Value) -> Vec<Row> {
             None,
         ));
     }
+    if let Some(r) = results.get("redis") {
+        for run in r["runs"].as_array().into_iter().flatten() {
+            rows.push(with_noise(
+                row(
+                    format!(
+                        "redis: claim + ack, no HTTP, {} loops, {} per claim{}",
+                        run["loops"],
+                        run["claim_batch"],
+                        on_cluster(r)
+                    ),
+                    format!(
+                        "{} jobs/s; CPU per job: Redis {:.1} µs, client {:.1} µs",
+                        n(f(&run["jobs_per_s"])),
+                        f(&run["redis_cpu_us_per_job"]),
+                        f(&run["client_cpu_us_per_job"])
+                    ),
+                    "",
+                    None,
+                ),
+                noise(run),
+            ));
+        }
+    }
     if let Some(i) = results.get("isolation") {
         let (with, without) = (&i["with_hanging"], &i["without_hanging"]);
         let ratio = f(&i["delivered_rate_ratio"]);

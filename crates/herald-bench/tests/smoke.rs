@@ -96,6 +96,7 @@ fn every_scenario_runs_and_delivers_each_job_once() {
             "--api-requests",
             "20",
         ])
+        .args(["--redis-jobs", "2000", "--redis-loops", "1,4"])
         .stdout(Stdio::null())
         .status()
         .expect("running herald-bench");
@@ -146,7 +147,20 @@ fn every_scenario_runs_and_delivers_each_job_once() {
     for route in routes {
         assert_eq!(route["requests"].as_u64(), Some(20), "{route}");
     }
+    // Every job of the backlog was claimed and acknowledged (the scenario fails otherwise).
+    assert_redis_runs(&r["redis"], &[1, 4]);
     assert!(doc["summary"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+/// The `redis` scenario ran once per loop count, each run settling its whole backlog.
+fn assert_redis_runs(redis: &Value, loops: &[u64]) {
+    let runs = redis["runs"].as_array().expect("redis runs");
+    assert_eq!(runs.len(), loops.len(), "{redis}");
+    for (run, l) in runs.iter().zip(loops) {
+        assert_eq!(run["loops"].as_u64(), Some(*l), "{run}");
+        assert_eq!(run["jobs"].as_u64(), Some(2000), "{run}");
+        assert!(run["jobs_per_s"].as_f64() > Some(0.0), "{run}");
+    }
 }
 
 #[test]
@@ -175,6 +189,7 @@ fn the_cluster_scenarios_run_on_a_three_master_cluster() {
             "500ms",
         ])
         .args(["--pickups", "5", "--pickup-gap", "10ms"])
+        .args(["--redis-jobs", "2000", "--redis-loops", "4"])
         .stdout(Stdio::null())
         .status()
         .expect("running herald-bench");
@@ -192,6 +207,16 @@ fn the_cluster_scenarios_run_on_a_three_master_cluster() {
     assert_eq!(idle["redis_masters"].as_u64(), Some(3), "{idle}");
     assert_eq!(idle["pickup"]["delivered"].as_u64(), Some(5), "{idle}");
     assert_eq!(idle["pickup"]["duplicates"].as_u64(), Some(0), "{idle}");
+    let redis = &r["redis"];
+    assert_eq!(redis["redis_masters"].as_u64(), Some(3), "{redis}");
+    assert_eq!(
+        redis["shards_per_master"]
+            .as_array()
+            .map(|m| m.iter().filter_map(Value::as_u64).sum::<u64>()),
+        Some(16),
+        "{redis}"
+    );
+    assert_redis_runs(redis, &[4]);
 }
 
 fn tempfile_path(name: &str) -> PathBuf {
