@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use herald_producer::NewJob;
+use herald_store::EnqueueStatus;
 use serde_json::{json, Value};
 
 use super::shared::{parse_duration, round, wait_for, Bench};
@@ -81,16 +82,27 @@ pub async fn idle(b: &Bench, args: &IdleArgs) -> anyhow::Result<Value> {
     for i in 0..args.pickups {
         let endpoint = d.endpoints[i as usize % d.endpoints.len()].clone();
         let job = NewJob::new(endpoint, payload(i, now_us(), c.payload));
-        d.producer.enqueue_job(job).await?;
+        let enqueued = d.producer.enqueue_job(job).await?;
+        anyhow::ensure!(
+            enqueued.status == EnqueueStatus::Queued,
+            "pickup job {} was {:?}, not queued",
+            enqueued.job_id,
+            enqueued.status
+        );
         let t = tracker.clone();
-        wait_for(
+        let picked = wait_for(
             "pickup",
             c.stall,
             Duration::from_millis(1),
             || t.unique(),
             || t.unique() > i,
         )
-        .await?;
+        .await;
+        if let Err(e) = picked {
+            // Where the job stands tells a lost wake-up from a stuck delivery.
+            let job = d.producer.store().job(&enqueued.job_id).await;
+            return Err(e.context(format!("pickup job {}: {job:?}", enqueued.job_id)));
+        }
         tokio::time::sleep(args.pickup_gap).await;
     }
     fleet.stop().await;
