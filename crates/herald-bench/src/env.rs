@@ -1,6 +1,7 @@
-//! The benchmark's environment: its own `redis-server` (never on 6379), `herald worker`
-//! processes, and what is read from both: Redis `INFO`, the jobs left in the store, the commands
-//! clients send (`MONITOR`), a process's peak memory.
+//! The benchmark's environment: its own Redis (one `redis-server`, never on 6379, or a local
+//! Redis Cluster), `herald worker` processes, and what is read from both: Redis `INFO` (summed
+//! over a cluster's masters), the jobs left in the store, the commands clients send
+//! (`MONITOR`), a process's peak memory.
 
 use std::collections::BTreeMap;
 use std::net::TcpListener as StdListener;
@@ -22,26 +23,34 @@ pub fn now_us() -> u64 {
         .unwrap_or_default()
 }
 
-/// A `redis-server` on a free port (never 6379), without persistence unless asked for; killed on
-/// drop, its directory removed.
+/// The benchmark's Redis: one `redis-server` on a free port (never 6379), or a Redis Cluster of
+/// several masters without replicas ([`crate::cluster`]); no persistence unless asked for.
+/// Every node is killed on drop and its directory removed. What is read from it (`INFO`, the
+/// CPU it used, the commands it ran) is summed over the masters.
 #[derive(Debug)]
 pub struct Redis {
-    child: tokio::process::Child,
-    dir: PathBuf,
-    pub port: u16,
+    /// The node, or the cluster's masters.
+    nodes: Vec<Node>,
+    cluster: bool,
+    /// What `HERALD_REDIS_URL` takes: the node's URL, or every master's, comma-separated.
     pub url: String,
 }
 
-impl Redis {
-    /// Starts it; `appendonly` turns on the append-only file with `appendfsync everysec`.
-    pub async fn start(appendonly: bool) -> anyhow::Result<Self> {
-        let port = loop {
-            let p = free_port()?;
-            if p != 6379 {
-                break p;
-            }
-        };
+/// One `redis-server` process; killed on drop, its directory removed.
+#[derive(Debug)]
+pub(crate) struct Node {
+    child: tokio::process::Child,
+    dir: PathBuf,
+    pub(crate) port: u16,
+}
+
+impl Node {
+    /// Starts a `redis-server` on `port` with `extra` arguments and waits until it accepts
+    /// connections; fails when it exits first (another process took the port, say).
+    /// `appendonly` turns on the append-only file with `appendfsync everysec`.
+    pub(crate) async fn start(port: u16, appendonly: bool, extra: &[&str]) -> anyhow::Result<Self> {
         let dir = std::env::temp_dir().join(format!("herald-bench-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
         let mut child = tokio::process::Command::new("redis-server")
             .args([
@@ -58,6 +67,7 @@ impl Redis {
                 "--maxmemory-policy",
                 "noeviction",
             ])
+            .args(extra)
             .arg("--dir")
             .arg(&dir)
             .stdout(Stdio::piped())
@@ -65,38 +75,221 @@ impl Redis {
             .spawn()
             .context("starting redis-server (is it on PATH?)")?;
         let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        // From here the node is killed and its directory removed if anything fails.
+        let node = Self { child, dir, port };
         loop {
-            let line = lines
-                .next_line()
-                .await?
-                .context("redis-server exited before it was ready")?;
+            let line = lines.next_line().await?.with_context(|| {
+                format!("redis-server on port {port} exited before it was ready")
+            })?;
             if line.contains("Ready to accept connections") {
                 break;
             }
         }
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Self {
-            child,
-            dir,
-            port,
-            url: format!("redis://127.0.0.1:{port}"),
-        })
+        Ok(node)
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub async fn conn(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        Ok(redis::Client::open(self.url.as_str())?
+    /// A plain connection to this node (no cluster redirections followed).
+    pub(crate) async fn conn(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+        Ok(redis::Client::open(self.url())?
             .get_multiplexed_async_connection()
             .await?)
     }
 }
 
-impl Drop for Redis {
+impl Drop for Node {
     fn drop(&mut self) {
+        let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Redis {
+    /// One node on a free port; `appendonly` turns on the append-only file with
+    /// `appendfsync everysec`.
+    pub async fn start(appendonly: bool) -> anyhow::Result<Self> {
+        let port = loop {
+            let p = free_port()?;
+            if p != 6379 {
+                break p;
+            }
+        };
+        let node = Node::start(port, appendonly, &[]).await?;
+        Ok(Self {
+            url: node.url(),
+            nodes: vec![node],
+            cluster: false,
+        })
+    }
+
+    /// One node when `masters` is 0, else a Redis Cluster of that many masters.
+    pub async fn start_with(masters: usize, appendonly: bool) -> anyhow::Result<Self> {
+        if masters == 0 {
+            return Self::start(appendonly).await;
+        }
+        let nodes = crate::cluster::start(masters, appendonly).await?;
+        Ok(Self {
+            url: nodes.iter().map(Node::url).collect::<Vec<_>>().join(","),
+            nodes,
+            cluster: true,
+        })
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// Masters (1 for one node).
+    pub fn masters(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The process of every master.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(|n| n.child.id()).collect()
+    }
+
+    /// The environment that points a `herald` process at this Redis.
+    pub fn herald_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![("HERALD_REDIS_URL", self.url.clone())];
+        if self.cluster {
+            env.push(("HERALD_REDIS_CLUSTER", "true".to_owned()));
+        }
+        env
+    }
+
+    /// A connection for keyed commands and the store's calls: to the node, or a cluster
+    /// connection that follows the slot map.
+    pub async fn conn(&self) -> anyhow::Result<herald_store::Conn> {
+        if self.cluster {
+            let urls: Vec<String> = self.nodes.iter().map(Node::url).collect();
+            let client = redis::cluster::ClusterClient::new(urls)?;
+            Ok(herald_store::Conn::Cluster(
+                client.get_async_connection().await?,
+            ))
+        } else {
+            Ok(herald_store::Conn::Node(self.nodes[0].conn().await?))
+        }
+    }
+
+    /// The master (its index, in the order of [`Redis::url`]) that serves `key`; 0 on one
+    /// node. The cluster's slots are split as [`crate::cluster`] split them.
+    pub async fn master_of_key(&self, key: &str) -> anyhow::Result<usize> {
+        if !self.cluster {
+            return Ok(0);
+        }
+        let mut c = self.nodes[0].conn().await?;
+        let slot: u32 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query_async(&mut c)
+            .await?;
+        Ok(crate::cluster::master_of_slot(slot, self.nodes.len()))
+    }
+
+    /// A plain connection to each master, in order.
+    pub async fn master_conns(&self) -> anyhow::Result<Vec<redis::aio::MultiplexedConnection>> {
+        let mut conns = Vec::new();
+        for n in &self.nodes {
+            conns.push(n.conn().await?);
+        }
+        Ok(conns)
+    }
+
+    /// One numeric field of an `INFO` section, per master.
+    pub async fn info_each(&self, section: &str, field: &str) -> anyhow::Result<Vec<u64>> {
+        let mut out = Vec::new();
+        for mut c in self.master_conns().await? {
+            out.push(info_u64(&mut c, section, field).await?);
+        }
+        Ok(out)
+    }
+
+    /// One numeric field of an `INFO` section, summed over the masters.
+    pub async fn info_sum(&self, section: &str, field: &str) -> anyhow::Result<u64> {
+        Ok(self.info_each(section, field).await?.iter().sum())
+    }
+
+    /// CPU seconds (system + user) each master has used so far, from `INFO cpu`.
+    pub async fn used_cpu_each(&self) -> anyhow::Result<Vec<f64>> {
+        let mut out = Vec::new();
+        for mut c in self.master_conns().await? {
+            let cpu = info(&mut c, "cpu").await?;
+            let field = |f: &str| -> anyhow::Result<f64> {
+                cpu.get(f)
+                    .with_context(|| format!("INFO cpu without {f}"))?
+                    .parse()
+                    .with_context(|| format!("INFO cpu {f} is not a number"))
+            };
+            out.push(field("used_cpu_sys")? + field("used_cpu_user")?);
+        }
+        Ok(out)
+    }
+
+    /// CPU time the masters' processes have used so far, in seconds, from `/proc`.
+    pub fn cpu_seconds(&self) -> f64 {
+        self.pids().into_iter().map(|p| cpu_seconds(Some(p))).sum()
+    }
+
+    /// `INFO commandstats` summed over the masters.
+    pub async fn commandstats(&self) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+        let mut sum: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for mut c in self.master_conns().await? {
+            for (name, (calls, usec)) in commandstats(&mut c).await? {
+                let e = sum.entry(name).or_default();
+                e.0 += calls;
+                e.1 += usec;
+            }
+        }
+        Ok(sum)
+    }
+
+    /// [`monitor`] on every master at once, the counts summed.
+    pub async fn monitor(
+        &self,
+        duration: Duration,
+    ) -> anyhow::Result<(BTreeMap<String, u64>, BTreeMap<String, u64>)> {
+        let each =
+            futures::future::try_join_all(self.nodes.iter().map(|n| monitor(n.port, duration)))
+                .await?;
+        let (mut top, mut lua) = (BTreeMap::new(), BTreeMap::new());
+        for (t, l) in each {
+            for (name, n) in t {
+                *top.entry(name).or_insert(0) += n;
+            }
+            for (name, n) in l {
+                *lua.entry(name).or_insert(0) += n;
+            }
+        }
+        Ok((top, lua))
+    }
+
+    /// Jobs still in the store (every record in every shard's `jobs` hash: due, scheduled, in
+    /// flight, parked or dead), and the dead ones.
+    pub async fn jobs_in_store(&self, namespace: &str, shards: u16) -> anyhow::Result<(u64, u64)> {
+        let conn = self.conn().await?;
+        // One pipeline per shard: on a cluster, a pipeline's keys must share a slot.
+        let counts = futures::future::try_join_all((0..shards).map(|s| {
+            let mut conn = conn.clone();
+            async move {
+                let (jobs, dead): (u64, u64) = redis::pipe()
+                    .cmd("HLEN")
+                    .arg(format!("{namespace}:v2:{{{namespace}.{s}}}:jobs"))
+                    .cmd("ZCARD")
+                    .arg(format!("{namespace}:v2:{{{namespace}.{s}}}:dead"))
+                    .query_async(&mut conn)
+                    .await?;
+                anyhow::Ok((jobs, dead))
+            }
+        }))
+        .await?;
+        Ok(counts
+            .into_iter()
+            .fold((0, 0), |(j, d), (sj, sd)| (j + sj, d + sd)))
     }
 }
 
@@ -144,26 +337,6 @@ pub async fn commandstats(
             Some((name, (field("calls=")?, field("usec=")?)))
         })
         .collect())
-}
-
-/// Jobs still in the store (every record in every shard's `jobs` hash: due, scheduled, in
-/// flight, parked or dead), and the dead ones.
-pub async fn jobs_in_store(
-    conn: &mut redis::aio::MultiplexedConnection,
-    namespace: &str,
-    shards: u16,
-) -> anyhow::Result<(u64, u64)> {
-    let mut pipe = redis::pipe();
-    for s in 0..shards {
-        pipe.cmd("HLEN")
-            .arg(format!("{namespace}:v2:{{{namespace}.{s}}}:jobs"));
-        pipe.cmd("ZCARD")
-            .arg(format!("{namespace}:v2:{{{namespace}.{s}}}:dead"));
-    }
-    let counts: Vec<u64> = pipe.query_async(conn).await?;
-    let jobs = counts.iter().step_by(2).sum();
-    let dead = counts.iter().skip(1).step_by(2).sum();
-    Ok((jobs, dead))
 }
 
 /// Counts the commands clients send to Redis for `duration`, by name, through `MONITOR`;
@@ -294,12 +467,12 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// Starts `n` workers at once, each with `HERALD_ALLOW_TARGETS=127.0.0.0/8` (the receiver
-    /// is on loopback), no metrics server, and `env` on top; then waits until each says it is
-    /// ready.
+    /// Starts `n` workers at once against `redis` (one node or a cluster), each with
+    /// `HERALD_ALLOW_TARGETS=127.0.0.0/8` (the receiver is on loopback), no metrics server, and
+    /// `env` on top; then waits until each says it is ready.
     pub async fn start(
         herald: &Path,
-        redis_url: &str,
+        redis: &Redis,
         n: usize,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
@@ -307,9 +480,11 @@ impl Fleet {
         let mut outputs = Vec::new();
         for _ in 0..n {
             let mut cmd = tokio::process::Command::new(herald);
-            cmd.arg("worker")
-                .env("HERALD_REDIS_URL", redis_url)
-                .env("HERALD_METRICS_ADDR", "")
+            cmd.arg("worker");
+            for (k, v) in redis.herald_env() {
+                cmd.env(k, v);
+            }
+            cmd.env("HERALD_METRICS_ADDR", "")
                 .env("HERALD_ALLOW_TARGETS", "127.0.0.0/8")
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())

@@ -10,21 +10,27 @@
 //! - `memory`: (f) a worker's peak RSS with 1,000 deliveries in flight.
 //! - `idle`: Redis commands per second of an idle fleet, and pickup latency (issue 2).
 //! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
+//! - `redis`: claim and settle through the store API without HTTP, concurrent loops draining a
+//!   backlog: jobs settled per second and Redis CPU per job.
 //! - `isolation`: healthy endpoints' deliveries next to one that never answers, against
 //!   the same without it (issue 10).
 //! - `api`: the management API's read routes (`herald serve`) with 10,000 endpoints and
 //!   100,000 dead letters in the store, p50 and p99 per route.
 //! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
-//! Modules: `env` (Redis, worker processes, what is read from them), `receiver` (the HTTP
-//! receiver and its counters), `scenarios` (what is measured, one module per scenario), `report`
-//! (the table).
+//! `--cluster-masters N` runs any scenario on a local Redis Cluster of N masters instead of one
+//! `redis-server`.
+//!
+//! Modules: `env` (Redis, worker processes, what is read from them), `cluster` (forming a local
+//! Redis Cluster), `receiver` (the HTTP receiver and its counters), `scenarios` (what is
+//! measured, one module per scenario), `report` (the table).
 
 /// The same allocator as the `herald` binary, so that the ceiling's bare loop and the
 /// receiver run on what the workers run on.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod cluster;
 mod env;
 mod receiver;
 mod report;
@@ -78,6 +84,8 @@ enum Scenario {
     Idle(scenarios::IdleArgs),
     /// Redis time per job of the hot scripts (enqueue, claim, ack), measured alone.
     Scripts(scenarios::ScriptsArgs),
+    /// Claim and settle without HTTP: loops drain a backlog; jobs/s and Redis CPU per job.
+    Redis(scenarios::RedisArgs),
     /// Healthy endpoints' delivered rate and latency with and without one that never answers.
     Isolation(scenarios::IsolationArgs),
     /// The management API's read routes over 10,000 endpoints and 100,000 dead letters.
@@ -167,6 +175,10 @@ fn main() -> anyhow::Result<()> {
             Scenario::Scripts(a) => (
                 "scripts",
                 json!({ "scripts": scenarios::scripts(&bench, a).await? }),
+            ),
+            Scenario::Redis(a) => (
+                "redis",
+                json!({ "redis": scenarios::redis(&bench, a).await? }),
             ),
             Scenario::Isolation(a) => (
                 "isolation",

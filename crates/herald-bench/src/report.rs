@@ -37,6 +37,15 @@ fn with_noise(mut r: Row, n: Option<f64>) -> Row {
     r
 }
 
+/// ", on N masters" for a result measured on a Redis Cluster; nothing on one node.
+fn on_cluster(v: &Value) -> String {
+    if v["redis_cluster"].as_bool() == Some(true) {
+        format!(", on {} masters", v["redis_masters"])
+    } else {
+        String::new()
+    }
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(f64::NAN)
 }
@@ -81,9 +90,10 @@ pub fn summary(results: &Value) -> Vec<Row> {
             rows.push(with_noise(
                 row(
                     format!(
-                        "end-to-end, {} worker(s), {} jobs",
+                        "end-to-end, {} worker(s), {} jobs{}",
                         r["workers"],
-                        n(f(&r["jobs"]))
+                        n(f(&r["jobs"])),
+                        on_cluster(r)
                     ),
                     format!("{} /s ({ratio:.2} of ceiling)", n(rate)),
                     ">= 20,000 /s and >= 0.75",
@@ -176,7 +186,11 @@ pub fn summary(results: &Value) -> Vec<Row> {
     }
     if let Some(i) = results.get("idle") {
         rows.push(row(
-            format!("idle fleet of {}: top-level commands", i["workers"]),
+            format!(
+                "idle fleet of {}: top-level commands{}",
+                i["workers"],
+                on_cluster(i)
+            ),
             format!(
                 "{:.2} /s ({:.3} per worker)",
                 f(&i["top_level_commands_per_s"]),
@@ -203,6 +217,29 @@ pub fn summary(results: &Value) -> Vec<Row> {
             "a few ms (issue 2)",
             None,
         ));
+    }
+    if let Some(r) = results.get("redis") {
+        for run in r["runs"].as_array().into_iter().flatten() {
+            rows.push(with_noise(
+                row(
+                    format!(
+                        "redis: claim + ack, no HTTP, {} loops, {} per claim{}",
+                        run["loops"],
+                        run["claim_batch"],
+                        on_cluster(r)
+                    ),
+                    format!(
+                        "{} jobs/s; CPU per job: Redis {:.1} µs, client {:.1} µs",
+                        n(f(&run["jobs_per_s"])),
+                        f(&run["redis_cpu_us_per_job"]),
+                        f(&run["client_cpu_us_per_job"])
+                    ),
+                    "",
+                    None,
+                ),
+                noise(run),
+            ));
+        }
     }
     if let Some(i) = results.get("isolation") {
         let (with, without) = (&i["with_hanging"], &i["without_hanging"]);

@@ -96,6 +96,7 @@ fn every_scenario_runs_and_delivers_each_job_once() {
             "--api-requests",
             "20",
         ])
+        .args(["--redis-jobs", "2000", "--redis-loops", "1,4"])
         .stdout(Stdio::null())
         .status()
         .expect("running herald-bench");
@@ -146,7 +147,76 @@ fn every_scenario_runs_and_delivers_each_job_once() {
     for route in routes {
         assert_eq!(route["requests"].as_u64(), Some(20), "{route}");
     }
+    // Every job of the backlog was claimed and acknowledged (the scenario fails otherwise).
+    assert_redis_runs(&r["redis"], &[1, 4]);
     assert!(doc["summary"].as_array().is_some_and(|s| !s.is_empty()));
+}
+
+/// The `redis` scenario ran once per loop count, each run settling its whole backlog.
+fn assert_redis_runs(redis: &Value, loops: &[u64]) {
+    let runs = redis["runs"].as_array().expect("redis runs");
+    assert_eq!(runs.len(), loops.len(), "{redis}");
+    for (run, l) in runs.iter().zip(loops) {
+        assert_eq!(run["loops"].as_u64(), Some(*l), "{run}");
+        assert_eq!(run["jobs"].as_u64(), Some(2000), "{run}");
+        assert!(run["jobs_per_s"].as_f64() > Some(0.0), "{run}");
+    }
+}
+
+#[test]
+fn the_cluster_scenarios_run_on_a_three_master_cluster() {
+    let out = tempfile_path("herald-bench-cluster-smoke.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
+        .arg("--herald")
+        .arg(herald_binary())
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .args(["--cluster-masters", "3"])
+        .args(["all", "--jobs", "2000", "--workers", "2"])
+        .args([
+            "--skip",
+            "enqueue,latency,backlog,memory,scripts,isolation,api",
+        ])
+        .args(["--endpoints", "50", "--concurrency", "50"])
+        .args(["--ceiling-duration", "1s", "--ceiling-warmup", "200ms"])
+        .args([
+            "--idle-workers",
+            "2",
+            "--idle-duration",
+            "2s",
+            "--settle",
+            "500ms",
+        ])
+        .args(["--pickups", "5", "--pickup-gap", "10ms"])
+        .args(["--redis-jobs", "2000", "--redis-loops", "4"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("running herald-bench");
+    assert!(status.success(), "herald-bench all failed: {status}");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON");
+    let _ = std::fs::remove_file(&out);
+    let r = &doc["results"];
+
+    let runs = r["throughput"]["runs"].as_array().expect("throughput runs");
+    assert_eq!(runs.len(), 1, "2 workers");
+    assert_eq!(runs[0]["redis_masters"].as_u64(), Some(3), "{}", runs[0]);
+    assert_delivered_once("throughput on a cluster", &runs[0]);
+    let idle = &r["idle"];
+    assert_eq!(idle["redis_masters"].as_u64(), Some(3), "{idle}");
+    assert_eq!(idle["pickup"]["delivered"].as_u64(), Some(5), "{idle}");
+    assert_eq!(idle["pickup"]["duplicates"].as_u64(), Some(0), "{idle}");
+    let redis = &r["redis"];
+    assert_eq!(redis["redis_masters"].as_u64(), Some(3), "{redis}");
+    assert_eq!(
+        redis["shards_per_master"]
+            .as_array()
+            .map(|m| m.iter().filter_map(Value::as_u64).sum::<u64>()),
+        Some(16),
+        "{redis}"
+    );
+    assert_redis_runs(redis, &[4]);
 }
 
 fn tempfile_path(name: &str) -> PathBuf {

@@ -14,6 +14,7 @@ use super::idle::{idle, IdleArgs};
 use super::isolation::{isolation, IsolationArgs};
 use super::latency::{latency, LatencyArgs};
 use super::memory::{memory, MemoryArgs};
+use super::redis::{redis, RedisArgs};
 use super::scripts::{scripts, ScriptsArgs};
 use super::shared::{parse_duration, Bench};
 use super::throughput::{throughput, ThroughputArgs};
@@ -51,11 +52,13 @@ pub struct AllArgs {
     #[command(flatten)]
     pub scripts: ScriptsArgs,
     #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
     pub isolation: IsolationArgs,
     #[command(flatten)]
     pub api: ApiArgs,
     /// Scenarios to leave out, comma-separated (throughput, enqueue, latency, backlog, memory,
-    /// idle, scripts, isolation, api).
+    /// idle, scripts, redis, isolation, api).
     #[arg(long, value_delimiter = ',')]
     pub skip: Vec<String>,
 }
@@ -112,6 +115,10 @@ pub async fn all(b: &Bench, args: &AllArgs) -> anyhow::Result<Value> {
     if on("scripts") {
         step("scripts");
         out.insert("scripts".into(), scripts(b, &args.scripts).await?);
+    }
+    if on("redis") {
+        step("redis");
+        out.insert("redis".into(), redis(b, &args.redis).await?);
     }
     if on("isolation") {
         step("isolation");

@@ -8,10 +8,10 @@ use anyhow::Context as _;
 use clap::Args;
 use hdrhistogram::Histogram;
 use herald_core::{EndpointId, Subscription};
-use herald_producer::{NewJob, Producer};
+use herald_producer::NewJob;
 use serde_json::{json, Value};
 
-use super::shared::{round, Bench, NAMESPACE};
+use super::shared::{producer, round, Bench, NAMESPACE};
 use crate::env::{self, free_port, Redis};
 
 #[derive(Debug, Clone, Args)]
@@ -41,7 +41,7 @@ impl Serve {
         let port = free_port()?;
         let child = tokio::process::Command::new(&b.herald)
             .arg("serve")
-            .env("HERALD_REDIS_URL", &redis.url)
+            .envs(redis.herald_env())
             .env("HERALD_NAMESPACE", NAMESPACE)
             .env("HERALD_SHARDS", b.common.shards.to_string())
             .env("HERALD_API_TOKENS", hashed)
@@ -98,8 +98,8 @@ fn each(name: &'static str, mut make: impl FnMut(usize) -> String + Send + 'stat
 /// Sets up the store, starts `herald serve`, and times each read route.
 pub async fn api(b: &Bench, args: &ApiArgs) -> anyhow::Result<Value> {
     let shards = b.common.shards;
-    let redis = Redis::start(b.common.appendonly).await?;
-    let producer = Producer::connect(&redis.url, NAMESPACE, shards)?;
+    let redis = b.start_redis().await?;
+    let producer = producer(&redis, shards)?;
     producer.store().check().await?;
 
     let setup = Instant::now();
@@ -279,7 +279,7 @@ pub async fn api(b: &Bench, args: &ApiArgs) -> anyhow::Result<Value> {
     let ticks = env::machine_ticks();
     let (cpu_bench, cpu_redis, cpu_serve) = (
         env::cpu_seconds(None),
-        env::cpu_seconds(redis.pid()),
+        redis.cpu_seconds(),
         env::cpu_seconds(serve.child.id()),
     );
     let mut out = Vec::new();
@@ -317,7 +317,7 @@ pub async fn api(b: &Bench, args: &ApiArgs) -> anyhow::Result<Value> {
             "max_ms": round(hist.max() as f64 / 1000.0, 2),
         }));
     }
-    let ours = env::cpu_seconds(None) - cpu_bench + env::cpu_seconds(redis.pid()) - cpu_redis
+    let ours = env::cpu_seconds(None) - cpu_bench + redis.cpu_seconds() - cpu_redis
         + env::cpu_seconds(serve.child.id())
         - cpu_serve;
     Ok(json!({

@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 
 use super::shared::{enqueue, parse_duration, round, Bench};
 use super::throughput::deliver_all;
-use crate::env::info_u64;
 
 #[derive(Debug, Clone, Args)]
 pub struct BacklogArgs {
@@ -42,8 +41,7 @@ pub async fn backlog(b: &Bench, args: &BacklogArgs) -> anyhow::Result<Value> {
         4,
     )
     .await?;
-    let mut conn = d.redis.conn().await?;
-    let used = info_u64(&mut conn, "memory", "used_memory").await?;
+    let used = d.redis.info_sum("memory", "used_memory").await?;
     let full = deliver_all(b, &d, args.workers, args.jobs, args.backlog).await?;
     let (e, f) = (
         empty["deliveries_per_s"].as_f64().unwrap_or(0.0),

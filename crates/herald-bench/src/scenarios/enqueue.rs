@@ -6,7 +6,7 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::shared::{enqueue, loadavg, round, Bench, NAMESPACE};
-use crate::env::{self, commandstats, info_u64, jobs_in_store};
+use crate::env;
 
 #[derive(Debug, Clone, Args)]
 pub struct EnqueueArgs {
@@ -25,12 +25,11 @@ pub async fn enqueue_rate(b: &Bench, args: &EnqueueArgs) -> anyhow::Result<Value
     let mut runs = Vec::new();
     for &callers in &args.callers {
         let d = b.deploy().await?;
-        let mut conn = d.redis.conn().await?;
-        let before = info_u64(&mut conn, "memory", "used_memory").await?;
+        let before = d.redis.info_sum("memory", "used_memory").await?;
         let load = loadavg();
-        let (cpu_redis, cpu_bench) = (env::cpu_seconds(d.redis.pid()), env::cpu_seconds(None));
+        let (cpu_redis, cpu_bench) = (d.redis.cpu_seconds(), env::cpu_seconds(None));
         let ticks = env::machine_ticks();
-        let stats_before = commandstats(&mut conn).await?;
+        let stats_before = d.redis.commandstats().await?;
         let e = enqueue(
             &d.producer,
             &d.endpoints,
@@ -41,7 +40,7 @@ pub async fn enqueue_rate(b: &Bench, args: &EnqueueArgs) -> anyhow::Result<Value
             callers,
         )
         .await?;
-        let stats_after = commandstats(&mut conn).await?;
+        let stats_after = d.redis.commandstats().await?;
         let script = |s: &std::collections::BTreeMap<String, (u64, u64)>| {
             s.get("evalsha").copied().unwrap_or_default()
         };
@@ -49,10 +48,10 @@ pub async fn enqueue_rate(b: &Bench, args: &EnqueueArgs) -> anyhow::Result<Value
             script(&stats_after).0 - script(&stats_before).0,
             script(&stats_after).1 - script(&stats_before).1,
         );
-        let cpu_redis = env::cpu_seconds(d.redis.pid()) - cpu_redis;
+        let cpu_redis = d.redis.cpu_seconds() - cpu_redis;
         let cpu_bench = env::cpu_seconds(None) - cpu_bench;
-        let after = info_u64(&mut conn, "memory", "used_memory").await?;
-        let (jobs, _) = jobs_in_store(&mut conn, NAMESPACE, c.shards).await?;
+        let after = d.redis.info_sum("memory", "used_memory").await?;
+        let (jobs, _) = d.redis.jobs_in_store(NAMESPACE, c.shards).await?;
         anyhow::ensure!(
             jobs == args.jobs,
             "{jobs} jobs in the store, not {}",

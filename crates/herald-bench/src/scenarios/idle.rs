@@ -5,10 +5,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use herald_producer::NewJob;
+use herald_store::EnqueueStatus;
 use serde_json::{json, Value};
 
 use super::shared::{parse_duration, round, wait_for, Bench};
-use crate::env::{self, info_u64, now_us, Fleet};
+use crate::env::{now_us, Fleet};
 use crate::receiver::{payload, Tracker};
 
 #[derive(Debug, Clone, Args)]
@@ -38,29 +39,41 @@ pub async fn idle(b: &Bench, args: &IdleArgs) -> anyhow::Result<Value> {
     let d = b.deploy().await?;
     let fleet = Fleet::start(
         &b.herald,
-        &d.redis.url,
+        &d.redis,
         args.workers,
         &b.worker_env(c.concurrency),
     )
     .await?;
     tokio::time::sleep(args.settle).await;
-    let mut conn = d.redis.conn().await?;
-    let port = d.redis.port;
     let duration = args.duration;
-    let monitor = tokio::spawn(async move { env::monitor(port, duration).await });
-    let before = info_u64(&mut conn, "stats", "total_commands_processed").await?;
-    let started = Instant::now();
-    tokio::time::sleep(args.duration).await;
-    let after = info_u64(&mut conn, "stats", "total_commands_processed").await?;
-    let secs = started.elapsed().as_secs_f64();
-    let (mut top, lua) = monitor.await??;
+    let monitor = d.redis.monitor(duration);
+    let count = async {
+        let before = d
+            .redis
+            .info_each("stats", "total_commands_processed")
+            .await?;
+        let started = Instant::now();
+        tokio::time::sleep(duration).await;
+        let after = d
+            .redis
+            .info_each("stats", "total_commands_processed")
+            .await?;
+        anyhow::Ok((before, after, started.elapsed().as_secs_f64()))
+    };
+    let ((top, lua), (before, after, secs)) = tokio::try_join!(monitor, count)?;
+    let mut top = top;
     // The benchmark's own INFO calls are not the fleet's.
     top.remove("INFO");
     let top_total: u64 = top.values().sum();
     let lua_total: u64 = lua.values().sum();
     let per_s = |n: u64| round(n as f64 / duration.as_secs_f64(), 2);
-    // Two of ours: the first INFO (counted after it ran) and the MONITOR, whichever came first.
-    let total = (after - before).saturating_sub(2);
+    // Two of ours per master: the first INFO (counted after it ran) and the MONITOR, whichever
+    // came first.
+    let total: u64 = before
+        .iter()
+        .zip(&after)
+        .map(|(b, a)| (a - b).saturating_sub(2))
+        .sum();
 
     // Pickup latency, same fleet.
     let tracker = b
@@ -69,16 +82,27 @@ pub async fn idle(b: &Bench, args: &IdleArgs) -> anyhow::Result<Value> {
     for i in 0..args.pickups {
         let endpoint = d.endpoints[i as usize % d.endpoints.len()].clone();
         let job = NewJob::new(endpoint, payload(i, now_us(), c.payload));
-        d.producer.enqueue_job(job).await?;
+        let enqueued = d.producer.enqueue_job(job).await?;
+        anyhow::ensure!(
+            enqueued.status == EnqueueStatus::Queued,
+            "pickup job {} was {:?}, not queued",
+            enqueued.job_id,
+            enqueued.status
+        );
         let t = tracker.clone();
-        wait_for(
+        let picked = wait_for(
             "pickup",
             c.stall,
             Duration::from_millis(1),
             || t.unique(),
             || t.unique() > i,
         )
-        .await?;
+        .await;
+        if let Err(e) = picked {
+            // Where the job stands tells a lost wake-up from a stuck delivery.
+            let job = d.producer.store().job(&enqueued.job_id).await;
+            return Err(e.context(format!("pickup job {}: {job:?}", enqueued.job_id)));
+        }
         tokio::time::sleep(args.pickup_gap).await;
     }
     fleet.stop().await;
@@ -90,6 +114,8 @@ pub async fn idle(b: &Bench, args: &IdleArgs) -> anyhow::Result<Value> {
         .expect("lock");
     let ms = |us: u64| round(us as f64 / 1000.0, 3);
     Ok(json!({
+        "redis_masters": d.redis.masters(),
+        "redis_cluster": d.redis.is_cluster(),
         "workers": args.workers,
         "seconds": round(secs, 1),
         "top_level_commands_per_s": per_s(top_total),

@@ -100,7 +100,7 @@ async fn run(b: &Bench, args: &IsolationArgs, hanging: u64) -> anyhow::Result<Va
         "HERALD_REQUEST_TIMEOUT",
         format!("{}ms", args.timeout.as_millis()),
     ));
-    let fleet = Fleet::start(&b.herald, &d.redis.url, 1, &env).await?;
+    let fleet = Fleet::start(&b.herald, &d.redis, 1, &env).await?;
     // Let start-up traffic pass, and the worker take its first jobs for the hanging endpoint.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let load = loadavg();

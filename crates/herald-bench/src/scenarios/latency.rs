@@ -32,7 +32,7 @@ pub async fn latency(b: &Bench, args: &LatencyArgs) -> anyhow::Result<Value> {
     let tracker = b.receiver.arm(Tracker::new(total, true, Duration::ZERO)?);
     let fleet = Fleet::start(
         &b.herald,
-        &d.redis.url,
+        &d.redis,
         args.workers,
         &b.worker_env(c.concurrency),
     )

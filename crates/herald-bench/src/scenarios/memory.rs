@@ -27,7 +27,7 @@ pub async fn memory(b: &Bench, args: &MemoryArgs) -> anyhow::Result<Value> {
     let c = &b.common;
     let d = b.deploy().await?;
     let tracker = b.receiver.arm(Tracker::new(args.jobs, false, args.hold)?);
-    let fleet = Fleet::start(&b.herald, &d.redis.url, 1, &b.worker_env(args.in_flight)).await?;
+    let fleet = Fleet::start(&b.herald, &d.redis, 1, &b.worker_env(args.in_flight)).await?;
     let pid = fleet.pids()[0];
     let (_, idle_rss) = env::memory_kib(pid)?;
     enqueue(

@@ -12,6 +12,8 @@
 //! - `memory`: (f) a worker's peak RSS with many deliveries in flight.
 //! - `idle`: an idle fleet's Redis commands per second, and pickup latency (issue 2).
 //! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
+//! - `redis`: claim and settle without HTTP, loops draining a backlog: jobs per second and
+//!   Redis CPU per job, on one node or a cluster.
 //! - `isolation`: healthy endpoints' deliveries with and without one endpoint that never
 //!   answers (issue 10).
 //! - `api`: the management API's read routes over 10,000 endpoints and 100,000 dead letters.
@@ -26,6 +28,7 @@ mod idle;
 mod isolation;
 mod latency;
 mod memory;
+mod redis;
 mod scripts;
 mod shared;
 mod throughput;
@@ -39,6 +42,7 @@ pub use idle::{idle, IdleArgs};
 pub use isolation::{isolation, IsolationArgs};
 pub use latency::{latency, LatencyArgs};
 pub use memory::{memory, MemoryArgs};
+pub use redis::{redis, RedisArgs};
 pub use scripts::{scripts, ScriptsArgs};
 pub use shared::{machine, Bench, Common};
 pub use throughput::{throughput, ThroughputArgs};

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use clap::Args;
 use serde_json::{json, Value};
 
-use super::shared::{enqueue, round, Bench, Deployment, NAMESPACE};
-use crate::env::{self, commandstats, jobs_in_store};
+use super::shared::{enqueue, round, Bench, NAMESPACE};
+use crate::env::Redis;
 
 #[derive(Debug, Clone, Args)]
 pub struct ScriptsArgs {
@@ -41,7 +41,7 @@ pub async fn scripts(b: &Bench, args: &ScriptsArgs) -> anyhow::Result<Value> {
     let mut out = serde_json::Map::new();
     for with_log in [true, false] {
         let mut phase = serde_json::Map::new();
-        let mut measure = Measure::start(&d, &mut conn).await?;
+        let mut measure = Measure::start(&d.redis).await?;
         enqueue(
             &d.producer,
             &d.endpoints,
@@ -52,12 +52,9 @@ pub async fn scripts(b: &Bench, args: &ScriptsArgs) -> anyhow::Result<Value> {
             1,
         )
         .await?;
-        phase.insert(
-            "enqueue".into(),
-            measure.stop(&d, &mut conn, args.jobs).await?,
-        );
+        phase.insert("enqueue".into(), measure.stop(&d.redis, args.jobs).await?);
 
-        let mut measure = Measure::start(&d, &mut conn).await?;
+        let mut measure = Measure::start(&d.redis).await?;
         let mut claimed = Vec::new();
         for shard in 0..c.shards {
             let mut candidates = Vec::new();
@@ -84,12 +81,9 @@ pub async fn scripts(b: &Bench, args: &ScriptsArgs) -> anyhow::Result<Value> {
             "claimed {}",
             claimed.len()
         );
-        phase.insert(
-            "claim".into(),
-            measure.stop(&d, &mut conn, args.jobs).await?,
-        );
+        phase.insert("claim".into(), measure.stop(&d.redis, args.jobs).await?);
 
-        let mut measure = Measure::start(&d, &mut conn).await?;
+        let mut measure = Measure::start(&d.redis).await?;
         for chunk in claimed.chunks(1024) {
             let mut by_shard: std::collections::BTreeMap<u16, Vec<herald_store::Settlement>> =
                 Default::default();
@@ -131,8 +125,8 @@ pub async fn scripts(b: &Bench, args: &ScriptsArgs) -> anyhow::Result<Value> {
                 anyhow::ensure!(report.applied.iter().all(|a| *a), "an ack was refused");
             }
         }
-        phase.insert("ack".into(), measure.stop(&d, &mut conn, args.jobs).await?);
-        let (left, _) = jobs_in_store(&mut conn, NAMESPACE, c.shards).await?;
+        phase.insert("ack".into(), measure.stop(&d.redis, args.jobs).await?);
+        let (left, _) = d.redis.jobs_in_store(NAMESPACE, c.shards).await?;
         anyhow::ensure!(left == 0, "{left} jobs left after the acks");
         out.insert(
             if with_log {
@@ -157,31 +151,25 @@ struct Measure {
 }
 
 impl Measure {
-    async fn start(
-        d: &Deployment,
-        conn: &mut redis::aio::MultiplexedConnection,
-    ) -> anyhow::Result<Self> {
-        let script = commandstats(conn)
+    async fn start(redis: &Redis) -> anyhow::Result<Self> {
+        let script = redis
+            .commandstats()
             .await?
             .get("evalsha")
             .copied()
             .unwrap_or_default();
         Ok(Self {
-            cpu: env::cpu_seconds(d.redis.pid()),
+            cpu: redis.cpu_seconds(),
             script,
             started: Instant::now(),
         })
     }
 
-    async fn stop(
-        &mut self,
-        d: &Deployment,
-        conn: &mut redis::aio::MultiplexedConnection,
-        jobs: u64,
-    ) -> anyhow::Result<Value> {
+    async fn stop(&mut self, redis: &Redis, jobs: u64) -> anyhow::Result<Value> {
         let secs = self.started.elapsed().as_secs_f64();
-        let cpu = env::cpu_seconds(d.redis.pid()) - self.cpu;
-        let (calls, usec) = commandstats(conn)
+        let cpu = redis.cpu_seconds() - self.cpu;
+        let (calls, usec) = redis
+            .commandstats()
             .await?
             .get("evalsha")
             .copied()

@@ -1,6 +1,6 @@
 //! What every scenario shares: the common settings ([`Common`]), the benchmark's fixed parts
-//! ([`Bench`]), a fresh deployment under test ([`Deployment`]: its own Redis, a producer,
-//! endpoints on the receiver), the enqueue loop, a feed paced at a fixed rate, waiting for
+//! ([`Bench`]), a fresh deployment under test ([`Deployment`]: its own Redis, one node or a
+//! cluster, a producer, endpoints on the receiver), the enqueue loop, a feed paced at a fixed rate, waiting for
 //! progress, how much of the machine other processes had, and a description of the machine.
 
 use std::ops::Range;
@@ -45,6 +45,10 @@ pub struct Common {
     /// production Redis that keeps its jobs would; off by default (no persistence).
     #[arg(long, global = true)]
     pub appendonly: bool,
+    /// Run the benchmark's Redis as a local Redis Cluster of this many masters (no replicas),
+    /// the workers and the producer in cluster mode (HERALD_REDIS_CLUSTER); 0: one node.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub cluster_masters: usize,
     /// Extra environment of every `herald worker`, e.g. `--worker-env HERALD_CLAIM_BATCH=500`
     /// (repeatable).
     #[arg(long = "worker-env", global = true, value_parser = parse_env)]
@@ -114,8 +118,8 @@ impl Bench {
     /// A fresh deployment with `endpoints` endpoints: `bench-<i>` posts to the receiver's
     /// [`Receiver::url`] of `i`.
     pub(super) async fn deploy_with(&self, endpoints: usize) -> anyhow::Result<Deployment> {
-        let redis = Redis::start(self.common.appendonly).await?;
-        let producer = Producer::connect(&redis.url, NAMESPACE, self.common.shards)?;
+        let redis = self.start_redis().await?;
+        let producer = producer(&redis, self.common.shards)?;
         producer.store().check().await?;
         let mut tasks = tokio::task::JoinSet::new();
         let ids: Vec<EndpointId> = (0..endpoints)
@@ -150,6 +154,11 @@ impl Bench {
         })
     }
 
+    /// A fresh Redis: one node, or a cluster of `--cluster-masters` masters.
+    pub(super) async fn start_redis(&self) -> anyhow::Result<Redis> {
+        Redis::start_with(self.common.cluster_masters, self.common.appendonly).await
+    }
+
     pub(super) fn worker_env(&self, concurrency: usize) -> Vec<(&str, String)> {
         let mut env = vec![
             ("HERALD_CONCURRENCY", concurrency.to_string()),
@@ -160,6 +169,15 @@ impl Bench {
         }
         env
     }
+}
+
+/// A producer on `redis`, in cluster mode on a cluster.
+pub(super) fn producer(redis: &Redis, shards: u16) -> anyhow::Result<Producer> {
+    Ok(if redis.is_cluster() {
+        Producer::connect_cluster(&redis.url, NAMESPACE, shards)?
+    } else {
+        Producer::connect(&redis.url, NAMESPACE, shards)?
+    })
 }
 
 /// What one enqueue run did.
@@ -295,7 +313,7 @@ impl Noise {
         Self {
             ticks: env::machine_ticks(),
             bench: env::cpu_seconds(None),
-            redis: env::cpu_seconds(d.redis.pid()),
+            redis: d.redis.cpu_seconds(),
         }
     }
 
@@ -307,9 +325,8 @@ impl Noise {
             .into_iter()
             .map(|p| env::cpu_seconds(Some(p)))
             .sum();
-        let ours = env::cpu_seconds(None) - self.bench + env::cpu_seconds(d.redis.pid())
-            - self.redis
-            + workers;
+        let ours =
+            env::cpu_seconds(None) - self.bench + d.redis.cpu_seconds() - self.redis + workers;
         env::noise_since(self.ticks, ours)
     }
 }

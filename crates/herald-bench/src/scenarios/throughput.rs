@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::ceiling::{ceiling, CeilingArgs};
 use super::shared::{enqueue, loadavg, round, wait_for, Bench, Deployment, NAMESPACE};
-use crate::env::{self, commandstats, info_u64, jobs_in_store, now_us, Fleet};
+use crate::env::{self, now_us, Fleet};
 use crate::receiver::Tracker;
 
 #[derive(Debug, Clone, Args)]
@@ -50,8 +50,7 @@ pub(super) async fn deliver_all(
 ) -> anyhow::Result<Value> {
     let c = &b.common;
     let tracker = b.receiver.arm(Tracker::new(n, false, Duration::ZERO)?);
-    let mut conn = d.redis.conn().await?;
-    let mem_before = info_u64(&mut conn, "memory", "used_memory").await?;
+    let mem_before = d.redis.info_sum("memory", "used_memory").await?;
     let enq = enqueue(
         &d.producer,
         &d.endpoints,
@@ -62,20 +61,14 @@ pub(super) async fn deliver_all(
         1,
     )
     .await?;
-    let mem_after = info_u64(&mut conn, "memory", "used_memory").await?;
+    let mem_after = d.redis.info_sum("memory", "used_memory").await?;
     let load = loadavg();
-    let stats_before = commandstats(&mut conn).await?;
+    let stats_before = d.redis.commandstats().await?;
 
-    let cpu_redis = env::cpu_seconds(d.redis.pid());
+    let cpu_redis = d.redis.cpu_seconds();
     let cpu_bench = env::cpu_seconds(None);
     let ticks = env::machine_ticks();
-    let fleet = Fleet::start(
-        &b.herald,
-        &d.redis.url,
-        workers,
-        &b.worker_env(c.concurrency),
-    )
-    .await?;
+    let fleet = Fleet::start(&b.herald, &d.redis, workers, &b.worker_env(c.concurrency)).await?;
     let t = tracker.clone();
     wait_for(
         "deliveries",
@@ -90,7 +83,7 @@ pub(super) async fn deliver_all(
     let mut dead = 0;
     let ack_deadline = Instant::now() + c.stall;
     while left > backlog {
-        (left, dead) = jobs_in_store(&mut conn, NAMESPACE, c.shards).await?;
+        (left, dead) = d.redis.jobs_in_store(NAMESPACE, c.shards).await?;
         anyhow::ensure!(
             Instant::now() < ack_deadline,
             "{} jobs still in the store (dead: {dead})",
@@ -101,7 +94,7 @@ pub(super) async fn deliver_all(
         }
     }
     let acked_us = now_us();
-    let cpu_redis = env::cpu_seconds(d.redis.pid()) - cpu_redis;
+    let cpu_redis = d.redis.cpu_seconds() - cpu_redis;
     let cpu_bench = env::cpu_seconds(None) - cpu_bench;
     let cpu_workers: f64 = fleet
         .pids()
@@ -111,7 +104,7 @@ pub(super) async fn deliver_all(
     let noise = env::noise_since(ticks, cpu_redis + cpu_bench + cpu_workers);
     let rss = fleet.peak_rss_kib();
     fleet.stop().await;
-    let stats_after = commandstats(&mut conn).await?;
+    let stats_after = d.redis.commandstats().await?;
 
     let first_us = tracker.first_us.load(std::sync::atomic::Ordering::Relaxed);
     let seconds = (acked_us.saturating_sub(first_us)) as f64 / 1e6;
@@ -141,6 +134,8 @@ pub(super) async fn deliver_all(
         })
         .collect();
     Ok(json!({
+        "redis_masters": d.redis.masters(),
+        "redis_cluster": d.redis.is_cluster(),
         "workers": workers,
         "concurrency_per_worker": c.concurrency,
         "jobs": n,
