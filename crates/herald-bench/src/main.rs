@@ -86,6 +86,8 @@ enum Scenario {
     Scripts(scenarios::ScriptsArgs),
     /// Claim and settle without HTTP: loops drain a backlog; jobs/s and Redis CPU per job.
     Redis(scenarios::RedisArgs),
+    /// Enqueue latency and rate to a Redis with one replica, with and without waiting for it.
+    Replicas(scenarios::ReplicasArgs),
     /// Healthy endpoints' delivered rate and latency with and without one that never answers.
     Isolation(scenarios::IsolationArgs),
     /// The management API's read routes over 10,000 endpoints and 100,000 dead letters.
@@ -179,6 +181,10 @@ fn main() -> anyhow::Result<()> {
             Scenario::Redis(a) => (
                 "redis",
                 json!({ "redis": scenarios::redis(&bench, a).await? }),
+            ),
+            Scenario::Replicas(a) => (
+                "replicas",
+                json!({ "replicas": scenarios::replicas(&bench, a).await? }),
             ),
             Scenario::Isolation(a) => (
                 "isolation",

@@ -16,6 +16,7 @@
 //!   Redis CPU per job, on one node or a cluster.
 //! - `isolation`: healthy endpoints' deliveries with and without one endpoint that never
 //!   answers (issue 10).
+//! - `replicas`: what waiting for a replica on enqueue costs (`HERALD_ENQUEUE_WAIT_REPLICAS`).
 //! - `api`: the management API's read routes over 10,000 endpoints and 100,000 dead letters.
 //! - `all`: every scenario in turn.
 
@@ -29,6 +30,7 @@ mod isolation;
 mod latency;
 mod memory;
 mod redis;
+mod replicas;
 mod scripts;
 mod shared;
 mod throughput;
@@ -43,6 +45,7 @@ pub use isolation::{isolation, IsolationArgs};
 pub use latency::{latency, LatencyArgs};
 pub use memory::{memory, MemoryArgs};
 pub use redis::{redis, RedisArgs};
+pub use replicas::{replicas, ReplicasArgs};
 pub use scripts::{scripts, ScriptsArgs};
 pub use shared::{machine, Bench, Common};
 pub use throughput::{throughput, ThroughputArgs};
