@@ -222,3 +222,36 @@ fn the_cluster_scenarios_run_on_a_three_master_cluster() {
 fn tempfile_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{}-{name}", std::process::id()))
 }
+
+#[test]
+fn the_replicas_scenario_enqueues_with_and_without_waiting_for_a_replica() {
+    let out = tempfile_path("herald-bench-replicas-smoke.json");
+    let status = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
+        .arg("--herald")
+        .arg(herald_binary())
+        .arg("--out")
+        .arg(&out)
+        .arg("--json")
+        .args(["--endpoints", "50"])
+        .args(["replicas", "--wait-single", "50", "--wait-jobs", "2000"])
+        .args(["--wait-batch", "500"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("running herald-bench");
+    assert!(status.success(), "herald-bench replicas failed: {status}");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON");
+    let _ = std::fs::remove_file(&out);
+    let runs = doc["results"]["replicas"]["runs"]
+        .as_array()
+        .expect("replicas runs");
+    let waits: Vec<u64> = runs
+        .iter()
+        .filter_map(|r| r["wait_replicas"].as_u64())
+        .collect();
+    assert_eq!(waits, [0, 1], "{runs:?}");
+    for run in runs {
+        assert!(run["batch_jobs_per_s"].as_f64() > Some(0.0), "{run}");
+        assert!(run["single_job_ms"]["p50"].as_f64() > Some(0.0), "{run}");
+    }
+}

@@ -76,6 +76,12 @@ pub async fn replicas(b: &Bench, args: &ReplicasArgs) -> anyhow::Result<Value> {
             done += n;
         }
         let seconds = t.elapsed().as_secs_f64();
+        let queued = producer.store().stats().await?.total.due;
+        anyhow::ensure!(
+            queued == (args.single + args.jobs) as u64,
+            "{queued} jobs queued, not {}",
+            args.single + args.jobs
+        );
         runs.push(json!({
             "wait_replicas": wait.map_or(0, |(n, _)| n),
             "single_job_ms": { "p50": round(at(0.5), 3), "p99": round(at(0.99), 3) },
