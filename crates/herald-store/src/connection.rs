@@ -312,6 +312,40 @@ fn cluster_refused(e: redis::RedisError) -> StoreError {
     }
 }
 
+/// `ConnectionLike` for an enum of a one-node (`Node`) and a cluster (`Cluster`) connection:
+/// every call goes to the connection it holds.
+macro_rules! delegate_connection_like {
+    ($enum:ident) => {
+        impl ConnectionLike for $enum {
+            fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+                match self {
+                    $enum::Node(c) => c.req_packed_command(cmd),
+                    $enum::Cluster(c) => c.req_packed_command(cmd),
+                }
+            }
+
+            fn req_packed_commands<'a>(
+                &'a mut self,
+                pipeline: &'a Pipeline,
+                offset: usize,
+                count: usize,
+            ) -> RedisFuture<'a, Vec<Value>> {
+                match self {
+                    $enum::Node(c) => c.req_packed_commands(pipeline, offset, count),
+                    $enum::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+                }
+            }
+
+            fn get_db(&self) -> i64 {
+                match self {
+                    $enum::Node(c) => c.get_db(),
+                    $enum::Cluster(c) => c.get_db(),
+                }
+            }
+        }
+    };
+}
+
 impl std::fmt::Debug for Conn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -337,33 +371,7 @@ pub enum Conn {
     Cluster(ClusterConnection),
 }
 
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Node(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Node(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Node(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-        }
-    }
-}
+delegate_connection_like!(Conn);
 
 impl Conn {
     /// Runs `cmd` on every master (the one node, or each master of the cluster) and answers
@@ -428,33 +436,7 @@ impl Pooled {
     }
 }
 
-impl ConnectionLike for Pooled {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Pooled::Node(c) => c.req_packed_command(cmd),
-            Pooled::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Pooled::Node(c) => c.req_packed_commands(pipeline, offset, count),
-            Pooled::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Pooled::Node(c) => c.get_db(),
-            Pooled::Cluster(c) => c.get_db(),
-        }
-    }
-}
+delegate_connection_like!(Pooled);
 
 /// Runs `cmds`, each with the key that routes it, and answers their replies in order. On one
 /// node they go as one pipeline; on a cluster as one pipeline per slot, all sent together, each
