@@ -22,6 +22,7 @@ use serde_json::{json, Value};
 use crate::faults::{hook_path, none_dead, Failure, Fleet, Ledger};
 use crate::support::process::poll_until;
 use crate::support::receiver::{self, Receiver};
+use crate::support::redis_cluster::Migration;
 use crate::support::{Herald, RedisCluster, SAFETY_NET};
 
 /// herald's default shard count, which these tests keep.
@@ -136,6 +137,20 @@ fn fleet<'h>(herald: &'h Herald, lease: &str) -> Fleet<'h> {
             ("HERALD_RETRY_SCHEDULE", &["100ms"; 10].join(",")),
         ],
     )
+}
+
+/// Waits until a master refused herald a call for the slot `migration` moves (`ASK` or
+/// `TRYAGAIN`): herald met the slot half moved.
+fn wait_until_refused(migration: &Migration) {
+    poll_until(
+        "herald to meet the slot in migration",
+        SAFETY_NET,
+        Duration::from_millis(10),
+        || match migration.refusals() {
+            0 => Err("no ASK or TRYAGAIN yet".to_owned()),
+            _ => Ok(()),
+        },
+    );
 }
 
 /// Reads every `key` → `value` back through a fresh cluster connection.
@@ -417,15 +432,7 @@ fn a_shard_whose_slot_moves_to_another_master_under_a_stream_delivers_every_job_
         // ends, and herald must redo them then. The other keys follow one per `MIGRATE`.
         let mover = cluster.move_slot_in_background(slot, to, 1, |migration| {
             if migration.moved == 1 {
-                poll_until(
-                    "herald to meet the slot in migration",
-                    SAFETY_NET,
-                    Duration::from_millis(10),
-                    || match migration.refusals() {
-                        0 => Err("no ASK or TRYAGAIN yet".to_owned()),
-                        _ => Ok(()),
-                    },
-                );
+                wait_until_refused(migration);
             }
         });
         let migration = mover.join();
@@ -482,15 +489,7 @@ fn a_slot_held_in_migration_holds_back_its_own_shard_only() {
         let (met, release) = (met.clone(), release.clone());
         cluster.move_slot_in_background(slot, to, 1, move |migration| {
             if migration.moved == 1 {
-                poll_until(
-                    "herald to meet the slot in migration",
-                    SAFETY_NET,
-                    Duration::from_millis(10),
-                    || match migration.refusals() {
-                        0 => Err("no ASK or TRYAGAIN yet".to_owned()),
-                        _ => Ok(()),
-                    },
-                );
+                wait_until_refused(migration);
                 met.store(true, Ordering::SeqCst);
                 poll_until(
                     "the test to let the move go on",

@@ -41,69 +41,57 @@ fn assert_delivered_once(what: &str, run: &Value) {
 
 #[test]
 fn every_scenario_runs_and_delivers_each_job_once() {
-    let out = tempfile_path("herald-bench-smoke.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
-        .arg("--herald")
-        .arg(herald_binary())
-        .arg("--out")
-        .arg(&out)
-        .arg("--json")
-        .args(["all", "--jobs", "2000", "--backlog", "10000"])
-        .args([
-            "--endpoints",
-            "50",
-            "--concurrency",
-            "50",
-            "--callers",
-            "1,2",
-        ])
-        .args(["--ceiling-duration", "1s", "--ceiling-warmup", "200ms"])
-        .args(["--latency-rate", "500", "--latency-duration", "1s"])
-        .args([
-            "--memory-jobs",
-            "200",
-            "--in-flight",
-            "50",
-            "--hold",
-            "200ms",
-        ])
-        .args([
-            "--idle-workers",
-            "2",
-            "--idle-duration",
-            "2s",
-            "--settle",
-            "500ms",
-        ])
-        .args(["--pickups", "5", "--pickup-gap", "10ms"])
-        .args([
-            "--isolation-rate",
-            "100",
-            "--isolation-window",
-            "2s",
-            "--hanging-jobs",
-            "200",
-            "--isolation-concurrency",
-            "20",
-            "--isolation-timeout",
-            "1s",
-        ])
-        .args([
-            "--api-endpoints",
-            "100",
-            "--api-dead",
-            "1000",
-            "--api-requests",
-            "20",
-        ])
-        .args(["--redis-jobs", "2000", "--redis-loops", "1,4"])
-        .stdout(Stdio::null())
-        .status()
-        .expect("running herald-bench");
-    assert!(status.success(), "herald-bench all failed: {status}");
-    let doc: Value =
-        serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON");
-    let _ = std::fs::remove_file(&out);
+    let doc = run_bench("herald-bench-smoke.json", "herald-bench all failed", |c| {
+        c.args(["all", "--jobs", "2000", "--backlog", "10000"])
+            .args([
+                "--endpoints",
+                "50",
+                "--concurrency",
+                "50",
+                "--callers",
+                "1,2",
+            ])
+            .args(["--ceiling-duration", "1s", "--ceiling-warmup", "200ms"])
+            .args(["--latency-rate", "500", "--latency-duration", "1s"])
+            .args([
+                "--memory-jobs",
+                "200",
+                "--in-flight",
+                "50",
+                "--hold",
+                "200ms",
+            ])
+            .args([
+                "--idle-workers",
+                "2",
+                "--idle-duration",
+                "2s",
+                "--settle",
+                "500ms",
+            ])
+            .args(["--pickups", "5", "--pickup-gap", "10ms"])
+            .args([
+                "--isolation-rate",
+                "100",
+                "--isolation-window",
+                "2s",
+                "--hanging-jobs",
+                "200",
+                "--isolation-concurrency",
+                "20",
+                "--isolation-timeout",
+                "1s",
+            ])
+            .args([
+                "--api-endpoints",
+                "100",
+                "--api-dead",
+                "1000",
+                "--api-requests",
+                "20",
+            ])
+            .args(["--redis-jobs", "2000", "--redis-loops", "1,4"])
+    });
     let r = &doc["results"];
 
     let ceiling = &r["throughput"]["ceiling"];
@@ -165,38 +153,30 @@ fn assert_redis_runs(redis: &Value, loops: &[u64]) {
 
 #[test]
 fn the_cluster_scenarios_run_on_a_three_master_cluster() {
-    let out = tempfile_path("herald-bench-cluster-smoke.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
-        .arg("--herald")
-        .arg(herald_binary())
-        .arg("--out")
-        .arg(&out)
-        .arg("--json")
-        .args(["--cluster-masters", "3"])
-        .args(["all", "--jobs", "2000", "--workers", "2"])
-        .args([
-            "--skip",
-            "enqueue,latency,backlog,memory,scripts,isolation,api",
-        ])
-        .args(["--endpoints", "50", "--concurrency", "50"])
-        .args(["--ceiling-duration", "1s", "--ceiling-warmup", "200ms"])
-        .args([
-            "--idle-workers",
-            "2",
-            "--idle-duration",
-            "2s",
-            "--settle",
-            "500ms",
-        ])
-        .args(["--pickups", "5", "--pickup-gap", "10ms"])
-        .args(["--redis-jobs", "2000", "--redis-loops", "4"])
-        .stdout(Stdio::null())
-        .status()
-        .expect("running herald-bench");
-    assert!(status.success(), "herald-bench all failed: {status}");
-    let doc: Value =
-        serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON");
-    let _ = std::fs::remove_file(&out);
+    let doc = run_bench(
+        "herald-bench-cluster-smoke.json",
+        "herald-bench all failed",
+        |c| {
+            c.args(["--cluster-masters", "3"])
+                .args(["all", "--jobs", "2000", "--workers", "2"])
+                .args([
+                    "--skip",
+                    "enqueue,latency,backlog,memory,scripts,isolation,api",
+                ])
+                .args(["--endpoints", "50", "--concurrency", "50"])
+                .args(["--ceiling-duration", "1s", "--ceiling-warmup", "200ms"])
+                .args([
+                    "--idle-workers",
+                    "2",
+                    "--idle-duration",
+                    "2s",
+                    "--settle",
+                    "500ms",
+                ])
+                .args(["--pickups", "5", "--pickup-gap", "10ms"])
+                .args(["--redis-jobs", "2000", "--redis-loops", "4"])
+        },
+    );
     let r = &doc["results"];
 
     let runs = r["throughput"]["runs"].as_array().expect("throughput runs");
@@ -219,29 +199,43 @@ fn the_cluster_scenarios_run_on_a_three_master_cluster() {
     assert_redis_runs(redis, &[4]);
 }
 
+/// Runs `herald-bench --herald <herald> --out <file> --json` with the arguments `args` adds,
+/// asserts that it succeeded (`what` names the run in the message), and returns its result
+/// document.
+fn run_bench(file: &str, what: &str, args: impl FnOnce(&mut Command) -> &mut Command) -> Value {
+    let out = tempfile_path(file);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald-bench"));
+    cmd.arg("--herald")
+        .arg(herald_binary())
+        .arg("--out")
+        .arg(&out)
+        .arg("--json");
+    let status = args(&mut cmd)
+        .stdout(Stdio::null())
+        .status()
+        .expect("running herald-bench");
+    assert!(status.success(), "{what}: {status}");
+    let doc: Value =
+        serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON");
+    let _ = std::fs::remove_file(&out);
+    doc
+}
+
 fn tempfile_path(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("{}-{name}", std::process::id()))
 }
 
 #[test]
 fn the_replicas_scenario_enqueues_with_and_without_waiting_for_a_replica() {
-    let out = tempfile_path("herald-bench-replicas-smoke.json");
-    let status = Command::new(env!("CARGO_BIN_EXE_herald-bench"))
-        .arg("--herald")
-        .arg(herald_binary())
-        .arg("--out")
-        .arg(&out)
-        .arg("--json")
-        .args(["--endpoints", "50"])
-        .args(["replicas", "--wait-single", "50", "--wait-jobs", "2000"])
-        .args(["--wait-batch", "500"])
-        .stdout(Stdio::null())
-        .status()
-        .expect("running herald-bench");
-    assert!(status.success(), "herald-bench replicas failed: {status}");
-    let doc: Value =
-        serde_json::from_slice(&std::fs::read(&out).expect("result file")).expect("JSON");
-    let _ = std::fs::remove_file(&out);
+    let doc = run_bench(
+        "herald-bench-replicas-smoke.json",
+        "herald-bench replicas failed",
+        |c| {
+            c.args(["--endpoints", "50"])
+                .args(["replicas", "--wait-single", "50", "--wait-jobs", "2000"])
+                .args(["--wait-batch", "500"])
+        },
+    );
     let runs = doc["results"]["replicas"]["runs"]
         .as_array()
         .expect("replicas runs");
