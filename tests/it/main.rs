@@ -9,6 +9,8 @@
 //! - [`endpoints`]: endpoints, subscriptions, levels, strikes, parking and resuming.
 //! - [`isolation`]: one endpoint's trouble stays its own: a hanging receiver, `--max-in-flight`
 //!   across workers and a killed worker, `--rate`, `Retry-After` pauses, the adaptive limit.
+//! - [`outage`]: many receivers down at once: 50 hanging or slow endpoints beside healthy ones,
+//!   the slow lane draining their backlog, an endpoint judged fast again once it answers.
 //! - [`enqueue_batch`]: batches through `enqueue-batch-4.lua`: per-job results, refusals, wake-up
 //!   hints, delivery.
 //! - [`store`]: the store's contract through its Rust API (tokens, leases, idempotency).
@@ -48,6 +50,7 @@ mod hardening;
 mod harness;
 mod isolation;
 mod observability;
+mod outage;
 mod prometheus;
 mod recovery;
 mod scale;

@@ -44,6 +44,9 @@ pub struct LimitsInfo {
     pub rate: Option<String>,
     /// Until when a `Retry-After` pauses the endpoint, if it does now.
     pub paused_until_ms: Option<i64>,
+    /// Judged slow: a delivery to it outlasted the workers' `HERALD_SLOW_AFTER` and none has
+    /// come back quicker since, so it is served from the workers' slow lanes only.
+    pub slow: bool,
 }
 
 impl From<Limits> for LimitsInfo {
@@ -54,6 +57,7 @@ impl From<Limits> for LimitsInfo {
             in_flight: l.in_flight,
             rate: l.rate.map(|r| r.to_string()),
             paused_until_ms: l.paused_until_ms,
+            slow: l.slow,
         }
     }
 }

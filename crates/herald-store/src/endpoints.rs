@@ -90,11 +90,14 @@ pub struct Limits {
     pub rate: Option<Rate>,
     /// Until when a `Retry-After` pauses the endpoint (ms), if it does now.
     pub paused_until_ms: Option<i64>,
+    /// Judged slow: a delivery to it outlasted the workers' `HERALD_SLOW_AFTER` and none has
+    /// come back quicker since, so it is served from the workers' slow lanes only.
+    pub slow: bool,
 }
 
 impl Limits {
     /// Reads a `flow` hash entry (`<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms>
-    /// <paused_ms>`, see `scripts/prelude/flow.lua`).
+    /// <paused_ms> [<slow>]`, see `scripts/prelude/flow.lua`).
     pub(crate) fn parse(
         record: &EndpointRecord,
         flow: Option<&str>,
@@ -107,9 +110,10 @@ impl Limits {
             .filter_map(|f| f.parse().ok())
             .collect();
         let max = record.max_in_flight();
-        let (cwnd, paused) = match fields.as_slice() {
-            [_, _, _, cwnd, _, _, paused] => (*cwnd, *paused as i64),
-            _ => (f64::from(max), 0),
+        let (cwnd, paused, slow) = match fields.as_slice() {
+            [_, _, _, cwnd, _, _, paused] => (*cwnd, *paused as i64, false),
+            [_, _, _, cwnd, _, _, paused, slow] => (*cwnd, *paused as i64, *slow == 1.0),
+            _ => (f64::from(max), 0, false),
         };
         Limits {
             max_in_flight: max,
@@ -117,6 +121,7 @@ impl Limits {
             in_flight,
             rate: record.rate,
             paused_until_ms: (paused > now_ms).then_some(paused),
+            slow,
         }
     }
 }

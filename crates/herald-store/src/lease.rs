@@ -31,6 +31,8 @@ pub struct ClaimedJob {
     /// jobs of one claim that have the same endpoint.
     pub endpoint_json: Arc<[u8]>,
     pub payload: Vec<u8>,
+    /// Leased from the slow lane: its endpoint is judged slow (see [`Store::claim_lanes`]).
+    pub slow: bool,
 }
 
 /// Endpoints a claim held back with due work, by cause.
@@ -44,6 +46,8 @@ pub struct Held {
     pub rate: u64,
     /// Paused by a `Retry-After`.
     pub pause: u64,
+    /// Judged slow, with no room left in the claiming worker's slow lane.
+    pub slow: u64,
 }
 
 /// The answer of one claim call.
@@ -158,6 +162,11 @@ pub(crate) const BLOCKED: f64 = 1e15;
 /// each rather than one job of every ready endpoint; `ready`'s order (the endpoints that
 /// waited longest first) still brings every endpoint's turn within a few claims.
 const CANDIDATES: usize = 16;
+
+/// How long an endpoint judged slow waits before a claim looks at it again, when the claim met
+/// it with no room in the worker's slow lane: long enough that claims do not spin over a crowd
+/// of slow endpoints, short against the seconds a slow delivery holds its slot.
+pub const SLOW_LANE_WAIT: Duration = Duration::from_millis(250);
 
 /// Checks a settling script's reply: `head` leading values, then one flag per job.
 fn with_head(reply: Vec<i64>, head: usize, n: usize, script: &'static str) -> Result<Vec<i64>> {
@@ -331,11 +340,84 @@ impl Store {
     /// will have given up waiting (the pool's response timeout), and Redis runs it as a no-op
     /// after that, so a claim held up (Redis paused, a slow network) never leases jobs that
     /// nobody will deliver.
+    ///
+    /// Endpoints judged slow take from `max` like the others; [`Store::claim_lanes`] gives them
+    /// a budget of their own.
     pub async fn claim<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
         shard: u16,
         max: usize,
+        lease: Duration,
+        candidates: &[String],
+        default_max_in_flight: u32,
+    ) -> Result<Claim> {
+        self.claim_with(
+            conn,
+            shard,
+            max,
+            -1,
+            lease,
+            candidates,
+            default_max_in_flight,
+        )
+        .await
+    }
+
+    /// [`Store::claim`] with two lanes: up to `main` jobs of endpoints in good standing, and up
+    /// to `slow` jobs of endpoints judged slow (a delivery to them outlasted the workers'
+    /// `HERALD_SLOW_AFTER`, see [`Store::judge_speed`]). A slow endpoint met with `slow` at 0
+    /// keeps its jobs and is looked at again after [`SLOW_LANE_WAIT`]. The slow lane's jobs
+    /// come last in [`Claim::jobs`], with [`ClaimedJob::slow`] set.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn claim_lanes<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        shard: u16,
+        main: usize,
+        slow: usize,
+        lease: Duration,
+        candidates: &[String],
+        default_max_in_flight: u32,
+    ) -> Result<Claim> {
+        let slow = i64::try_from(slow).unwrap_or(i64::MAX);
+        self.claim_with(
+            conn,
+            shard,
+            main,
+            slow,
+            lease,
+            candidates,
+            default_max_in_flight,
+        )
+        .await
+    }
+
+    /// Records what a worker saw of endpoints' speed, in one shard: `true` judges an endpoint
+    /// slow (a delivery to it outlasted `HERALD_SLOW_AFTER`), `false` fast again (a delivery
+    /// from the slow lane came back quicker). Returns how many judgements changed.
+    pub async fn judge_speed<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        shard: u16,
+        verdicts: &[(String, bool)],
+    ) -> Result<u64> {
+        let k = self.keys(shard);
+        let mut call = self.inner.scripts.slow.prepare_invoke();
+        call.key(&k.flow);
+        for (endpoint, slow) in verdicts {
+            call.arg(endpoint).arg(u8::from(*slow));
+        }
+        Ok(call.invoke_async(conn).await?)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn claim_with<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        shard: u16,
+        max: usize,
+        slow: i64,
         lease: Duration,
         candidates: &[String],
         default_max_in_flight: u32,
@@ -358,7 +440,9 @@ impl Store {
             .arg(lease.as_millis() as u64)
             .arg(default_max_in_flight)
             .arg(CANDIDATES)
-            .arg(self.given_up_after().unwrap_or(0));
+            .arg(self.given_up_after().unwrap_or(0))
+            .arg(slow)
+            .arg(SLOW_LANE_WAIT.as_millis() as u64);
         for endpoint in candidates {
             call.key(k.queue(endpoint)).arg(endpoint);
         }
@@ -571,7 +655,7 @@ impl Store {
 }
 
 fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
-    const HEAD: usize = 10;
+    const HEAD: usize = 12;
     const PER_JOB: usize = 4;
     if reply.len() < HEAD {
         return Err(protocol("claim", format!("{} entries", reply.len())));
@@ -590,7 +674,9 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
         adaptive: int(it.next())? as u64,
         rate: int(it.next())? as u64,
         pause: int(it.next())? as u64,
+        slow: int(it.next())? as u64,
     };
+    let slow_jobs = usize::try_from(int(it.next())?).unwrap_or(usize::MAX);
     let count = usize::try_from(int(it.next())?).unwrap_or(usize::MAX);
     if it.len() < count || (it.len() - count) % PER_JOB != 0 {
         return Err(protocol(
@@ -604,11 +690,17 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
         .map(String::from_redis_value)
         .collect::<Result<Vec<_>, _>>()?;
     let count = it.len() / PER_JOB;
+    if slow_jobs > count {
+        return Err(protocol(
+            "claim",
+            format!("{slow_jobs} slow jobs of {count}"),
+        ));
+    }
     let mut jobs = Vec::with_capacity(count);
     // The script sends each endpoint's JSON with the first of its jobs only.
     let mut endpoints: HashMap<String, Arc<[u8]>> = HashMap::new();
     let mut take = || it.next().expect("length checked");
-    for _ in 0..count {
+    for n in 0..count {
         let id = String::from_redis_value(take())?;
         let lease = String::from_redis_value(take())?;
         let record = Vec::<u8>::from_redis_value(take())?;
@@ -636,6 +728,7 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
             endpoint: record.endpoint,
             endpoint_json,
             payload: record.payload,
+            slow: n >= count - slow_jobs,
         });
     }
     Ok(Claim {

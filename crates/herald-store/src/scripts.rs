@@ -1,6 +1,6 @@
 //! The Lua scripts, embedded from `scripts/` (one file each, named `<name>-<number of fixed
 //! keys>.lua`, with a header documenting KEYS, ARGV and the reply), and the codes they answer.
-//! The worker-side scripts that share flow control (claim, ack, fail, release, expire) are sent
+//! The worker-side scripts that share flow control (claim, ack, fail, release, expire, slow) are sent
 //! with `scripts/prelude/flow.lua` prepended; the producers' scripts stand alone.
 
 use redis::Script;
@@ -49,6 +49,7 @@ pub struct Scripts {
     pub fail: Script,
     pub release: Script,
     pub expire: Script,
+    pub slow: Script,
     pub resume: Script,
     pub disable: Script,
     pub delete_endpoint: Script,
@@ -84,6 +85,7 @@ impl Default for Scripts {
             fail: with_flow!("fail-10.lua"),
             release: with_flow!("release-5.lua"),
             expire: with_flow!("expire-8.lua"),
+            slow: with_flow!("slow-1.lua"),
             resume: Script::new(include_str!("../scripts/resume-7.lua")),
             disable: Script::new(include_str!("../scripts/disable-2.lua")),
             delete_endpoint: Script::new(include_str!("../scripts/delete-endpoint-11.lua")),
@@ -103,7 +105,7 @@ impl Default for Scripts {
 
 impl Scripts {
     /// Every script, for loading them all at once.
-    pub fn all(&self) -> [&Script; 20] {
+    pub fn all(&self) -> [&Script; 21] {
         [
             &self.enqueue,
             &self.enqueue_batch,
@@ -112,6 +114,7 @@ impl Scripts {
             &self.fail,
             &self.release,
             &self.expire,
+            &self.slow,
             &self.resume,
             &self.disable,
             &self.delete_endpoint,

@@ -5,7 +5,9 @@
 //!
 //! Each claim of a shard names the endpoints the previous one answered as next (their queue
 //! keys must be declared to the script); the store serves them endpoint by endpoint within
-//! their limits.
+//! their limits. A claim carries two budgets: free main-lane slots for endpoints in good
+//! standing, free slow-lane slots for endpoints judged slow (see `lanes`); it is sent only with
+//! a free main-lane slot.
 //!
 //! Where work is comes from three sources: wake-up hints (`BZPOPMIN` on the namespace's wake
 //! set, written by producers and by retries), what each claim answers about the shard's next
@@ -31,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::delivery::{self, Done};
+use crate::lanes::Slot;
 use crate::metrics as m;
 use crate::wake::Waiters;
 use crate::{Backoff, Ctx};
@@ -119,6 +122,14 @@ fn share(permits: usize, batch: usize, shards: usize) -> Vec<usize> {
         .collect()
 }
 
+/// `total` spread over `parts` as evenly as can be.
+fn spread(total: usize, parts: usize) -> Vec<usize> {
+    let parts = parts.max(1);
+    (0..parts)
+        .map(|i| total / parts + usize::from(i < total % parts))
+        .collect()
+}
+
 fn jittered(d: Duration) -> Duration {
     d.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
@@ -157,12 +168,14 @@ enum Woken {
     Nothing,
 }
 
-/// A claim's answer, with the permits it was sent with and the connection it went on.
+/// A claim's answer, with the permits it was sent with (main lane, slow lane) and the
+/// connection it went on.
 struct ClaimDone {
     shard: u16,
     want: usize,
     claim: Result<Claim, herald_store::StoreError>,
     permit: OwnedSemaphorePermit,
+    slow: Option<OwnedSemaphorePermit>,
     conn: Conn,
 }
 
@@ -173,8 +186,8 @@ struct Claimer {
     done: mpsc::Sender<Done>,
     shutdown: CancellationToken,
     hard_stop: CancellationToken,
-    /// One permit per delivery slot (`HERALD_CONCURRENCY`); a claim asks only for jobs it holds
-    /// permits for, and a delivery returns its permit when it ends.
+    /// One permit per main-lane slot (`HERALD_CONCURRENCY`); a claim asks only for jobs it
+    /// holds permits for, and a delivery returns its permit when it ends.
     sem: Arc<Semaphore>,
     tasks: JoinSet<()>,
     queue: ShardQueue,
@@ -207,7 +220,7 @@ impl Claimer {
     ) -> Self {
         let shards = ctx.store.shards();
         Self {
-            sem: Arc::new(Semaphore::new(ctx.cfg.concurrency)),
+            sem: ctx.lanes.main.clone(),
             ctx,
             done,
             shutdown,
@@ -441,18 +454,21 @@ impl Claimer {
             shares.push(permit.split(want).expect("the permits were shared out"));
         }
         drop(permit);
+        let mut slow_shares = self.slow_shares(picked.len()).into_iter();
         for ((&shard, &want), share) in picked.iter().zip(&wants).zip(shares) {
             self.claiming[usize::from(shard)] = true;
             let mut c = c.clone();
             let ctx = self.ctx.clone();
             let candidates = self.candidates[usize::from(shard)].clone();
+            let slow = slow_shares.next().flatten();
             self.claims.push(Box::pin(async move {
                 let claim = ctx
                     .store
-                    .claim(
+                    .claim_lanes(
                         &mut c,
                         shard,
                         want,
+                        slow.as_ref().map_or(0, |p| p.num_permits()),
                         ctx.cfg.lease,
                         &candidates,
                         DEFAULT_MAX_IN_FLIGHT,
@@ -463,6 +479,7 @@ impl Claimer {
                     want,
                     claim,
                     permit: share,
+                    slow,
                     conn: c,
                 }
             }));
@@ -475,6 +492,25 @@ impl Claimer {
         }
         self.claimed_meanwhile().await;
         true
+    }
+
+    /// The free slow-lane slots, spread over the `shards` about to be claimed from (at most a
+    /// claim batch each): one entry per shard, `None` for a shard that gets none.
+    fn slow_shares(&self, shards: usize) -> Vec<Option<OwnedSemaphorePermit>> {
+        let lane = &self.ctx.lanes.slow;
+        let free = lane
+            .available_permits()
+            .min(self.ctx.cfg.claim_batch * shards);
+        let Some(mut all) = (free > 0)
+            .then(|| lane.clone().try_acquire_many_owned(free as u32).ok())
+            .flatten()
+        else {
+            return (0..shards).map(|_| None).collect();
+        };
+        spread(free, shards)
+            .into_iter()
+            .map(|n| (n > 0).then(|| all.split(n).expect("the permits were spread out")))
+            .collect()
     }
 
     /// Claims that answered since the loop last looked.
@@ -491,6 +527,7 @@ impl Claimer {
             want,
             claim,
             mut permit,
+            mut slow,
             conn,
         } = done;
         self.claiming[usize::from(shard)] = false;
@@ -499,7 +536,8 @@ impl Claimer {
                 self.ctx.health.set_redis_ok(true);
                 self.backoff.reset();
                 self.moving[usize::from(shard)] = false;
-                self.apply(shard, want, claim, &mut permit, &conn).await;
+                self.apply(shard, want, claim, &mut permit, slow.as_mut(), &conn)
+                    .await;
             }
             Err(e) if crate::is_slot_moving(&e) => {
                 self.moving[usize::from(shard)] = true;
@@ -526,6 +564,7 @@ impl Claimer {
         want: usize,
         claim: Claim,
         permit: &mut OwnedSemaphorePermit,
+        mut slow: Option<&mut OwnedSemaphorePermit>,
         c: &Conn,
     ) {
         self.offset_ms = claim.now_ms - local_ms();
@@ -546,10 +585,16 @@ impl Claimer {
             );
         }
         record_held(&claim.held);
-        let got = claim.jobs.len();
-        metrics::counter!(m::CLAIMED).increment(got as u64);
+        let got = claim.jobs.iter().filter(|j| !j.slow).count();
+        metrics::counter!(m::CLAIMED).increment(claim.jobs.len() as u64);
         for job in claim.jobs {
-            let p = permit.split(1).expect("one permit per claimed job");
+            let slot = match (job.slow, slow.as_deref_mut()) {
+                (true, Some(slow)) => self
+                    .ctx
+                    .lanes
+                    .slow_slot(slow.split(1).expect("one slow-lane permit per slow job")),
+                _ => Slot::Main(permit.split(1).expect("one permit per claimed job")),
+            };
             let target = self.targets.get(&job);
             self.tasks.spawn(delivery::run(
                 self.ctx.clone(),
@@ -557,7 +602,7 @@ impl Claimer {
                 claim.now_ms,
                 job,
                 target,
-                p,
+                slot,
                 self.done.clone(),
                 self.hard_stop.clone(),
             ));
@@ -657,7 +702,13 @@ impl Claimer {
 
 /// Counts the endpoints a claim held back, by cause.
 fn record_held(held: &Held) {
-    let counts = [held.in_flight, held.adaptive, held.rate, held.pause];
+    let counts = [
+        held.in_flight,
+        held.adaptive,
+        held.rate,
+        held.pause,
+        held.slow,
+    ];
     for (cause, n) in m::HELD_BACK_CAUSES.into_iter().zip(counts) {
         if n > 0 {
             metrics::counter!(m::HELD_BACK, "cause" => cause).increment(n);

@@ -35,8 +35,19 @@ impl std::str::FromStr for StrikeOn {
 /// Everything a worker needs to know besides where Redis is.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
-    /// Most deliveries in flight at once in this process (`HERALD_CONCURRENCY`).
+    /// Most deliveries in flight at once in this process for endpoints in good standing
+    /// (`HERALD_CONCURRENCY`): the main lane.
     pub concurrency: usize,
+    /// A delivery unanswered after this long judges its endpoint slow (`HERALD_SLOW_AFTER`):
+    /// the delivery leaves the main lane for the slow one, and claims serve the endpoint from
+    /// slow lanes only, until a delivery to it comes back quicker than this. Short enough that
+    /// a receiver that hangs holds a main-lane slot for no longer than a healthy endpoint's
+    /// delivery may wait; long against a healthy receiver's answer.
+    pub slow_after: Duration,
+    /// Most deliveries in flight at once for endpoints judged slow (`HERALD_SLOW_CONCURRENCY`),
+    /// besides `concurrency`: what slow and hanging receivers share, so they still make
+    /// progress, while the main lane keeps the others on time.
+    pub slow_concurrency: usize,
     /// Most jobs taken from a shard in one claim.
     pub claim_batch: usize,
     /// Total time allowed for one attempt, connect to last body byte (`HERALD_REQUEST_TIMEOUT`).
@@ -88,6 +99,8 @@ impl Default for WorkerConfig {
             dead_max_age: Duration::from_secs(30 * 24 * 3600),
             disable_after: 5,
             strike_on: StrikeOn::Connection,
+            slow_after: Duration::from_millis(500),
+            slow_concurrency: Self::slow_lane_for(200),
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),
             allow_targets: AllowList::default(),
             egress_proxy: None,
@@ -96,6 +109,11 @@ impl Default for WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The slow lane's size when none is set: half the main lane's, at least 1.
+    pub fn slow_lane_for(concurrency: usize) -> usize {
+        (concurrency / 2).max(1)
+    }
+
     /// Problems worth a warning (not a refusal) with these settings.
     pub fn warnings(&self) -> Vec<String> {
         let mut w = Vec::new();

@@ -1,7 +1,9 @@
 //! One delivery, as a small state machine: a claimed job is checked, POSTed, and its outcome
 //! turned into a settlement for the settler: acknowledge, retry later, discard or hand back
 //! (shutdown), with its effect on the endpoint's strikes, adaptive limit and pause, and the
-//! entry for the endpoint's attempt log.
+//! entry for the endpoint's attempt log. A delivery that outlasts `HERALD_SLOW_AFTER` judges
+//! its endpoint slow and leaves the main lane; one from the slow lane that comes back sooner
+//! judges it fast again (see `lanes`).
 //!
 //! Every failed attempt goes into its endpoint's attempt log; successes go in at most once per
 //! [`SUCCESS_LOG_EVERY`] per endpoint and worker, so that an endpoint receiving thousands of
@@ -14,12 +16,13 @@ use std::time::{Duration, Instant};
 use herald_core::{FailureClass, Outcome};
 use herald_store::{ClaimedJob, EndpointRecord, EndpointSecret, Settle, Settlement, Strike};
 use serde::de::IgnoredAny;
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::config::StrikeOn;
 use crate::http;
+use crate::lanes::Slot;
 use crate::metrics::DiscardReason;
 use crate::Ctx;
 
@@ -131,6 +134,9 @@ struct Decision {
     pause: Option<Duration>,
     log_entry: Option<String>,
     discard_reason: Option<DiscardReason>,
+    /// The request was made and ended (answered, failed or timed out): its time tells of the
+    /// receiver's speed.
+    attempted: bool,
 }
 
 impl Decision {
@@ -142,12 +148,13 @@ impl Decision {
             pause: None,
             log_entry: None,
             discard_reason,
+            attempted: false,
         }
     }
 }
 
-/// Runs one delivery and hands its settlement to the settler. `claimed_at_ms` is the Redis
-/// time of the claim, for the enqueue-to-first-attempt lag.
+/// Runs one delivery in its `slot` and hands its settlement to the settler. `claimed_at_ms` is
+/// the Redis time of the claim, for the enqueue-to-first-attempt lag.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn run(
     ctx: Arc<Ctx>,
@@ -155,14 +162,29 @@ pub(crate) async fn run(
     claimed_at_ms: i64,
     job: ClaimedJob,
     target: Prepared,
-    permit: OwnedSemaphorePermit,
+    mut slot: Slot,
     done: mpsc::Sender<Done>,
     hard_stop: CancellationToken,
 ) {
     ctx.hot.in_flight.increment(1.0);
-    let decision = attempt(&ctx, claimed_at_ms, &job, &target, &hard_stop).await;
+    let (decision, outlasted) = {
+        let attempt = attempt(&ctx, claimed_at_ms, &job, &target, &hard_stop);
+        tokio::pin!(attempt);
+        tokio::select! {
+            biased;
+            decision = &mut attempt => (decision, false),
+            _ = tokio::time::sleep(ctx.cfg.slow_after) => {
+                ctx.judge.tell(shard, &job.endpoint, true);
+                slot = slot.went_slow(&ctx.lanes);
+                (attempt.await, true)
+            }
+        }
+    };
+    if job.slow && decision.attempted && !outlasted {
+        ctx.judge.tell(shard, &job.endpoint, false);
+    }
     ctx.hot.in_flight.decrement(1.0);
-    drop(permit);
+    drop(slot);
     let settlement = Settlement {
         id: job.id,
         token: job.token,
@@ -325,6 +347,7 @@ async fn attempt(
         pause,
         log_entry,
         discard_reason,
+        attempted: true,
     };
     let (class, retry_after) = match attempt.outcome {
         Outcome::Delivered { status } => {
@@ -394,6 +417,7 @@ mod tests {
             endpoint: endpoint.into(),
             endpoint_json: json.as_bytes().into(),
             payload: b"{}".to_vec(),
+            slow: false,
         }
     }
 

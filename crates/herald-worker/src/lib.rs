@@ -2,6 +2,8 @@
 //!
 //! - [`config`]: [`WorkerConfig`], the worker's settings and defaults.
 //! - `claimer`: the claim loop (wake-up hints, timers, safety-net scan, capacity).
+//! - `lanes`: the delivery slots in two lanes, main and slow, and the verdicts on endpoints'
+//!   speed that decide which lane serves an endpoint.
 //! - `delivery`: one delivery as a state machine, from claimed job to settlement.
 //! - `settler`: batched, outage-proof writing of settlements.
 //! - `housekeeping`: dead-letter bounds and parked jobs past the retry window, beside the
@@ -30,6 +32,7 @@ mod delivery;
 pub mod guard;
 mod housekeeping;
 pub mod http;
+mod lanes;
 pub mod metrics;
 mod sampler;
 mod settler;
@@ -49,6 +52,10 @@ pub(crate) struct Ctx {
     pub hot: metrics::Hot,
     /// When each endpoint last had a success written to its attempt log.
     pub successes: std::sync::Mutex<delivery::SuccessLog>,
+    /// The delivery slots.
+    pub lanes: Arc<lanes::Lanes>,
+    /// Where deliveries tell what they saw of their endpoint's speed.
+    pub judge: lanes::Judge,
 }
 
 impl Ctx {
@@ -94,6 +101,12 @@ impl Backoff {
     }
 }
 
+/// The most deliveries a worker with `cfg` may have in flight, each with its socket: both lanes
+/// and the overflow of deliveries that outlasted `HERALD_SLOW_AFTER`.
+pub fn max_sockets(cfg: &WorkerConfig) -> usize {
+    cfg.concurrency * (1 + lanes::OVERFLOW_PER_SLOT) + cfg.slow_concurrency
+}
+
 /// Runs a worker until `shutdown` is cancelled, then drains: stops claiming, lets in-flight
 /// deliveries finish within the grace period, hands back the leases of those that cannot, writes
 /// every outcome, and returns.
@@ -135,20 +148,25 @@ pub async fn run(
     let client = http::Client::new(http::ClientSettings::from_config(&cfg))
         .expect("the HTTP client settings are valid");
     let grace = cfg.shutdown_grace;
+    let (judge, verdicts) = lanes::Judge::channel();
     let ctx = Arc::new(Ctx {
+        lanes: lanes::Lanes::new(cfg.concurrency, cfg.slow_concurrency),
         store,
         cfg,
         client,
         health: health.clone(),
         hot: metrics::Hot::new(),
         successes: Default::default(),
+        judge,
     });
+    // Verdicts are hints: the task is stopped with the worker, whatever it still holds.
+    let judging = tokio::spawn(lanes::run_judge(ctx.clone(), verdicts));
 
     let sampler = tokio::spawn(sampler::run(ctx.clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), shutdown.clone()));
     tokio::spawn(metrics::upkeep(Duration::from_secs(5), server_stop.clone()));
 
-    let (tx, rx) = mpsc::channel(ctx.cfg.concurrency * 2 + 16);
+    let (tx, rx) = mpsc::channel((ctx.cfg.concurrency + ctx.cfg.slow_concurrency) * 2 + 16);
     let mut settler = tokio::spawn(settler::run(ctx.clone(), rx));
     let hard_stop = CancellationToken::new();
     let mut tasks = claimer::run(ctx.clone(), tx, shutdown, hard_stop.clone()).await;
@@ -177,6 +195,7 @@ pub async fn run(
             "some outcomes could not be written to Redis; those jobs come back after their lease"
         );
     }
+    judging.abort();
     // The sampler stopped at the shutdown signal; wait for it to hand its lock over.
     let _ = sampler.await;
     let _ = housekeeping.await;

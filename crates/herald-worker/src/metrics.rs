@@ -38,6 +38,11 @@ pub const RELEASED: &str = "herald_jobs_released_total";
 pub const REDIS_ERRORS: &str = "herald_redis_errors_total";
 /// Deliveries in flight in this worker.
 pub const IN_FLIGHT: &str = "herald_in_flight_deliveries";
+/// Of those, deliveries in the slow lane: to endpoints judged slow, or unanswered after
+/// `HERALD_SLOW_AFTER`.
+pub const SLOW_LANE: &str = "herald_slow_lane_deliveries";
+/// Endpoints this worker judged slow, or fast again (the judgement changed).
+pub const SPEED_VERDICTS: &str = "herald_speed_verdicts_total";
 /// Jobs claimed.
 pub const CLAIMED: &str = "herald_jobs_claimed_total";
 /// Endpoints disabled by this worker (consecutive connection-level failures, or `410 Gone`).
@@ -46,7 +51,13 @@ pub const ENDPOINTS_DISABLED: &str = "herald_endpoints_disabled_total";
 pub const HELD_BACK: &str = "herald_held_back_total";
 /// The values of the `cause` label of [`HELD_BACK`], in the order of `herald_store::Held`'s
 /// fields.
-pub const HELD_BACK_CAUSES: [&str; 4] = ["in_flight_limit", "adaptive_limit", "rate", "pause"];
+pub const HELD_BACK_CAUSES: [&str; 5] = [
+    "in_flight_limit",
+    "adaptive_limit",
+    "rate",
+    "pause",
+    "slow_lane_full",
+];
 /// The fixed values of one metric label, as an enum: [`NAMES`](DiscardReason::NAMES) lists
 /// them for pre-registration at 0 and [`as_str`](DiscardReason::as_str) names one where the
 /// counter is incremented, so a value cannot be counted without being pre-registered.
@@ -94,6 +105,7 @@ label_values! {
         Trim => "trim",
         Sweep => "sweep",
         Sample => "sample",
+        Judge => "judge",
     }
 }
 
@@ -244,6 +256,18 @@ pub const CATALOG: &[MetricDef] = &[
         help: "Deliveries in flight in this worker.",
     },
     MetricDef {
+        name: SLOW_LANE,
+        kind: Kind::Gauge,
+        labels: &[],
+        help: "Deliveries of this worker in its slow lane: to endpoints judged slow, or unanswered after HERALD_SLOW_AFTER.",
+    },
+    MetricDef {
+        name: SPEED_VERDICTS,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Endpoints this worker judged slow, or fast again.",
+    },
+    MetricDef {
         name: CLAIMED,
         kind: Kind::Counter,
         labels: &[],
@@ -259,7 +283,7 @@ pub const CATALOG: &[MetricDef] = &[
         name: HELD_BACK,
         kind: Kind::Counter,
         labels: &["cause"],
-        help: "Endpoints with due jobs that a claim of this worker held back, by cause: in_flight_limit, adaptive_limit, rate, pause.",
+        help: "Endpoints with due jobs that a claim of this worker held back, by cause: in_flight_limit, adaptive_limit, rate, pause, slow_lane_full.",
     },
     MetricDef {
         name: QUEUE_JOBS,

@@ -227,6 +227,15 @@ pub struct WorkerArgs {
     /// connection].
     #[arg(long)]
     pub strike_on: Option<String>,
+    /// A delivery still unanswered after this long judges its endpoint slow: the delivery
+    /// moves to the slow lane, and the endpoint is served from slow lanes only until a
+    /// delivery to it comes back quicker [default: 500ms].
+    #[arg(long)]
+    pub slow_after: Option<String>,
+    /// Deliveries in flight at once for endpoints judged slow, besides `--concurrency`
+    /// [default: half of --concurrency].
+    #[arg(long)]
+    pub slow_concurrency: Option<usize>,
     /// Safety-net scan of every shard, for work no wake-up hint announced [default: 30s].
     #[arg(long)]
     pub poll_interval: Option<String>,

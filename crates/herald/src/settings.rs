@@ -38,6 +38,9 @@ struct Raw {
     egress_proxy: String,
     disable_after: u32,
     strike_on: String,
+    slow_after: String,
+    #[serde(default)]
+    slow_concurrency: Option<usize>,
 }
 
 impl Default for Raw {
@@ -61,6 +64,8 @@ impl Default for Raw {
             egress_proxy: String::new(),
             disable_after: d.disable_after,
             strike_on: "connection".into(),
+            slow_after: text(d.slow_after),
+            slow_concurrency: None,
         }
     }
 }
@@ -107,6 +112,10 @@ struct Flags<'a> {
     disable_after: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     strike_on: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slow_after: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    slow_concurrency: Option<usize>,
 }
 
 /// The keys the environment may set, as `HERALD_<KEY>`.
@@ -127,6 +136,8 @@ const ENV_KEYS: &[&str] = &[
     "egress_proxy",
     "disable_after",
     "strike_on",
+    "slow_after",
+    "slow_concurrency",
 ];
 
 fn duration(key: &str, text: &str) -> Result<Duration, Refused> {
@@ -168,6 +179,8 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
             egress_proxy: args.egress_proxy.as_deref(),
             disable_after: args.disable_after,
             strike_on: args.strike_on.as_deref(),
+            slow_after: args.slow_after.as_deref(),
+            slow_concurrency: args.slow_concurrency,
         }));
     let raw: Raw = figment
         .extract()
@@ -176,6 +189,15 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
     if raw.concurrency == 0 || raw.concurrency > 100_000 {
         return Err(Refused(
             "setting concurrency (HERALD_CONCURRENCY) must be between 1 and 100000".into(),
+        ));
+    }
+    let slow_concurrency = raw
+        .slow_concurrency
+        .unwrap_or_else(|| WorkerConfig::slow_lane_for(raw.concurrency));
+    if slow_concurrency == 0 || slow_concurrency > 100_000 {
+        return Err(Refused(
+            "setting slow_concurrency (HERALD_SLOW_CONCURRENCY) must be between 1 and 100000"
+                .into(),
         ));
     }
     if raw.claim_batch == 0 || raw.claim_batch > 10_000 {
@@ -235,6 +257,8 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
         egress_proxy,
         disable_after: raw.disable_after,
         strike_on,
+        slow_after: duration("slow_after", &raw.slow_after)?,
+        slow_concurrency,
     })
 }
 
@@ -359,6 +383,8 @@ mod tests {
             egress_proxy: None,
             disable_after: None,
             strike_on: None,
+            slow_after: None,
+            slow_concurrency: None,
         }
     }
 
@@ -370,6 +396,25 @@ mod tests {
             assert_eq!(cfg.retry, d.retry);
             assert_eq!(cfg.request_timeout, d.request_timeout);
             assert_eq!(cfg.metrics_addr, d.metrics_addr);
+            assert_eq!(cfg.slow_after, d.slow_after);
+            assert_eq!(cfg.slow_concurrency, d.slow_concurrency);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_slow_lane_is_half_the_main_one_unless_set() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("HERALD_CONCURRENCY", "40");
+            assert_eq!(worker_config(&args()).unwrap().slow_concurrency, 20);
+            jail.set_env("HERALD_SLOW_CONCURRENCY", "7");
+            jail.set_env("HERALD_SLOW_AFTER", "2s");
+            let cfg = worker_config(&args()).unwrap();
+            assert_eq!(cfg.slow_concurrency, 7);
+            assert_eq!(cfg.slow_after, Duration::from_secs(2));
+            jail.set_env("HERALD_SLOW_CONCURRENCY", "0");
+            let err = worker_config(&args()).unwrap_err().0;
+            assert!(err.contains("HERALD_SLOW_CONCURRENCY"), "{err}");
             Ok(())
         });
     }

@@ -398,6 +398,8 @@ pub struct EndpointLimits {
     pub paused_until_ms: Option<i64>,
     /// Jobs in the endpoint's own queue (due or scheduled).
     pub queued: u64,
+    /// Judged slow: served from the workers' slow lanes only.
+    pub slow: bool,
 }
 
 impl EndpointLimits {
@@ -430,6 +432,12 @@ impl EndpointLimits {
                     .unwrap_or_else(|| panic!("limits.paused_until_ms is not an integer: {json}"))
             }),
             queued: integer(&json, "queued"),
+            slow: limits
+                .get("slow")
+                .and_then(Value::as_bool)
+                .unwrap_or_else(|| {
+                    panic!("herald endpoint get has no boolean limits.slow: {json}")
+                }),
         }
     }
 }

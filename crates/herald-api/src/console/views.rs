@@ -394,6 +394,9 @@ pub fn endpoint(op: &Operator, notice: Option<&str>, e: &Endpoint) -> Markup {
                     @if let Some(p) = l.paused_until_ms {
                         tr { th { "Paused until" } td { (time(p)) " (Retry-After)" } }
                     }
+                    @if l.slow {
+                        tr { th { "Speed" } td { span.badge.bad { "slow" } " served from the workers' slow lanes until a delivery comes back quicker" } }
+                    }
                     tr { th { "Signing" } td { (e.active_secrets) " active secret(s)" } }
                     tr { th { "Created" } td { (time(e.created_at_ms)) } }
                     tr { th { "Updated" } td { (time(e.updated_at_ms)) } }

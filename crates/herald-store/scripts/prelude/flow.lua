@@ -8,13 +8,17 @@
                  its in-flight limit": only a settlement that frees one of its slots brings it
                  back. Absent: nothing queued, or disabled.
     busy   HASH  endpoint id -> its deliveries in flight, fleet-wide (leases held).
-    flow   HASH  endpoint id -> "<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms> <paused_ms>":
+    flow   HASH  endpoint id -> "<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms> <paused_ms>
+                 [<slow>]":
                  max in flight (configured); the rate as one job per interval_ms with a burst
                  of `burst` (interval 0: no rate); the adaptive limit cwnd (a float, 1..max);
                  the Redis time of its last cut; the rate's theoretical arrival time (GCRA);
-                 the time until which a Retry-After paused it (0: none). An endpoint with no
-                 rate, no pause and its adaptive limit at the maximum is stored as "<max>"
-                 alone, which is what most claims and acks read.
+                 the time until which a Retry-After paused it (0: none); 1 when the endpoint
+                 is judged slow (a delivery to it outlasted the workers' HERALD_SLOW_AFTER, and
+                 none has come back quicker since: claims serve it from the workers' slow lane
+                 only), 0 or absent otherwise. An endpoint with no rate, no pause, not slow and
+                 its adaptive limit at the maximum is stored as "<max>" alone, which is what
+                 most claims and acks read.
 ]]
 
 local BLOCKED = 1e15
@@ -25,7 +29,8 @@ local function now_ms()
 end
 
 local function flow_plain(max)
-  return {max = max, interval = 0, burst = 1, cwnd = max, cut = 0, tat = 0, paused = 0}
+  return {max = max, interval = 0, burst = 1, cwnd = max, cut = 0, tat = 0, paused = 0,
+    slow = 0}
 end
 
 -- The flow record of endpoint e, or the defaults of an endpoint without one (`stored` is
@@ -35,25 +40,25 @@ local function flow_get(key, e, default_max)
   if s then
     local max = tonumber(s)
     if max then return flow_plain(max), true end
-    local m, iv, b, c, cut, tat, p = string.match(s,
-      '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+    local m, iv, b, c, cut, tat, p, rest = string.match(s,
+      '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) (%S+)(.*)$')
     if m then
       return {max = tonumber(m), interval = tonumber(iv), burst = tonumber(b),
-        cwnd = tonumber(c), cut = tonumber(cut), tat = tonumber(tat), paused = tonumber(p)},
-        true
+        cwnd = tonumber(c), cut = tonumber(cut), tat = tonumber(tat), paused = tonumber(p),
+        slow = tonumber(string.match(rest, '^ (%d+)$') or '0')}, true
     end
   end
   return flow_plain(default_max), false
 end
 
 local function flow_put(key, e, f, now)
-  if f.interval == 0 and f.cwnd >= f.max and f.paused <= now then
+  if f.interval == 0 and f.cwnd >= f.max and f.paused <= now and f.slow == 0 then
     redis.call('HSET', key, e, string.format('%d', f.max))
     return
   end
   redis.call('HSET', key, e, table.concat({string.format('%d', f.max), tostring(f.interval),
     string.format('%d', f.burst), tostring(f.cwnd), string.format('%d', f.cut),
-    tostring(f.tat), string.format('%d', f.paused)}, ' '))
+    tostring(f.tat), string.format('%d', f.paused), string.format('%d', f.slow)}, ' '))
 end
 
 -- The in-flight limit in force: the adaptive limit, within 1 .. max.

@@ -204,6 +204,9 @@ async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {
     if let Some(until) = l.paused_until_ms {
         outln!("paused until:   {} (Retry-After)", time(until));
     }
+    if l.slow {
+        outln!("speed:          slow (served from the workers' slow lanes until a delivery comes back quicker than HERALD_SLOW_AFTER)");
+    }
     outln!("queued jobs:    {}", state.queued);
     outln!("parked jobs:    {}", state.parked);
     outln!("signing:        {} active secret(s)", state.active_secrets);
