@@ -632,6 +632,19 @@ pub struct StatsReport {
     pub jobs: JobCounts,
     pub disabled_endpoints: u64,
     pub shards: Vec<JobCounts>,
+    /// The endpoints holding the most delivery slots now, most first (at most 5).
+    pub busiest: Vec<BusyEndpointInfo>,
+}
+
+/// An endpoint and the delivery slots it holds.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BusyEndpointInfo {
+    pub id: String,
+    /// Its deliveries in flight now, fleet-wide.
+    pub in_flight: u64,
+    /// Judged slow: a delivery to it outlasted the workers' `HERALD_SLOW_AFTER`, so it is
+    /// served from the workers' slow lanes only.
+    pub slow: bool,
 }
 
 impl From<Stats> for StatsReport {
@@ -641,6 +654,15 @@ impl From<Stats> for StatsReport {
             jobs: s.total.into(),
             disabled_endpoints: s.disabled_endpoints,
             shards: s.shards.into_iter().map(Into::into).collect(),
+            busiest: s
+                .busiest
+                .into_iter()
+                .map(|b| BusyEndpointInfo {
+                    id: b.id,
+                    in_flight: b.in_flight,
+                    slow: b.slow,
+                })
+                .collect(),
         }
     }
 }

@@ -38,6 +38,22 @@ pub struct Stats {
     /// Endpoints disabled right now.
     pub disabled_endpoints: u64,
     pub shards: Vec<ShardStats>,
+    /// The endpoints holding the most delivery slots now, most first (at most
+    /// [`BUSIEST_SHOWN`]): in an outage, the receivers that hang or crawl.
+    pub busiest: Vec<BusyEndpoint>,
+}
+
+/// How many of the busiest endpoints [`Stats`] names.
+pub const BUSIEST_SHOWN: usize = 5;
+
+/// An endpoint and the delivery slots it holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BusyEndpoint {
+    pub id: String,
+    /// Its deliveries in flight now, fleet-wide.
+    pub in_flight: u64,
+    /// Judged slow: served from the workers' slow lanes only.
+    pub slow: bool,
 }
 
 /// Where a job is.
@@ -168,7 +184,8 @@ impl Store {
             async move { self.shard_stats(&mut c, shard, now).await }
         }))
         .await?;
-        for (s, disabled) in shards {
+        for (s, disabled, busiest) in shards {
+            stats.busiest.extend(busiest);
             stats.total.due += s.due;
             stats.total.scheduled += s.scheduled;
             stats.total.in_flight += s.in_flight;
@@ -182,16 +199,21 @@ impl Store {
             stats.disabled_endpoints += disabled;
             stats.shards.push(s);
         }
+        stats
+            .busiest
+            .sort_by(|a, b| b.in_flight.cmp(&a.in_flight).then(a.id.cmp(&b.id)));
+        stats.busiest.truncate(BUSIEST_SHOWN);
         Ok(stats)
     }
 
-    /// One shard's counts at `now` (Redis ms), and how many of its endpoints are disabled.
+    /// One shard's counts at `now` (Redis ms), how many of its endpoints are disabled, and its
+    /// busiest endpoints.
     async fn shard_stats(
         &self,
         conn: &mut Conn,
         shard: u16,
         now: i64,
-    ) -> Result<(ShardStats, u64)> {
+    ) -> Result<(ShardStats, u64, Vec<BusyEndpoint>)> {
         let k = self.keys(shard);
         let reply: Vec<redis::Value> = self
             .inner
@@ -269,11 +291,41 @@ impl Store {
                 .flatten()
                 .filter(|f| {
                     let fields: Vec<&str> = f.split(' ').collect();
-                    fields.len() == 7 && fields[6].parse::<i64>().is_ok_and(|p| p > now)
+                    fields.len() >= 7 && fields[6].parse::<i64>().is_ok_and(|p| p > now)
                 })
                 .count() as u64;
         }
-        Ok((s, disabled.len() as u64))
+        let busiest = self.busiest_of(conn, shard).await?;
+        Ok((s, disabled.len() as u64, busiest))
+    }
+
+    /// The [`BUSIEST_SHOWN`] endpoints of one shard with the most deliveries in flight.
+    async fn busiest_of(&self, conn: &mut Conn, shard: u16) -> Result<Vec<BusyEndpoint>> {
+        let k = self.keys(shard);
+        let busy: Vec<(String, i64)> = redis::cmd("HGETALL").arg(&k.busy).query_async(conn).await?;
+        let mut busiest: Vec<BusyEndpoint> = busy
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(id, n)| BusyEndpoint {
+                id,
+                in_flight: n as u64,
+                slow: false,
+            })
+            .collect();
+        busiest.sort_by(|a, b| b.in_flight.cmp(&a.in_flight).then(a.id.cmp(&b.id)));
+        busiest.truncate(BUSIEST_SHOWN);
+        if busiest.is_empty() {
+            return Ok(busiest);
+        }
+        let flows: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&k.flow)
+            .arg(busiest.iter().map(|b| b.id.as_str()).collect::<Vec<_>>())
+            .query_async(conn)
+            .await?;
+        for (b, flow) in busiest.iter_mut().zip(flows) {
+            b.slow = flow.is_some_and(|f| f.split(' ').nth(7) == Some("1"));
+        }
+        Ok(busiest)
     }
 
     /// Looks a job up in every shard (job ids do not name their shard).

@@ -38,7 +38,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod store;
 
-pub use admin::{DeadJob, JobInfo, JobState, ShardStats, Stats};
+pub use admin::{BusyEndpoint, DeadJob, JobInfo, JobState, ShardStats, Stats, BUSIEST_SHOWN};
 pub use browse::{EndpointHealth, EndpointQuery, Page, ScanCursor, StatusFilter};
 pub use check::{CheckReport, Violation, ViolationKind};
 pub use connection::{Conn, Pooled};

@@ -48,6 +48,12 @@ pub struct WorkerConfig {
     /// besides `concurrency`: what slow and hanging receivers share, so they still make
     /// progress, while the main lane keeps the others on time.
     pub slow_concurrency: usize,
+    /// Most deliveries that outlasted `slow_after` with the slow lane full, each holding only
+    /// its socket: the first deliveries to a crowd of receivers that went down together, each
+    /// caught once. Past it a slow delivery keeps its main-lane slot until it ends. Not a
+    /// setting: [`WorkerConfig::overflow_for`] the main lane, lowered by `herald worker` to
+    /// what its open-files limit allows.
+    pub slow_overflow: usize,
     /// Most jobs taken from a shard in one claim.
     pub claim_batch: usize,
     /// Total time allowed for one attempt, connect to last body byte (`HERALD_REQUEST_TIMEOUT`).
@@ -101,6 +107,7 @@ impl Default for WorkerConfig {
             strike_on: StrikeOn::Connection,
             slow_after: Duration::from_millis(500),
             slow_concurrency: Self::slow_lane_for(200),
+            slow_overflow: Self::overflow_for(200),
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),
             allow_targets: AllowList::default(),
             egress_proxy: None,
@@ -112,6 +119,18 @@ impl WorkerConfig {
     /// The slow lane's size when none is set: half the main lane's, at least 1.
     pub fn slow_lane_for(concurrency: usize) -> usize {
         (concurrency / 2).max(1)
+    }
+
+    /// Room for deliveries that leave the main lane with the slow lane full: 16 per main-lane
+    /// slot, enough for the first deliveries to a thousand receivers going down at once (see
+    /// "Many receivers down at once" in docs/SCALING.md).
+    pub fn overflow_for(concurrency: usize) -> usize {
+        concurrency.saturating_mul(16)
+    }
+
+    /// The most deliveries this worker may have in flight, a socket each.
+    pub fn max_deliveries(&self) -> usize {
+        self.concurrency + self.slow_concurrency + self.slow_overflow
     }
 
     /// Problems worth a warning (not a refusal) with these settings.

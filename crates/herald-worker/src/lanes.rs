@@ -3,7 +3,7 @@
 //! (`HERALD_SLOW_CONCURRENCY`) for endpoints judged slow. A delivery still unanswered after
 //! `HERALD_SLOW_AFTER` judges its endpoint slow, fleet-wide (the `slow` field of its flow
 //! record), and leaves the main lane at once: for a slot of the slow lane if one is free, else
-//! as overflow, up to [`OVERFLOW_PER_SLOT`] times the main lane. Claims then serve that
+//! as overflow (`WorkerConfig::slow_overflow`: a socket each, no slot). Claims then serve that
 //! endpoint from slow lanes only, until a delivery to it comes back within `HERALD_SLOW_AFTER`,
 //! which judges it fast again.
 //!
@@ -24,12 +24,6 @@ use tracing::debug;
 
 use crate::metrics as m;
 use crate::Ctx;
-
-/// How many deliveries may leave the main lane without a slow-lane slot, per main-lane slot:
-/// enough for the first deliveries to a crowd of receivers that went down together (each one's
-/// are caught once, within `HERALD_SLOW_AFTER`), bounded so that a worker's sockets stay
-/// bounded. Past it, a slow delivery keeps its main-lane slot until it ends.
-pub(crate) const OVERFLOW_PER_SLOT: usize = 4;
 
 /// A worker writes the same verdict on an endpoint at most once in this time.
 const VERDICT_EVERY: Duration = Duration::from_secs(1);
@@ -52,12 +46,14 @@ pub(crate) struct Lanes {
 }
 
 impl Lanes {
-    pub fn new(main: usize, slow: usize) -> Arc<Self> {
+    /// Lanes of `main` and `slow` slots, and room for `overflow` deliveries that leave the main
+    /// lane with the slow one full (past it, a slow delivery keeps its main-lane slot).
+    pub fn new(main: usize, slow: usize, overflow: usize) -> Arc<Self> {
         Arc::new(Self {
             main: Arc::new(Semaphore::new(main)),
             slow: Arc::new(Semaphore::new(slow)),
             overflow: AtomicUsize::new(0),
-            overflow_cap: main.saturating_mul(OVERFLOW_PER_SLOT),
+            overflow_cap: overflow,
             gauge: metrics::gauge!(m::SLOW_LANE),
         })
     }

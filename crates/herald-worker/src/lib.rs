@@ -101,12 +101,6 @@ impl Backoff {
     }
 }
 
-/// The most deliveries a worker with `cfg` may have in flight, each with its socket: both lanes
-/// and the overflow of deliveries that outlasted `HERALD_SLOW_AFTER`.
-pub fn max_sockets(cfg: &WorkerConfig) -> usize {
-    cfg.concurrency * (1 + lanes::OVERFLOW_PER_SLOT) + cfg.slow_concurrency
-}
-
 /// Runs a worker until `shutdown` is cancelled, then drains: stops claiming, lets in-flight
 /// deliveries finish within the grace period, hands back the leases of those that cannot, writes
 /// every outcome, and returns.
@@ -150,7 +144,7 @@ pub async fn run(
     let grace = cfg.shutdown_grace;
     let (judge, verdicts) = lanes::Judge::channel();
     let ctx = Arc::new(Ctx {
-        lanes: lanes::Lanes::new(cfg.concurrency, cfg.slow_concurrency),
+        lanes: lanes::Lanes::new(cfg.concurrency, cfg.slow_concurrency, cfg.slow_overflow),
         store,
         cfg,
         client,
@@ -166,7 +160,7 @@ pub async fn run(
     let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), shutdown.clone()));
     tokio::spawn(metrics::upkeep(Duration::from_secs(5), server_stop.clone()));
 
-    let (tx, rx) = mpsc::channel((ctx.cfg.concurrency + ctx.cfg.slow_concurrency) * 2 + 16);
+    let (tx, rx) = mpsc::channel(ctx.cfg.max_deliveries() + 16);
     let mut settler = tokio::spawn(settler::run(ctx.clone(), rx));
     let hard_stop = CancellationToken::new();
     let mut tasks = claimer::run(ctx.clone(), tx, shutdown, hard_stop.clone()).await;

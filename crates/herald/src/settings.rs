@@ -259,6 +259,7 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
         strike_on,
         slow_after: duration("slow_after", &raw.slow_after)?,
         slow_concurrency,
+        slow_overflow: WorkerConfig::overflow_for(raw.concurrency),
     })
 }
 

@@ -287,8 +287,7 @@ async fn overview(State(s): State<AppState>, op: Operator) -> Response {
         views::overview(
             &op,
             notice.as_deref(),
-            &stats.jobs,
-            stats.disabled_endpoints,
+            &stats,
             &disabled_items,
             disabled.next.is_some(),
             &recent_items,

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 
 use crate::model::{
-    Attempt, DeadLetterEntry, Endpoint, EndpointSummary, Job, JobCounts, LimitsInfo,
+    Attempt, DeadLetterEntry, Endpoint, EndpointSummary, Job, JobCounts, LimitsInfo, StatsReport,
 };
 
 use super::session::Operator;
@@ -274,8 +274,7 @@ fn read_only_note(op: &Operator) -> Markup {
 pub fn overview(
     op: &Operator,
     notice: Option<&str>,
-    jobs: &JobCounts,
-    disabled_count: u64,
+    stats: &StatsReport,
     disabled: &[EndpointSummary],
     more_disabled: bool,
     recent: &[DeadLetterEntry],
@@ -287,7 +286,23 @@ pub fn overview(
         notice,
         html! {
             h1 { "Overview" }
-            (counts(jobs, disabled_count))
+            (counts(&stats.jobs, stats.disabled_endpoints))
+            @if !stats.busiest.is_empty() {
+                h2 { "Holding the most delivery slots" }
+                p.hint { "Endpoints with the most deliveries in flight now. Those judged slow are served from the workers' slow lanes, so they cannot hold the others back." }
+                table {
+                    thead { tr { th { "Endpoint" } th.num { "In flight" } th { "Speed" } } }
+                    tbody {
+                        @for b in &stats.busiest {
+                            tr {
+                                td { a href=(format!("/endpoints/{}", b.id)) { (b.id) } }
+                                td.num { (b.in_flight) }
+                                td { @if b.slow { span.badge.bad { "slow" } } @else { "normal" } }
+                            }
+                        }
+                    }
+                }
+            }
             h2 { "Disabled endpoints" }
             @if disabled.is_empty() {
                 p.none { "None: every endpoint is enabled." }

@@ -27,6 +27,13 @@ pub async fn stats(global: &Global) -> anyhow::Result<()> {
         ),
         None => outln!("oldest due job      none"),
     }
+    if !stats.busiest.is_empty() {
+        outln!("holding the most delivery slots:");
+        for b in &stats.busiest {
+            let slow = if b.slow { "  (judged slow)" } else { "" };
+            outln!("  {:<24} {} in flight{slow}", b.id, b.in_flight);
+        }
+    }
     Ok(())
 }
 

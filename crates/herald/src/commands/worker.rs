@@ -11,8 +11,8 @@ use crate::commands::{open_store_waiting, spawn_signal_handler};
 use crate::settings;
 
 pub async fn run(global: &Global, args: &WorkerArgs) -> anyhow::Result<()> {
-    let cfg = settings::worker_config(args)?;
-    raise_open_files_limit(&cfg);
+    let mut cfg = settings::worker_config(args)?;
+    fit_open_files(&mut cfg);
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone(), "draining")?;
     let Some(store) = open_store_waiting(global, &shutdown).await? else {
@@ -43,18 +43,30 @@ pub async fn run(global: &Global, args: &WorkerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises the soft limit on open files to the hard one: each delivery holds a socket, and the
-/// worker may hold the main and slow lanes' slots plus an overflow of slow deliveries (see
-/// `herald_worker::max_sockets`), more than the common soft limit of 1024.
-fn raise_open_files_limit(cfg: &herald_worker::WorkerConfig) {
-    let wanted = herald_worker::max_sockets(cfg) as u64 + 256;
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) if limit < wanted => warn!(
-            limit,
-            wanted,
-            "the open-files limit is below what the delivery slots may need; raise it (ulimit -n) or lower HERALD_CONCURRENCY"
-        ),
-        Ok(_) => {}
-        Err(e) => warn!(error = %e, "cannot read or raise the open-files limit"),
+/// Files a worker keeps open besides its deliveries' sockets: Redis connections, the metrics
+/// listener and its clients, standard streams.
+const OTHER_FILES: usize = 256;
+
+/// Raises the soft limit on open files to the hard one, and fits the slow lane's overflow to
+/// what is left: each delivery holds a socket, and with the overflow of deliveries that
+/// outlasted `HERALD_SLOW_AFTER` a worker may hold many more than the common soft limit of
+/// 1024.
+fn fit_open_files(cfg: &mut herald_worker::WorkerConfig) {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => usize::try_from(limit).unwrap_or(usize::MAX),
+        Err(e) => {
+            warn!(error = %e, "cannot read or raise the open-files limit");
+            return;
+        }
+    };
+    let lanes = cfg.concurrency + cfg.slow_concurrency + OTHER_FILES;
+    let room = limit.saturating_sub(lanes);
+    if room < cfg.slow_overflow {
+        cfg.slow_overflow = room;
+        warn!(
+            open_files = limit,
+            overflow = room,
+            "the open-files limit leaves little room for deliveries that outlast HERALD_SLOW_AFTER while the slow lane is full; raise it (ulimit -n) for many receivers down at once"
+        );
     }
 }
