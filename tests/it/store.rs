@@ -403,6 +403,98 @@ fn a_small_endpoints_job_is_claimed_in_the_next_round_behind_another_endpoints_b
 }
 
 #[test]
+fn an_endpoint_judged_slow_takes_jobs_from_the_slow_lane_only() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, slow) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        let fast = EndpointId::new("dash-2").unwrap();
+        store
+            .set_endpoint(&fast, "https://hooks.example.com/", None)
+            .await
+            .unwrap();
+        for ep in [&slow, &fast] {
+            for i in 0..4 {
+                store
+                    .enqueue(&NewJob::new(
+                        ep.clone(),
+                        format!("{{\"i\":{i}}}").into_bytes(),
+                    ))
+                    .await
+                    .unwrap();
+            }
+        }
+        let verdict = |e: &str, slow: bool| vec![(e.to_owned(), slow)];
+        assert_eq!(
+            store
+                .judge_speed(&mut conn, 0, &verdict("dash-1", true))
+                .await
+                .unwrap(),
+            1
+        );
+        // The same verdict again changes nothing; an endpoint that does not exist gets no
+        // flow record.
+        assert_eq!(
+            store
+                .judge_speed(&mut conn, 0, &verdict("dash-1", true))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            store
+                .judge_speed(&mut conn, 0, &verdict("nobody", true))
+                .await
+                .unwrap(),
+            0
+        );
+        let now = store.now_ms(&mut conn).await.unwrap();
+        let state = store.endpoint_state(&slow, now).await.unwrap().unwrap();
+        assert!(state.limits.slow);
+
+        let lease = Duration::from_secs(60);
+        let both = ["dash-1".to_owned(), "dash-2".to_owned()];
+        // No room in the slow lane: only the fast endpoint is served, the slow one is held.
+        let claim = store
+            .claim_lanes(&mut conn, 0, 10, 0, lease, &both, 32)
+            .await
+            .unwrap();
+        assert_eq!(claim.jobs.len(), 4);
+        assert!(claim.jobs.iter().all(|j| j.endpoint == "dash-2" && !j.slow));
+        assert_eq!(claim.held.slow, 1);
+        // It waits before the next look: it is not among the candidates named for now.
+        assert!(
+            !claim.candidates.contains(&"dash-1".to_owned()),
+            "{claim:?}"
+        );
+
+        // Two slots in the slow lane: two of its jobs, marked as the slow lane's.
+        let claim = store
+            .claim_lanes(&mut conn, 0, 10, 2, lease, &both, 32)
+            .await
+            .unwrap();
+        assert_eq!(claim.jobs.len(), 2, "{claim:?}");
+        assert!(claim.jobs.iter().all(|j| j.endpoint == "dash-1" && j.slow));
+
+        // Without lanes (`claim`), a slow endpoint takes from the one budget like the others.
+        let claim = store
+            .claim(&mut conn, 0, 10, lease, &["dash-1".to_owned()], 32)
+            .await
+            .unwrap();
+        assert_eq!(claim.jobs.len(), 2);
+        assert!(claim.jobs.iter().all(|j| !j.slow));
+
+        // Judged fast again: back in the main lane.
+        store
+            .judge_speed(&mut conn, 0, &verdict("dash-1", false))
+            .await
+            .unwrap();
+        let state = store.endpoint_state(&slow, now).await.unwrap().unwrap();
+        assert!(!state.limits.slow);
+    });
+}
+
+#[test]
 fn an_endpoint_at_its_in_flight_limit_is_skipped_until_a_settlement_frees_a_slot() {
     let redis = RedisServer::start();
     runtime().block_on(async {

@@ -235,7 +235,7 @@ impl Claimer {
             claims: FuturesUnordered::new(),
             claiming: vec![false; usize::from(shards)],
             moving: vec![false; usize::from(shards)],
-            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
+            backoff: Backoff::new(Duration::from_millis(50), crate::RECONNECT_AT_MOST),
             next_scan: Instant::now(),
             offset_ms: 0,
         }
@@ -742,6 +742,14 @@ mod tests {
             assert!(wants.iter().sum::<usize>() <= permits);
             assert!(wants.iter().all(|w| *w >= 1 && *w <= 100));
         }
+    }
+
+    #[test]
+    fn free_slow_lane_slots_are_spread_evenly() {
+        assert_eq!(spread(10, 3), [4, 3, 3]);
+        assert_eq!(spread(2, 4), [1, 1, 0, 0]);
+        assert_eq!(spread(0, 2), [0, 0]);
+        assert_eq!(spread(5, 0), [5]);
     }
 
     #[test]

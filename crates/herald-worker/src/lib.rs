@@ -73,6 +73,11 @@ pub(crate) fn is_slot_moving(e: &StoreError) -> bool {
     matches!(e, StoreError::Redis(e) if e.is_cluster_error())
 }
 
+/// The longest pause between two tries of a worker's claim loop and hint waiters while Redis
+/// is away: deliveries resume at most this long after Redis is back, at the cost of a few
+/// connection attempts per second meanwhile.
+pub(crate) const RECONNECT_AT_MOST: Duration = Duration::from_millis(500);
+
 /// Exponential backoff with full jitter.
 #[derive(Debug)]
 pub(crate) struct Backoff {

@@ -30,6 +30,9 @@ pub const RETRIES: &str = "herald_retries_scheduled_total";
 pub const DISCARDED: &str = "herald_jobs_discarded_total";
 /// Settlements refused because the lease had expired, by `kind` ([`SettleKind`]).
 pub const STALE: &str = "herald_stale_settlements_total";
+/// Settlements written again after a failed write that found their lease gone: the failed
+/// write was applied after all (Redis ran it late), or the job was taken back meanwhile.
+pub const UNCONFIRMED: &str = "herald_settlements_unconfirmed_total";
 /// Expired leases put back or discarded by this worker's claims.
 pub const LEASES_EXPIRED: &str = "herald_leases_expired_total";
 /// Leases handed back unattempted at shutdown.
@@ -230,6 +233,12 @@ pub const CATALOG: &[MetricDef] = &[
         kind: Kind::Counter,
         labels: &["kind"],
         help: "Settlements refused because the lease had expired, by settlement kind.",
+    },
+    MetricDef {
+        name: UNCONFIRMED,
+        kind: Kind::Counter,
+        labels: &[],
+        help: "Settlements written again after a failed write that found their lease gone: applied by the failed write after all, or taken back meanwhile.",
     },
     MetricDef {
         name: LEASES_EXPIRED,

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt as _};
 use herald_store::{Conn, Settle, Settlement, StoreError};
 use tokio::sync::mpsc;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::delivery::Done;
 use crate::metrics as m;
@@ -80,6 +80,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                     let batch = pending.entry(done.shard).or_default();
                     batch.settlements.push(done.settlement);
                     batch.discard_reasons.push(done.discard_reason);
+                    batch.unconfirmed.push(false);
                 }
             }
             Some(w) = writing.next(), if !writing.is_empty() => {
@@ -94,11 +95,14 @@ pub(crate) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Done>) {
                         if !crate::is_slot_moving(&e) {
                             conn = None;
                         }
-                        // The failed outcomes go before those that came meanwhile.
+                        // The failed outcomes go before those that came meanwhile. Redis may
+                        // have run the failed write all the same (it answered too late).
                         batch.retry_at = Instant::now() + backoff.next();
+                        batch.unconfirmed.iter_mut().for_each(|u| *u = true);
                         if let Some(newer) = pending.remove(&w.shard) {
                             batch.settlements.extend(newer.settlements);
                             batch.discard_reasons.extend(newer.discard_reasons);
+                            batch.unconfirmed.extend(newer.unconfirmed);
                         }
                         pending.insert(w.shard, batch);
                     }
@@ -186,6 +190,9 @@ struct Batch {
     settlements: Vec<Settlement>,
     /// Bounded label for the discard metric, per settlement.
     discard_reasons: Vec<Option<m::DiscardReason>>,
+    /// Per settlement: an earlier write of it failed, and Redis may have applied it anyway
+    /// (a write that timed out on this side still runs when Redis gets to it).
+    unconfirmed: Vec<bool>,
 }
 
 impl Default for Batch {
@@ -194,14 +201,31 @@ impl Default for Batch {
             retry_at: Instant::now(),
             settlements: Vec::new(),
             discard_reasons: Vec::new(),
+            unconfirmed: Vec::new(),
         }
     }
 }
 
 fn record(shard: u16, batch: &Batch, applied: &[bool]) {
-    let items = batch.settlements.iter().zip(&batch.discard_reasons);
-    for ((settlement, discard_reason), ok) in items.zip(applied) {
+    let items = batch
+        .settlements
+        .iter()
+        .zip(&batch.discard_reasons)
+        .zip(&batch.unconfirmed);
+    for (((settlement, discard_reason), unconfirmed), ok) in items.zip(applied) {
         let kind = kind(&settlement.action);
+        if !ok && *unconfirmed {
+            // Most likely the earlier write, which Redis ran after this worker gave up on it;
+            // or the lease ran out meanwhile and the job was taken back. Not told apart.
+            metrics::counter!(m::UNCONFIRMED).increment(1);
+            debug!(
+                job_id = %settlement.id,
+                shard,
+                kind = kind.as_str(),
+                "settlement written again after a failed write found its lease gone: the failed write was applied, or the job was taken back"
+            );
+            continue;
+        }
         if !ok {
             m::stale(kind).increment(1);
             warn!(

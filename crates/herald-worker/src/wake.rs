@@ -98,7 +98,7 @@ struct Waiter {
 impl Waiter {
     async fn run(mut self) {
         let mut conn = None;
-        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(5));
+        let mut backoff = Backoff::new(Duration::from_millis(50), crate::RECONNECT_AT_MOST);
         loop {
             tokio::select! {
                 idle = self.idle.wait_for(|idle| *idle) => if idle.is_err() { return },
