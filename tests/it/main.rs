@@ -25,6 +25,10 @@
 //!   timeouts, capped bodies, `Retry-After`), Redis passwords, ACL users and TLS.
 //! - [`faults`]: fault injection: workers killed in a loop, Redis killed, paused and cut off
 //!   by a half-open connection, operators acting while workers deliver; every job accounted for.
+//! - [`operator_fix`]: an operator's fix holds: late failures of attempts claimed before an
+//!   endpoint's URL was set, it was enabled, or its id deleted and created again neither strike,
+//!   disable, cut nor pause it; an old owner's jobs die, never reach the new owner; a rolling fix
+//!   of twenty endpoints; `herald check` reports what the issue left behind.
 //! - [`wire`]: a producer in shell, through the documented Lua script.
 //! - [`cli_errors`]: bad input and unreachable Redis at the command line.
 //! - [`cluster`]: herald on a real Redis Cluster: the CLI and workers across three masters,
@@ -50,6 +54,7 @@ mod hardening;
 mod harness;
 mod isolation;
 mod observability;
+mod operator_fix;
 mod outage;
 mod prometheus;
 mod recovery;

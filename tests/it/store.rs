@@ -31,6 +31,8 @@ async fn store(redis: &RedisServer) -> (Store, EndpointId) {
     (store, ep)
 }
 
+/// The settlement of `job` as a worker sends it; its claim time (`claimed_ms`) is 0, before
+/// any change of the endpoint, which a test of strikes sets to the claim's.
 fn settlement(job: &ClaimedJob, action: Settle) -> Settlement {
     Settlement {
         id: job.id.clone(),
@@ -39,7 +41,8 @@ fn settlement(job: &ClaimedJob, action: Settle) -> Settlement {
         endpoint: "dash-1".into(),
         action,
         strike: Strike::None,
-        congestion: None,
+        claimed_ms: 0,
+        congested: false,
         pause: None,
         log_entry: None,
     }
@@ -708,6 +711,10 @@ fn a_settle_batch_counts_strikes_in_the_order_the_attempts_ended() {
                 .await
                 .unwrap();
         }
+        // Strikes count for attempts claimed after the endpoint's last change (its set): claim
+        // once Redis's clock has moved past it.
+        let set_at = store.now_ms(&mut conn).await.unwrap();
+        while store.now_ms(&mut conn).await.unwrap() <= set_at {}
         let claimed = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
         assert_eq!(claimed.jobs.len(), 6);
         // fail, fail, ok, fail, fail, fail: never 5 strikes in a row.
@@ -727,6 +734,7 @@ fn a_settle_batch_counts_strikes_in_the_order_the_attempts_ended() {
                     },
                 );
                 failed.strike = Strike::One;
+                failed.claimed_ms = claimed.now_ms;
                 failed
             })
             .collect();

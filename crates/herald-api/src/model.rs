@@ -234,6 +234,10 @@ pub struct Endpoint {
     pub active_secrets: usize,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// When an operator last changed it (set, enabled, secret rotated, created again): the
+    /// failures of attempts claimed until then do not strike, disable, cut or pause it.
+    /// `null` when no change was recorded.
+    pub changed_at_ms: Option<i64>,
     pub subscriptions: Vec<ServiceSubscription>,
     /// The latest attempts, newest first.
     pub attempts: Vec<Attempt>,
@@ -253,6 +257,7 @@ impl From<EndpointState> for Endpoint {
             active_secrets: e.active_secrets,
             created_at_ms: e.created_at_ms,
             updated_at_ms: e.updated_at_ms,
+            changed_at_ms: e.changed_at_ms,
             subscriptions: e
                 .subscriptions
                 .into_iter()

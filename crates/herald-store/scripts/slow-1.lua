@@ -9,7 +9,7 @@
   ARGV     pairs: endpoint id, 1 (slow) or 0 (fast again)
 
   An endpoint without a flow record (deleted meanwhile) is left alone: no record is made for it.
-  Setting an endpoint again (resume-7.lua) writes a fresh record, judged fast.
+  Setting an endpoint again (resume-8.lua) writes a fresh record, judged fast.
 
   Returns the number of endpoints whose judgement changed.
 ]]

@@ -1,12 +1,13 @@
 //! `herald check`: walks every shard and verifies the invariants of `docs/wire-format.md`
 //! (every job in exactly one place with its record, leases and `inflight` in agreement,
 //! per-endpoint counters equal to what they count, no endpoint left unserved, nothing left of a
-//! deleted endpoint but its tombstone, subscriptions indexed both ways), and repairs on request
-//! what has one safe fix.
+//! deleted endpoint but its tombstone, subscriptions indexed both ways, no old owner's job in a
+//! new owner's queue, no endpoint disabled by attempts older than its last change), and repairs
+//! on request what has one safe fix.
 //!
 //! The walk reads with `SCAN`-family commands while workers run, so it can see a job between
 //! two places. Everything it finds out of place is therefore looked at again, in one Redis
-//! instant, by `check-job-7.lua` or `check-endpoint-12.lua`, which also make the repairs: only
+//! instant, by `check-job-9.lua` or `check-endpoint-13.lua`, which also make the repairs: only
 //! what is still wrong then is reported. Subscriptions live in two slots (the endpoint's shard
 //! and the service's index), so their second look reads both again, a moment apart.
 
@@ -22,7 +23,7 @@ use crate::connection::Conn;
 use crate::keys::FORMAT;
 use crate::lease::BLOCKED;
 use crate::store::{protocol, Result};
-use crate::{ShardKeys, Store};
+use crate::{Disabled, ShardKeys, Store};
 
 /// How many entries one `SCAN`-family step asks for.
 const SCAN_COUNT: usize = 1000;
@@ -60,6 +61,12 @@ pub enum ViolationKind {
     SubscriptionUnindexed,
     /// A service's index names a subscriber that does not subscribe (or does not exist).
     SubscriberOrphan,
+    /// A job enqueued before its endpoint's id was deleted, queued for the id's new owner
+    /// (issue 18): the old owner's payload would go to the new owner's URL.
+    OldOwnerJob,
+    /// An endpoint disabled by strikes after its last change, by an attempt claimed before it
+    /// (issue 18): a failure against the old configuration undid the operator's fix.
+    StaleDisable,
 }
 
 impl ViolationKind {
@@ -78,6 +85,8 @@ impl ViolationKind {
             "blocked_idle" => Self::BlockedIdle,
             "busy_count" => Self::BusyCount,
             "leftover_keys" => Self::LeftoverKeys,
+            "old_owner_job" => Self::OldOwnerJob,
+            "stale_disable" => Self::StaleDisable,
             _ => return None,
         })
     }
@@ -99,14 +108,20 @@ impl ViolationKind {
             Self::LeftoverKeys => "leftover_keys",
             Self::SubscriptionUnindexed => "subscription_unindexed",
             Self::SubscriberOrphan => "subscriber_orphan",
+            Self::OldOwnerJob => "old_owner_job",
+            Self::StaleDisable => "stale_disable",
         }
     }
 
     /// Whether `--repair` has a safe fix for it. A job in two places, or in another endpoint's
     /// queue, has none (which place is right cannot be told); a missing lease needs none (its
-    /// lease deadline takes the job back).
+    /// lease deadline takes the job back); an endpoint disabled by a stale attempt is the
+    /// operator's to enable.
     pub fn repairable(self) -> bool {
-        !matches!(self, Self::Duplicated | Self::Misfiled | Self::LeaseMissing)
+        !matches!(
+            self,
+            Self::Duplicated | Self::Misfiled | Self::LeaseMissing | Self::StaleDisable
+        )
     }
 }
 
@@ -163,6 +178,10 @@ struct ShardKeyNames {
 struct ShardWalk {
     /// Job id -> the endpoint its record names (`None`: unreadable record).
     records: HashMap<String, Option<String>>,
+    /// Job id -> when it was enqueued (readable records only).
+    enqueued: HashMap<String, i64>,
+    /// Endpoint id -> when it was last deleted (its tombstone).
+    deleted: HashMap<String, i64>,
     places: HashMap<String, Vec<Place>>,
     queue_sizes: HashMap<String, u64>,
     leases: HashSet<String>,
@@ -256,14 +275,15 @@ async fn scan_hash<C: ConnectionLike + Send>(
     }
 }
 
-/// The endpoint a record header (`1 <attempts> <enqueued_ms> <endpoint>`) names.
-fn header_endpoint(header: &str) -> Option<String> {
+/// The endpoint a record header (`1 <attempts> <enqueued_ms> <endpoint>`) names, and when the
+/// job was enqueued.
+fn header_endpoint(header: &str) -> Option<(String, i64)> {
     let mut parts = header.split(' ');
     (parts.next()? == "1").then_some(())?;
     parts.next()?.parse::<u32>().ok()?;
-    parts.next()?.parse::<i64>().ok()?;
+    let enqueued = parts.next()?.parse::<i64>().ok()?;
     let endpoint = parts.next()?;
-    (!endpoint.is_empty() && parts.next().is_none()).then(|| endpoint.to_owned())
+    (!endpoint.is_empty() && parts.next().is_none()).then(|| (endpoint.to_owned(), enqueued))
 }
 
 /// `{code, detail, code, detail, …}` from a check script.
@@ -409,7 +429,11 @@ impl Store {
                 .next()
                 .ok_or_else(|| protocol("scan-records", "empty reply"))?;
             while let (Some(id), Some(header)) = (it.next(), it.next()) {
-                walk.records.insert(id, header_endpoint(&header));
+                let header = header_endpoint(&header);
+                if let Some((_, enqueued)) = &header {
+                    walk.enqueued.insert(id.clone(), *enqueued);
+                }
+                walk.records.insert(id, header.map(|(e, _)| e));
             }
             if cursor == "0" {
                 break;
@@ -444,6 +468,11 @@ impl Store {
             .await?
             .into_iter()
             .collect();
+        walk.deleted = scan_hash(conn, &k.deleted)
+            .await?
+            .into_iter()
+            .filter_map(|(e, at)| Some((e, at.parse().ok()?)))
+            .collect();
         Ok(walk)
     }
 
@@ -456,12 +485,8 @@ impl Store {
         names: &ShardKeyNames,
         endpoints: &HashSet<String>,
     ) -> Result<BTreeSet<String>> {
-        let disabled: HashSet<String> = redis::cmd("HKEYS")
-            .arg(&k.disabled)
-            .query_async::<Vec<String>>(conn)
-            .await?
-            .into_iter()
-            .collect();
+        let disabled: HashMap<String, String> =
+            scan_hash(conn, &k.disabled).await?.into_iter().collect();
         let strikes: Vec<String> = redis::cmd("HKEYS")
             .arg(&k.strikes)
             .query_async(conn)
@@ -494,7 +519,7 @@ impl Store {
 
         let mut suspects = BTreeSet::new();
         for (e, size) in &walk.queue_sizes {
-            if *size > 0 && !disabled.contains(e) && !ready.contains_key(e) {
+            if *size > 0 && !disabled.contains_key(e) && !ready.contains_key(e) {
                 suspects.insert(e.clone());
             }
         }
@@ -513,8 +538,30 @@ impl Store {
                 suspects.insert(e.to_owned());
             }
         }
-        let leftovers = disabled
+        // Disabled by strikes after the endpoint's last change: the second look tells whether
+        // by an attempt claimed before it.
+        let struck: Vec<&String> = disabled
             .iter()
+            .filter(|(e, json)| endpoints.contains(*e) && json.contains("\"strikes\""))
+            .map(|(e, _)| e)
+            .collect();
+        if !struck.is_empty() {
+            let changed: Vec<Option<i64>> = redis::cmd("HMGET")
+                .arg(&k.changed)
+                .arg(&struck)
+                .query_async(conn)
+                .await?;
+            for (e, changed) in struck.into_iter().zip(changed) {
+                let at = serde_json::from_str::<Disabled>(&disabled[e]).map(|d| d.at_ms);
+                if let (Some(changed), Ok(at)) = (changed, at) {
+                    if at > changed {
+                        suspects.insert(e.clone());
+                    }
+                }
+            }
+        }
+        let leftovers = disabled
+            .keys()
             .chain(&strikes)
             .chain(&flow)
             .chain(&names.attempt_logs)
@@ -527,7 +574,7 @@ impl Store {
         Ok(suspects)
     }
 
-    /// Looks again at one job in one Redis instant (`check-job-7.lua`), repairing with `repair`.
+    /// Looks again at one job in one Redis instant (`check-job-9.lua`), repairing with `repair`.
     async fn check_job<C: ConnectionLike + Send>(
         &self,
         conn: &mut C,
@@ -544,6 +591,8 @@ impl Store {
             .key(&k.errors)
             .key(&k.ready)
             .key(&k.disabled)
+            .key(&k.deleted)
+            .key(&k.endpoints)
             .arg(id)
             .arg(if repair { 1 } else { 0 });
         for e in queues {
@@ -553,7 +602,7 @@ impl Store {
         parse_findings("check-job", reply)
     }
 
-    /// Looks again at one endpoint in one Redis instant (`check-endpoint-12.lua`), repairing
+    /// Looks again at one endpoint in one Redis instant (`check-endpoint-13.lua`), repairing
     /// with `repair`.
     async fn check_endpoint<C: ConnectionLike + Send>(
         &self,
@@ -578,6 +627,7 @@ impl Store {
             .key(k.queue(e))
             .key(k.attempts(e))
             .key(k.subscriptions(e))
+            .key(&k.changed)
             .arg(e)
             .arg(if repair { 1 } else { 0 })
             .invoke_async(conn)
@@ -710,8 +760,16 @@ fn suspect_jobs(walk: &ShardWalk) -> BTreeMap<String, Vec<String>> {
     };
     for (id, endpoint) in &walk.records {
         let places = walk.places.get(id).map(Vec::as_slice).unwrap_or_default();
+        // Queued for its endpoint, but enqueued before the id was last deleted: the second look
+        // tells whether a new owner holds the id.
+        let old_owner = |e: &String| {
+            walk.deleted
+                .get(e)
+                .zip(walk.enqueued.get(id))
+                .is_some_and(|(gone, enqueued)| enqueued <= gone)
+        };
         let misplaced = match places {
-            [Place::Queue(e)] => endpoint.as_ref().is_some_and(|r| r != e),
+            [Place::Queue(e)] => endpoint.as_ref().is_some_and(|r| r != e) || old_owner(e),
             [_] => false,
             _ => true,
         };
@@ -750,8 +808,8 @@ mod tests {
     #[test]
     fn record_headers_name_their_endpoint() {
         assert_eq!(
-            header_endpoint("1 0 1795730620162 dash-1").as_deref(),
-            Some("dash-1")
+            header_endpoint("1 0 1795730620162 dash-1"),
+            Some(("dash-1".to_owned(), 1795730620162))
         );
         assert_eq!(header_endpoint("2 0 1 dash-1"), None);
         assert_eq!(header_endpoint("1 x 1 dash-1"), None);
@@ -814,6 +872,8 @@ mod tests {
             "blocked_idle",
             "busy_count",
             "leftover_keys",
+            "old_owner_job",
+            "stale_disable",
         ] {
             let kind = ViolationKind::from_code(code).expect(code);
             assert_eq!(kind.as_str(), code);

@@ -56,7 +56,7 @@ impl EndpointRecord {
         self.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT)
     }
 
-    /// The flow settings as `resume-7.lua` takes them: `<max> <interval_ms> <burst>`.
+    /// The flow settings as `resume-8.lua` takes them: `<max> <interval_ms> <burst>`.
     fn flow_settings(&self) -> String {
         match &self.rate {
             Some(rate) => format!(
@@ -134,6 +134,10 @@ pub struct Disabled {
     /// The strike count at the time, when strikes disabled it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strikes: Option<u32>,
+    /// When strikes disabled it: the Redis time of the claim of the attempt that did, always
+    /// after the endpoint's last change (`herald check` reports one that is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claimed_ms: Option<i64>,
 }
 
 /// Everything known about one endpoint. Secrets are left out on purpose.
@@ -155,6 +159,10 @@ pub struct EndpointState {
     pub active_secrets: usize,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Redis time of the last change by an operator (set, enabled, secret rotated, created
+    /// again): attempts claimed until then no longer strike, disable, cut or pause it. `None`
+    /// for an endpoint last changed by a version that did not record it.
+    pub changed_at_ms: Option<i64>,
     /// Service slug → subscription.
     pub subscriptions: BTreeMap<String, Subscription>,
     /// The latest attempts, newest first (as the worker logged them).
@@ -280,6 +288,7 @@ impl Store {
                 .scripts
                 .update_endpoint
                 .key(&self.keys_of(id).endpoints)
+                .key(&self.keys_of(id).changed)
                 .arg(id.as_str())
                 .arg(&raw)
                 .arg(&json)
@@ -304,7 +313,7 @@ impl Store {
         Ok(queued)
     }
 
-    /// Runs `resume-7.lua`: stores `json` and `flow` (unless empty) if the stored JSON is still
+    /// Runs `resume-8.lua`: stores `json` and `flow` (unless empty) if the stored JSON is still
     /// `read`, clears the disabled state, and puts the endpoint's queue back in the claims'
     /// way. `None` when the stored JSON changed meanwhile (nothing written).
     async fn resume(
@@ -328,6 +337,7 @@ impl Store {
                 .key(&k.ready)
                 .key(&k.flow)
                 .key(k.queue(id.as_str()))
+                .key(&k.changed)
                 .arg(id.as_str())
                 .arg(json)
                 .arg(flow)
@@ -409,6 +419,7 @@ impl Store {
                 .key(k.subscriptions(id.as_str()))
                 .key(&k.ready)
                 .key(&k.flow)
+                .key(&k.changed)
                 .arg(id.as_str())
                 .arg(DELETE_BATCH)
                 .invoke_async(&mut conn)
@@ -466,7 +477,7 @@ impl Store {
         let k = self.keys_of(id);
         let e = id.as_str();
         #[allow(clippy::type_complexity)]
-        let (raw, disabled, strikes, queued, flow, in_flight, subs, attempts): (
+        let (raw, disabled, strikes, queued, flow, in_flight, subs, attempts, changed): (
             Option<Vec<u8>>,
             Option<Vec<u8>>,
             Option<u32>,
@@ -475,6 +486,7 @@ impl Store {
             Option<i64>,
             BTreeMap<String, String>,
             Vec<String>,
+            Option<i64>,
         ) = redis::pipe()
             .hget(&k.endpoints, e)
             .hget(&k.disabled, e)
@@ -484,6 +496,7 @@ impl Store {
             .hget(&k.busy, e)
             .hgetall(k.subscriptions(e))
             .lrange(k.attempts(e), 0, -1)
+            .hget(&k.changed, e)
             .query_async(&mut conn)
             .await?;
         let Some(raw) = raw else { return Ok(None) };
@@ -514,6 +527,7 @@ impl Store {
                 .count(),
             created_at_ms: record.created_at_ms,
             updated_at_ms: record.updated_at_ms,
+            changed_at_ms: changed,
             subscriptions: subs
                 .into_iter()
                 .filter_map(|(slug, json)| Some((slug, serde_json::from_str(&json).ok()?)))

@@ -118,6 +118,9 @@ pub struct ShardKeys {
     pub disabled: String,
     pub strikes: String,
     pub deleted: String,
+    /// `HASH endpoint id -> Redis time (ms) of its last change` by an operator (set, enabled,
+    /// secret rotated, deleted): a failed attempt claimed until then no longer strikes it.
+    pub changed: String,
 }
 
 impl ShardKeys {
@@ -139,6 +142,7 @@ impl ShardKeys {
             disabled: key("disabled"),
             strikes: key("strikes"),
             deleted: key("deleted"),
+            changed: key("changed"),
             prefix,
         }
     }
@@ -197,6 +201,7 @@ mod tests {
             &keys.disabled,
             &keys.strikes,
             &keys.deleted,
+            &keys.changed,
             &keys.queue("e"),
             &keys.attempts("e"),
             &keys.subscriptions("e"),

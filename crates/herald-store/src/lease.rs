@@ -119,9 +119,13 @@ pub struct Settlement {
     pub endpoint: String,
     pub action: Settle,
     pub strike: Strike,
-    /// The attempt showed the receiver struggling (timeout, 5xx, 429): the Redis time of its
-    /// claim, so that one wave of failures cuts the endpoint's adaptive limit once.
-    pub congestion: Option<i64>,
+    /// The Redis time of the claim ([`Claim::now_ms`]): a failure tells of the endpoint as it
+    /// was then, so it strikes, cuts and pauses only if the endpoint has not changed since
+    /// (issue 18), and one wave of failures cuts the adaptive limit once.
+    pub claimed_ms: i64,
+    /// The attempt showed the receiver struggling (timeout, 5xx, 429): its adaptive limit is
+    /// to be cut.
+    pub congested: bool,
     /// The receiver asked for a pause (`Retry-After` on 429 or 503): the endpoint's whole queue
     /// waits this long.
     pub pause: Option<Duration>,
@@ -223,6 +227,8 @@ impl<'a> SettlePart<'a> {
             .key(&k.busy)
             .key(&k.ready)
             .key(&k.flow)
+            .key(&k.changed)
+            .key(&k.deleted)
             .arg(disable_after)
             .arg(ATTEMPT_LOG_LEN)
             .arg(default_max_in_flight);
@@ -231,7 +237,11 @@ impl<'a> SettlePart<'a> {
             .key(&k.leases)
             .key(&k.busy)
             .key(&k.ready)
-            .key(&k.disabled);
+            .key(&k.disabled)
+            .key(&k.jobs)
+            .key(&k.deleted)
+            .key(&k.dead)
+            .key(&k.errors);
         Self {
             keys: k,
             acks,
@@ -284,7 +294,8 @@ impl<'a> SettlePart<'a> {
             .arg(&item.endpoint)
             .arg(strike)
             .arg(entry)
-            .arg(item.congestion.unwrap_or(0).max(0))
+            .arg(item.claimed_ms.max(0))
+            .arg(u8::from(item.congested))
             .arg(item.pause.map_or(0, |d| d.as_millis() as u64));
         self.index[1].push(i);
     }
@@ -489,6 +500,7 @@ impl Store {
             .key(&k.busy)
             .key(&k.ready)
             .key(&k.disabled)
+            .key(&k.deleted)
             .arg(max_attempts);
         for (id, record) in ids.iter().zip(records) {
             // A job without a readable record only loses its lease; any queue key of the shard

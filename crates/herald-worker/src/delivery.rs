@@ -192,7 +192,8 @@ pub(crate) async fn run(
         endpoint: job.endpoint,
         action: decision.action,
         strike: decision.strike,
-        congestion: decision.congested.then_some(claimed_at_ms),
+        claimed_ms: claimed_at_ms,
+        congested: decision.congested,
         pause: decision.pause,
         log_entry: decision.log_entry,
     };

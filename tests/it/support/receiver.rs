@@ -72,6 +72,10 @@ pub enum Reply {
     Hang,
     /// Answer at once with this status and `Retry-After: <seconds>`.
     RetryAfter(u16, u64),
+    /// Hold the request until the test releases it ([`Receiver::release`]), then answer with
+    /// this status and, unless 0, `Retry-After: <seconds>`: an attempt whose failure the test
+    /// lets happen at the moment it chooses.
+    Held(u16, u64),
 }
 
 /// Decides the reply from the request's index (0-based, over all requests) and the request.
@@ -134,6 +138,24 @@ pub fn hang_until(switch: &Switch) -> impl Fn(usize, &Request) -> Reply + Send +
             Reply::Status(200)
         } else {
             Reply::Hang
+        }
+    }
+}
+
+/// Hold every request until the test releases it, then answer `status` (with
+/// `Retry-After: <retry_after>` unless 0) while `switch` is off; once it is on, answer 200 at
+/// once. Requests already held stay held until released, and then still fail.
+pub fn held_until(
+    switch: &Switch,
+    status: u16,
+    retry_after: u64,
+) -> impl Fn(usize, &Request) -> Reply + Send + Sync {
+    let on = Arc::clone(&switch.0);
+    move |_, _| {
+        if on.load(Ordering::SeqCst) {
+            Reply::Status(200)
+        } else {
+            Reply::Held(status, retry_after)
         }
     }
 }
@@ -230,6 +252,8 @@ struct Log {
     open: BTreeSet<usize>,
     /// How many requests carried each `webhook-id`.
     by_webhook_id: HashMap<String, usize>,
+    /// Path → the requests held ([`Reply::Held`]) and not released yet: sending lets one go.
+    held: HashMap<String, Vec<oneshot::Sender<()>>>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -353,6 +377,42 @@ impl Receiver {
         }
     }
 
+    /// Waits until at least `count` requests to `path` are held ([`Reply::Held`]) and not
+    /// released.
+    ///
+    /// `timeout` is a safety net: passing it fails the test with what was received.
+    pub fn wait_for_held(&self, path: &str, count: usize, timeout: Duration) {
+        let held = |log: &Log| log.held.get(path).map_or(0, Vec::len);
+        let (log, result) = self
+            .shared
+            .arrived
+            .wait_timeout_while(self.shared.lock(), timeout, |log| held(log) < count)
+            .unwrap_or_else(|e| e.into_inner());
+        if result.timed_out() {
+            let got = held(&log);
+            drop(log);
+            panic!(
+                "receiver {}: waited {timeout:?} for {count} held requests to {path}, got {got}",
+                self.addr
+            );
+        }
+    }
+
+    /// Lets up to `most` of the requests held at `path` go, oldest first: each is answered as
+    /// its [`Reply::Held`] says. Returns how many were let go.
+    pub fn release(&self, path: &str, most: usize) -> usize {
+        let mut log = self.shared.lock();
+        let Some(held) = log.held.get_mut(path) else {
+            return 0;
+        };
+        let n = most.min(held.len());
+        for tx in held.drain(..n) {
+            // A request whose client went away has nobody to answer.
+            let _ = tx.send(());
+        }
+        n
+    }
+
     /// The most requests to `path` that the receiver held open at the same time so far (from
     /// arrival to answer); 0 if none arrived.
     pub fn max_concurrent(&self, path: &str) -> usize {
@@ -461,6 +521,25 @@ async fn record_and_answer(
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, seconds.into());
+            response
+        }
+        Reply::Held(status, seconds) => {
+            let (tx, rx) = oneshot::channel();
+            shared
+                .lock()
+                .held
+                .entry(request.path.clone())
+                .or_default()
+                .push(tx);
+            shared.arrived.notify_all();
+            // Released, or the receiver is stopping (the sender dropped).
+            let _ = rx.await;
+            let mut response = status_response(status);
+            if seconds > 0 {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, seconds.into());
+            }
             response
         }
     }

@@ -415,6 +415,9 @@ pub fn endpoint(op: &Operator, notice: Option<&str>, e: &Endpoint) -> Markup {
                     tr { th { "Signing" } td { (e.active_secrets) " active secret(s)" } }
                     tr { th { "Created" } td { (time(e.created_at_ms)) } }
                     tr { th { "Updated" } td { (time(e.updated_at_ms)) } }
+                    @if let Some(c) = e.changed_at_ms {
+                        tr { th { "Changed" } td { (time(c)) " (attempts claimed before it no longer strike)" } }
+                    }
                 }
                 h2 { "Subscriptions" }
                 @if e.subscriptions.is_empty() {

@@ -281,7 +281,8 @@ impl Shared {
             endpoint: job.endpoint,
             action: Settle::Ack,
             strike: Strike::None,
-            congestion: None,
+            claimed_ms: claimed_at_ms,
+            congested: false,
             pause: None,
             log_entry,
         }

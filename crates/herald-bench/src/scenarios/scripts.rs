@@ -107,7 +107,9 @@ pub async fn scripts(b: &Bench, args: &ScriptsArgs) -> anyhow::Result<Value> {
                         endpoint: job.endpoint.clone(),
                         action: herald_store::Settle::Ack,
                         strike: herald_store::Strike::None,
-                        congestion: None,
+                        // An ack does not read it.
+                        claimed_ms: 0,
+                        congested: false,
                         pause: None,
                         log_entry: entry,
                     });

@@ -212,6 +212,10 @@ async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {
     outln!("signing:        {} active secret(s)", state.active_secrets);
     outln!("created at:     {}", time(state.created_at_ms));
     outln!("updated at:     {}", time(state.updated_at_ms));
+    if let Some(changed) = state.changed_at_ms {
+        // Attempts claimed until then no longer strike, disable, cut or pause it.
+        outln!("changed at:     {}", time(changed));
+    }
     if state.subscriptions.is_empty() {
         outln!("subscriptions:  none");
     } else {

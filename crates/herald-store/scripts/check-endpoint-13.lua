@@ -1,5 +1,5 @@
 --[[
-  check-endpoint-12.lua: `herald check` looks again at one endpoint that its walk saw in an
+  check-endpoint-13.lua: `herald check` looks again at one endpoint that its walk saw in an
   inconsistent state, in one Redis instant (the walk itself reads while workers run), and with
   ARGV[2] = 1 makes the safe repair of what it finds.
 
@@ -15,6 +15,7 @@
   KEYS[10]  q          ZSET  "<shard prefix>:q:<endpoint id>": the endpoint's queue
   KEYS[11]  attempts   LIST  "<shard prefix>:attempts:<endpoint id>"
   KEYS[12]  subs       HASH  "<shard prefix>:subs:<endpoint id>"
+  KEYS[13]  changed    HASH  endpoint id -> when an operator last changed it (ms)
 
   ARGV[1]  endpoint id
   ARGV[2]  1: repair what has a safe repair; 0: only look
@@ -32,11 +33,16 @@
                      to the count
     leftover_keys    an endpoint that does not exist (deleted, or never created) still has
                      state: disabled, strikes, flow, attempt log or subscriptions. Repair: removed
+    stale_disable    disabled by strikes after its last change, by an attempt claimed before
+                     it (the disabled record's claimed_ms or, for a record written without
+                     one, the newest attempt logged): the failure of an attempt against the
+                     old configuration undid the operator's fix (issue 18). No repair: the
+                     operator enables it (`herald endpoint enable`)
 ]]
 
-local endpoints, disabled, deleted, ready, busy, flow, strikes, inflight, jobs, q, attempts, subs =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11], KEYS[12]
+local endpoints, disabled, deleted, ready, busy, flow, strikes, inflight, jobs, q, attempts, subs,
+  changed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9],
+  KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local e, fix = ARGV[1], ARGV[2] == '1'
 local BLOCKED = 1e15
 local t = redis.call('TIME')
@@ -73,6 +79,23 @@ if counted_busy ~= counted then
   if fix then
     if counted > 0 then redis.call('HSET', busy, e, counted) else redis.call('HDEL', busy, e) end
     if counted == 0 and score and score >= BLOCKED then redis.call('ZADD', ready, now, e) end
+  end
+end
+local last_change = tonumber(redis.call('HGET', changed, e))
+if exists and is_disabled and last_change then
+  local ok, d = pcall(cjson.decode, redis.call('HGET', disabled, e))
+  if ok and type(d) == 'table' and d.strikes and tonumber(d.at_ms)
+      and tonumber(d.at_ms) > last_change then
+    local claimed = tonumber(d.claimed_ms)
+    if not claimed then
+      local ok_log, newest = pcall(cjson.decode, redis.call('LINDEX', attempts, 0) or '')
+      if ok_log and type(newest) == 'table' then claimed = tonumber(newest.at_ms) end
+    end
+    if claimed and claimed <= last_change then
+      found('stale_disable', 'disabled at ' .. string.format('%d', d.at_ms) ..
+        ' by an attempt claimed at ' .. string.format('%d', claimed) ..
+        ', before its last change at ' .. string.format('%d', last_change))
+    end
   end
 end
 if not exists then

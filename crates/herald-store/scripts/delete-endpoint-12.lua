@@ -1,6 +1,6 @@
 --[[
-  delete-endpoint-11.lua: delete an endpoint: its configuration, state and subscriptions go,
-  a tombstone stays, and its queued jobs move to the dead-letter store ("endpoint deleted").
+  delete-endpoint-12.lua: delete an endpoint: its configuration, state and subscriptions go,
+  a tombstone stays (`deleted`, and `changed` set to the same time), and its queued jobs move to the dead-letter store ("endpoint deleted").
 
   KEYS[1]   endpoints  HASH  endpoint id -> endpoint JSON
   KEYS[2]   disabled   HASH  endpoint id -> why and when it was disabled (JSON)
@@ -13,20 +13,22 @@
   KEYS[9]   subs       HASH  "<shard prefix>:subs:<endpoint id>"
   KEYS[10]  ready      ZSET  endpoint id -> when a claim may next serve it (ms)
   KEYS[11]  flow       HASH  endpoint id -> flow record
+  KEYS[12]  changed    HASH  endpoint id -> when an operator last changed it (ms)
 
   ARGV[1]  endpoint id
   ARGV[2]  most queued jobs to move in this call (call again while some remain)
 
-  Jobs in flight at the time settle as usual and count the endpoint's `busy` entry down (it is
-  left alone: the leases it counts still exist); one that is retried lands in the queue again
-  and the next claim discards it (the endpoint no longer exists).
+  Jobs in flight at the time settle and count the endpoint's `busy` entry down (it is left
+  alone: the leases it counts still exist); a failed one goes to the dead-letter store ("endpoint
+  deleted"), never back into the queue, even if the id was set again meanwhile, and strikes
+  nothing (fail-12.lua, expire-9.lua, release-9.lua).
 
   Returns {existed, moved, remaining}.
 ]]
 
-local endpoints, disabled, strikes, deleted, q, dead, errors, attempts, subs, ready, flow =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10],
-  KEYS[11]
+local endpoints, disabled, strikes, deleted, q, dead, errors, attempts, subs, ready, flow,
+  changed = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9],
+  KEYS[10], KEYS[11], KEYS[12]
 local endpoint = ARGV[1]
 local existed = redis.call('HDEL', endpoints, endpoint)
 local t = redis.call('TIME')
@@ -36,6 +38,7 @@ if existed == 1 then
   redis.call('HDEL', strikes, endpoint)
   redis.call('HDEL', flow, endpoint)
   redis.call('HSET', deleted, endpoint, now)
+  redis.call('HSET', changed, endpoint, now)
   redis.call('DEL', attempts, subs)
 end
 local ids = redis.call('ZRANGE', q, 0, tonumber(ARGV[2]) - 1)

@@ -1,9 +1,10 @@
 --[[
-  resume-7.lua: (re)activate an endpoint: optionally store its new configuration and flow
+  resume-8.lua: (re)activate an endpoint: optionally store its new configuration and flow
   settings, clear its disabled state and strikes, and let claims serve its queue again. Its
   parked jobs keep their due times and attempt counts: those already due are due at once. An
   id set again after a delete keeps its tombstone (`deleted`): claims discard the jobs enqueued
-  before it.
+  before it. Either way the endpoint's last change (`changed`) becomes now: the failures of
+  attempts claimed until then no longer strike, disable, cut or pause it (see fail-12.lua).
 
   KEYS[1]  endpoints  HASH  endpoint id -> endpoint JSON
   KEYS[2]  disabled   HASH  endpoint id -> why and when it was disabled (JSON)
@@ -14,6 +15,7 @@
   KEYS[6]  flow       HASH  endpoint id -> "<max> <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms>
                             <paused_ms>", or "<max>" alone (see prelude/flow.lua)
   KEYS[7]  q          ZSET  "<shard prefix>:q:<endpoint id>": the endpoint's queue
+  KEYS[8]  changed    HASH  endpoint id -> when an operator last changed it (ms)
 
   ARGV[1]  endpoint id
   ARGV[2]  endpoint JSON to store ("" keeps the stored one: enable only)
@@ -31,17 +33,17 @@
   operator changed or deleted the endpoint meanwhile): read it again and redo the change.
 ]]
 
-local endpoints, disabled, strikes, deleted, ready, flow, q =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
+local endpoints, disabled, strikes, deleted, ready, flow, q, changed =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local endpoint = ARGV[1]
 local created = 0
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if ARGV[2] ~= '' then
   local max, interval, burst = string.match(ARGV[3], '^(%d+) ([%d.e+-]+) (%d+)$')
   if not max or tonumber(max) < 1 or tonumber(burst) < 1 then
-    return redis.error_reply('resume-7.lua: flow settings must be "<max> <interval_ms> <burst>"')
+    return redis.error_reply('resume-8.lua: flow settings must be "<max> <interval_ms> <burst>"')
   end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   local gone = tonumber(redis.call('HGET', deleted, endpoint))
   if gone and gone >= now and redis.call('HEXISTS', endpoints, endpoint) == 0 then
     return {-2}
@@ -64,11 +66,10 @@ elseif redis.call('HEXISTS', endpoints, endpoint) == 0 then
 end
 redis.call('HDEL', disabled, endpoint)
 redis.call('HDEL', strikes, endpoint)
+redis.call('HSET', changed, endpoint, now)
 
 local queued = redis.call('ZCARD', q)
 if queued > 0 then
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   redis.call('ZADD', ready, now, endpoint)
 end
 return {created, queued}

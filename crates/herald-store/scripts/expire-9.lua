@@ -1,8 +1,11 @@
 --[[
-  expire-8.lua: take back the jobs of one shard whose lease ran out (their worker died, hung, or
+  expire-9.lua: take back the jobs of one shard whose lease ran out (their worker died, hung, or
   lost its connection): each expired lease counts as a failed attempt ("lease_expired"), the
   job goes back to its endpoint's queue, due at once, or to the dead-letter store when that was
-  its last attempt (the second time: see below), and its endpoint's slot comes free. Sent with prelude/flow.lua prepended.
+  its last attempt (the second time: see below), and its endpoint's slot comes free. A job
+  enqueued at or before its endpoint's last deletion (an old owner's, in flight at the delete)
+  goes to the dead-letter store as "endpoint deleted: <id>", never into the queue of a new
+  owner of the id. Sent with prelude/flow.lua prepended.
 
   KEYS[1]    inflight  ZSET  job id -> lease deadline (ms)
   KEYS[2]    leases    HASH  job id -> the current lease: "<fencing token> <attempt>"
@@ -12,7 +15,8 @@
   KEYS[6]    busy      HASH  endpoint id -> deliveries in flight
   KEYS[7]    ready     ZSET  endpoint id -> when it may next be served (ms)
   KEYS[8]    disabled  HASH  endpoint id -> why and when it was disabled (JSON)
-  KEYS[8+i]  q         ZSET  "<shard prefix>:q:<endpoint id>" of the i-th job: its queue
+  KEYS[9]    deleted   HASH  endpoint id -> when it was last deleted (ms)
+  KEYS[9+i]  q         ZSET  "<shard prefix>:q:<endpoint id>" of the i-th job: its queue
 
   The job's last allowed attempt is the exception: its worker may have died (or lost the
   claim's reply) before sending it, so the first time its lease expires it is put back without
@@ -31,8 +35,8 @@
   dead-letter store, endpoints that were at their limit and may be served again.
 ]]
 
-local inflight, leases, jobs, errors, dead, busy, ready, disabled =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local inflight, leases, jobs, errors, dead, busy, ready, disabled, deleted =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local now = now_ms()
 local max_attempts = tonumber(ARGV[1])
 local RETRY_NOTE = '; not counted: the last attempt is given once more'
@@ -68,13 +72,19 @@ for g = 2, #ARGV, 2 do
           redis.call('HSET', jobs, id, version .. ' ' .. (attempts - 1) .. rest)
         end
       end
-      if attempts >= max_attempts and not again then
+      local enqueued = tonumber(string.match(rest or '', '^ (%d+) '))
+      local gone = tonumber(redis.call('HGET', deleted, e))
+      if gone and enqueued and enqueued <= gone then
+        redis.call('ZADD', dead, now, id)
+        redis.call('HSET', errors, id, 'endpoint deleted: ' .. e)
+        out[2] = out[2] + 1
+      elseif attempts >= max_attempts and not again then
         redis.call('ZADD', dead, now, id)
         redis.call('HSET', errors, id, why .. '; retries exhausted')
         out[2] = out[2] + 1
       else
         if again then why = why .. RETRY_NOTE end
-        redis.call('ZADD', KEYS[8 + i], now, id)
+        redis.call('ZADD', KEYS[9 + i], now, id)
         redis.call('HSET', errors, id, why)
         if redis.call('HEXISTS', disabled, e) == 0 then offer(ready, e, now) end
       end
