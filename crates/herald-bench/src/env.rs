@@ -476,9 +476,40 @@ impl Fleet {
         n: usize,
         env: &[(&str, String)],
     ) -> anyhow::Result<Self> {
+        Self::start_each(herald, redis, &vec![env.to_vec(); n]).await
+    }
+
+    /// As [`Fleet::start`], each worker serving `/metrics` on `127.0.0.1` at a free port of its
+    /// own; returns the ports in the workers' order.
+    pub async fn start_with_metrics(
+        herald: &Path,
+        redis: &Redis,
+        n: usize,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<(Self, Vec<u16>)> {
+        let ports = (0..n)
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let envs: Vec<Vec<(&str, String)>> = ports
+            .iter()
+            .map(|p| {
+                let mut e = env.to_vec();
+                e.push(("HERALD_METRICS_ADDR", format!("127.0.0.1:{p}")));
+                e
+            })
+            .collect();
+        Ok((Self::start_each(herald, redis, &envs).await?, ports))
+    }
+
+    /// One worker per element of `envs`, each with that environment on top of the defaults.
+    async fn start_each(
+        herald: &Path,
+        redis: &Redis,
+        envs: &[Vec<(&str, String)>],
+    ) -> anyhow::Result<Self> {
         let mut children = Vec::new();
         let mut outputs = Vec::new();
-        for _ in 0..n {
+        for env in envs {
             let mut cmd = tokio::process::Command::new(herald);
             cmd.arg("worker");
             for (k, v) in redis.herald_env() {
@@ -518,9 +549,11 @@ impl Fleet {
             tokio::spawn(async move {
                 while let Ok(Some(line)) = lines.next_line().await {
                     // The bench's Redis keeps nothing on purpose, and the isolation scenario's
-                    // hanging endpoint fails on purpose; every other warning shows.
+                    // hanging endpoint and the outage scenario's bad ones fail on purpose;
+                    // every other warning shows.
                     let expected = line.contains("Redis has no persistence")
-                        || line.contains("endpoint_id=hanging");
+                        || line.contains("endpoint_id=hanging")
+                        || line.contains("endpoint_id=bad-");
                     if (line.contains("WARN") || line.contains("ERROR")) && !expected {
                         eprintln!("worker: {line}");
                     }

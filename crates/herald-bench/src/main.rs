@@ -1,7 +1,8 @@
 //! `herald-bench`: measures herald against its own `redis-server` and a fast local receiver,
 //! with real `herald worker` processes, and prints the figures as a table and as JSON.
 //!
-//! - `all`: every scenario below, in turn (three to ten minutes on two cores with the defaults).
+//! - `all`: every scenario below but `outage`, in turn (three to ten minutes on two cores with
+//!   the defaults).
 //! - `throughput`: (a) the ceiling, a bare reqwest POST loop against the receiver without
 //!   Redis; (b) end-to-end deliveries per second of 1 and then 2 workers.
 //! - `enqueue`: (e) `enqueue_batch` throughput, and Redis memory per queued job (f).
@@ -16,6 +17,9 @@
 //!   the same without it (issue 10).
 //! - `api`: the management API's read routes (`herald serve`) with 10,000 endpoints and
 //!   100,000 dead letters in the store, p50 and p99 per route.
+//! - `outage`: many receivers down at once: healthy endpoints' lateness, window by window, next
+//!   to K endpoints that hang, answer slowly, answer `503` or refuse connections, then heal;
+//!   one run per K and kind, 90 s each by default. Not part of `all`: too long.
 //! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
 //! `--cluster-masters N` runs any scenario on a local Redis Cluster of N masters instead of one
@@ -92,6 +96,8 @@ enum Scenario {
     Isolation(scenarios::IsolationArgs),
     /// The management API's read routes over 10,000 endpoints and 100,000 dead letters.
     Api(scenarios::ApiArgs),
+    /// Many receivers down at once (hanging, slow, 503, refusing), then healed; not in `all`.
+    Outage(scenarios::OutageArgs),
     /// Runs the receiver alone until interrupted; prints its base URL first.
     Receive(ReceiveArgs),
     /// The bare POST loop of the ceiling (run by `ceiling` as a separate process).
@@ -191,6 +197,10 @@ fn main() -> anyhow::Result<()> {
                 json!({ "isolation": scenarios::isolation(&bench, a).await? }),
             ),
             Scenario::Api(a) => ("api", json!({ "api": scenarios::api(&bench, a).await? })),
+            Scenario::Outage(a) => (
+                "outage",
+                json!({ "outage": scenarios::outage(&bench, a).await? }),
+            ),
             Scenario::Receive(_) | Scenario::PostLoop(_) => unreachable!("handled above"),
         };
         anyhow::Ok((name, results, machine))
@@ -204,6 +214,7 @@ fn main() -> anyhow::Result<()> {
         "results": results,
     });
     if !cli.json {
+        print!("{}", report::outage_tables(&results));
         print!("{}", report::table(&rows));
     }
     println!("{doc}");

@@ -35,7 +35,7 @@ pub fn payload(index: u64, t_us: u64, size: usize) -> Vec<u8> {
 }
 
 /// Reads the `"i"` and `"t"` fields from the start of a [`payload`].
-fn header(body: &[u8]) -> Option<(u64, u64)> {
+pub(crate) fn header(body: &[u8]) -> Option<(u64, u64)> {
     fn field(body: &[u8], name: &[u8]) -> Option<u64> {
         let head = &body[..body.len().min(64)];
         let at = head.windows(name.len()).position(|w| w == name)? + name.len();

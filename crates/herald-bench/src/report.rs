@@ -297,7 +297,211 @@ pub fn summary(results: &Value) -> Vec<Row> {
             ));
         }
     }
+    if let Some(o) = results.get("outage") {
+        for r in o["runs"].as_array().into_iter().flatten() {
+            rows.push(with_noise(
+                row(
+                    format!("outage: {}", run_name(r)),
+                    format!(
+                        "worst window {} on time, p99 {}; max {}; bad {} /s; on time again {}",
+                        share(&r["worst_window_on_time_share"]),
+                        secs(&r["worst_window_p99_ms"]),
+                        secs(&r["healthy_max_ms"]),
+                        r["bad_delivered_per_s_before_heal"],
+                        recovery(r),
+                    ),
+                    "",
+                    None,
+                ),
+                noise(r),
+            ));
+        }
+    }
     rows
+}
+
+/// "K = 50, hang" for a run of the outage scenario.
+fn run_name(r: &Value) -> String {
+    match r["kind"].as_str() {
+        Some(kind) => format!("K = {}, {kind}", r["k"]),
+        None => format!("K = {}", r["k"]),
+    }
+}
+
+/// A share as a percentage, "-" when absent.
+fn share(v: &Value) -> String {
+    v.as_f64()
+        .map_or_else(|| "-".into(), |s| format!("{:.1} %", s * 100.0))
+}
+
+/// Milliseconds as seconds (or ms under one second), "-" when absent.
+fn secs(v: &Value) -> String {
+    match v.as_f64() {
+        None => "-".into(),
+        Some(ms) if ms < 1000.0 => format!("{ms:.0} ms"),
+        Some(ms) => format!("{:.1} s", ms / 1000.0),
+    }
+}
+
+/// When the healthy endpoints were on time again, against the heal.
+fn recovery(r: &Value) -> String {
+    match (
+        r["healthy_on_time_from_s"].as_f64(),
+        r["healthy_recovered_after_heal_s"].as_f64(),
+    ) {
+        (Some(0.0), _) => "throughout".into(),
+        (Some(_), Some(after)) if after > 0.0 => format!("{after:.0} s after the heal"),
+        (Some(from), _) => format!("from {from:.0} s (by the heal)"),
+        _ => "not within the run".into(),
+    }
+}
+
+/// When the bad endpoints' backlog was drained.
+fn drained(r: &Value) -> String {
+    match (r["bad_drained_at_s"].as_f64(), r["heal_at_s"].as_f64()) {
+        _ if r["k"].as_u64() == Some(0) => "-".into(),
+        (Some(at), Some(heal)) if at > heal => format!("{:.0} s after the heal", at - heal),
+        (Some(at), _) => format!("at {at:.1} s, before the heal"),
+        (None, _) => "not within the run".into(),
+    }
+}
+
+/// Columns aligned on the widest cell, the first left-aligned, the others right-aligned.
+fn grid(head: &[&str], rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..head.len())
+        .map(|c| {
+            rows.iter()
+                .map(|r| r[c].chars().count())
+                .chain([head[c].chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (c, cell) in cells.iter().enumerate() {
+            let pad = widths[c] - cell.chars().count();
+            if c == 0 {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad));
+            } else {
+                out.push_str("  ");
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            }
+        }
+        out.trim_end().to_owned() + "\n"
+    };
+    let mut out = line(head.to_vec());
+    for r in rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
+
+/// The outage scenario's tables, when `results` holds it: one per run, a row per window, then
+/// one row per run.
+pub fn outage_tables(results: &Value) -> String {
+    let Some(o) = results.get("outage") else {
+        return String::new();
+    };
+    let opt = |v: &Value| match v {
+        Value::Null => "-".to_owned(),
+        v => v.to_string(),
+    };
+    let mut out = String::new();
+    let runs = o["runs"].as_array().cloned().unwrap_or_default();
+    for r in &runs {
+        out.push_str(&format!(
+            "\noutage, {}: healthy jobs by the window they were due in; bad deliveries and \
+             attempts by the window they happened in; heal at {} s\n",
+            run_name(r),
+            r["heal_at_s"]
+        ));
+        let rows: Vec<Vec<String>> = r["windows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|w| {
+                let attempts = w["attempts"]
+                    .as_object()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| format!("{k} {v}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                vec![
+                    format!("{}-{} s", w["from_s"], w["to_s"]),
+                    w["healthy_due"].to_string(),
+                    share(&w["healthy_on_time_share"]),
+                    w["healthy_missing"].to_string(),
+                    secs(&w["healthy_p50_ms"]),
+                    secs(&w["healthy_p99_ms"]),
+                    secs(&w["healthy_max_ms"]),
+                    format!("{}", w["bad_delivered_per_s"]),
+                    w["bad_failed_requests"].to_string(),
+                    opt(&w["in_flight"]),
+                    opt(&w["disabled_endpoints"]),
+                    attempts,
+                ]
+            })
+            .collect();
+        out.push_str(&grid(
+            &[
+                "window",
+                "due",
+                "<= 1 s",
+                "missing",
+                "p50",
+                "p99",
+                "max",
+                "bad 2xx/s",
+                "bad other",
+                "in flight",
+                "disabled",
+                "attempts (workers)",
+            ],
+            &rows,
+        ));
+    }
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r["k"].to_string(),
+                r["kind"].as_str().unwrap_or("-").to_owned(),
+                share(&r["worst_window_on_time_share"]),
+                secs(&r["worst_window_p99_ms"]),
+                secs(&r["healthy_max_ms"]),
+                r["healthy_missing"].to_string(),
+                format!(
+                    "{} / {}",
+                    r["bad_delivered_per_s_before_heal"], r["bad_delivered_per_s_after_heal"]
+                ),
+                recovery(r),
+                drained(r),
+            ]
+        })
+        .collect();
+    out.push_str("\noutage, every run\n");
+    out.push_str(&grid(
+        &[
+            "K",
+            "kind",
+            "worst <= 1 s",
+            "worst p99",
+            "max",
+            "missing",
+            "bad 2xx/s before / after heal",
+            "healthy on time again",
+            "bad backlog drained",
+        ],
+        &rows,
+    ));
+    out.push('\n');
+    out
 }
 
 /// The rows as an aligned text table.

@@ -249,3 +249,61 @@ fn the_replicas_scenario_enqueues_with_and_without_waiting_for_a_replica() {
         assert!(run["single_job_ms"]["p50"].as_f64() > Some(0.0), "{run}");
     }
 }
+
+#[test]
+fn the_outage_scenario_counts_every_healthy_job_once_per_window() {
+    let doc = run_bench(
+        "herald-bench-outage-smoke.json",
+        "herald-bench outage failed",
+        |c| {
+            c.args(["outage", "--outage-k", "3", "--outage-kind", "hang,slow"])
+                .args(["--outage-healthy", "5", "--outage-rate", "20"])
+                .args(["--outage-bad-jobs", "20"])
+                .args(["--outage-duration", "8s", "--outage-heal-at", "4s"])
+                .args(["--outage-window", "2s", "--outage-drain", "2s"])
+                .args(["--outage-request-timeout", "2s", "--outage-slow", "500ms"])
+        },
+    );
+    let runs = doc["results"]["outage"]["runs"]
+        .as_array()
+        .expect("outage runs");
+    let kinds: Vec<&str> = runs.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(kinds, ["hang", "slow"], "{runs:?}");
+    let sum = |windows: &[Value], field: &str| -> u64 {
+        windows.iter().filter_map(|w| w[field].as_u64()).sum()
+    };
+    for run in runs {
+        assert_eq!(run["k"].as_u64(), Some(3), "{run}");
+        assert_eq!(run["bad_jobs"].as_u64(), Some(60), "{run}");
+        // 8 s of feed and 2 s of drain in windows of 2 s.
+        let windows = run["windows"].as_array().expect("windows");
+        assert_eq!(windows.len(), 5, "{run}");
+        // Every healthy job enqueued was received or reported missing, in exactly one window.
+        let jobs = run["jobs"].as_u64().expect("jobs");
+        let (received, missing) = (
+            run["healthy_received"].as_u64().expect("received"),
+            run["healthy_missing"].as_u64().expect("missing"),
+        );
+        assert!(received > 0, "{run}");
+        assert_eq!(received + missing, jobs, "{run}");
+        assert_eq!(sum(windows, "healthy_due"), jobs, "{run}");
+        assert_eq!(sum(windows, "healthy_missing"), missing, "{run}");
+        // The bad endpoints' deliveries are counted once each, in one window.
+        let bad = run["bad_delivered"].as_u64().expect("bad delivered");
+        assert!(bad <= 60, "{run}");
+        assert_eq!(sum(windows, "bad_delivered"), bad, "{run}");
+        assert_eq!(
+            sum(windows, "bad_failed_requests"),
+            run["bad_failed_requests"].as_u64().expect("bad failed"),
+            "{run}"
+        );
+        assert!(windows.iter().all(|w| w["in_flight"].is_number()), "{run}");
+    }
+    // The hanging receivers held requests; the slow ones answered some.
+    assert!(
+        runs[0]["bad_failed_requests"].as_u64() > Some(0),
+        "{}",
+        runs[0]
+    );
+    assert!(runs[1]["bad_delivered"].as_u64() > Some(0), "{}", runs[1]);
+}

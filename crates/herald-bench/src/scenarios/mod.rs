@@ -18,7 +18,9 @@
 //!   answers (issue 10).
 //! - `replicas`: what waiting for a replica on enqueue costs (`HERALD_ENQUEUE_WAIT_REPLICAS`).
 //! - `api`: the management API's read routes over 10,000 endpoints and 100,000 dead letters.
-//! - `all`: every scenario in turn.
+//! - `outage`: many receivers down at once (hanging, slow, `503`, refusing), then healed: the
+//!   healthy endpoints' lateness window by window, and how long recovery takes. Not in `all`.
+//! - `all`: every scenario but `outage` in turn.
 
 mod all;
 mod api;
@@ -29,6 +31,7 @@ mod idle;
 mod isolation;
 mod latency;
 mod memory;
+mod outage;
 mod redis;
 mod replicas;
 mod scripts;
@@ -44,6 +47,7 @@ pub use idle::{idle, IdleArgs};
 pub use isolation::{isolation, IsolationArgs};
 pub use latency::{latency, LatencyArgs};
 pub use memory::{memory, MemoryArgs};
+pub use outage::{outage, OutageArgs};
 pub use redis::{redis, RedisArgs};
 pub use replicas::{replicas, ReplicasArgs};
 pub use scripts::{scripts, ScriptsArgs};
