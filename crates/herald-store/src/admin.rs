@@ -295,7 +295,12 @@ impl Store {
                 })
                 .count() as u64;
         }
-        let busiest = self.busiest_of(conn, shard).await?;
+        // Only a shard with deliveries in flight has busy endpoints: an idle one costs nothing.
+        let busiest = if s.in_flight > 0 {
+            self.busiest_of(conn, shard).await?
+        } else {
+            Vec::new()
+        };
         Ok((s, disabled.len() as u64, busiest))
     }
 
