@@ -457,35 +457,54 @@ fn an_endpoint_judged_slow_takes_jobs_from_the_slow_lane_only() {
 
         let lease = Duration::from_secs(60);
         let both = ["dash-1".to_owned(), "dash-2".to_owned()];
-        // No room in the slow lane: only the fast endpoint is served, the slow one is held.
+        // Nothing in flight: each takes a probe of one job from the main lane, the one judged
+        // slow too (a quick answer would judge it fast again).
         let claim = store
             .claim_lanes(&mut conn, 0, 10, 0, lease, &both, 32)
             .await
             .unwrap();
-        assert_eq!(claim.jobs.len(), 4);
+        let lanes: Vec<(&str, bool, bool)> = claim
+            .jobs
+            .iter()
+            .map(|j| (j.endpoint.as_str(), j.slow, j.judged_slow))
+            .collect();
+        assert_eq!(
+            lanes,
+            [("dash-2", false, false), ("dash-1", false, true)],
+            "{claim:?}"
+        );
+        // With one in flight, the slow one needs room in the slow lane: none, so it is held,
+        // and waits before the next look (it is not among the candidates named for now); the
+        // other takes its share.
+        let claim = store
+            .claim_lanes(&mut conn, 0, 10, 0, lease, &both, 32)
+            .await
+            .unwrap();
+        assert_eq!(claim.jobs.len(), 3, "{claim:?}");
         assert!(claim.jobs.iter().all(|j| j.endpoint == "dash-2" && !j.slow));
         assert_eq!(claim.held.slow, 1);
-        // It waits before the next look: it is not among the candidates named for now.
         assert!(
             !claim.candidates.contains(&"dash-1".to_owned()),
             "{claim:?}"
         );
-
-        // Two slots in the slow lane: two of its jobs, marked as the slow lane's.
+        // Room for two in the slow lane: two of its jobs, marked as the slow lane's.
         let claim = store
             .claim_lanes(&mut conn, 0, 10, 2, lease, &both, 32)
             .await
             .unwrap();
         assert_eq!(claim.jobs.len(), 2, "{claim:?}");
-        assert!(claim.jobs.iter().all(|j| j.endpoint == "dash-1" && j.slow));
+        assert!(claim
+            .jobs
+            .iter()
+            .all(|j| j.endpoint == "dash-1" && j.slow && j.judged_slow));
 
         // Without lanes (`claim`), a slow endpoint takes from the one budget like the others.
         let claim = store
             .claim(&mut conn, 0, 10, lease, &["dash-1".to_owned()], 32)
             .await
             .unwrap();
-        assert_eq!(claim.jobs.len(), 2);
-        assert!(claim.jobs.iter().all(|j| !j.slow));
+        assert_eq!(claim.jobs.len(), 1);
+        assert!(claim.jobs.iter().all(|j| !j.slow && !j.judged_slow));
 
         // Judged fast again: back in the main lane.
         store

@@ -39,8 +39,14 @@
   another worker: then it has nothing due, or is at its limit). Each servable candidate may
   take a share of its lane's budget, ceil(budget ÷ servable candidates of the lane), capped by
   its free slots (limit − in flight) and what its rate allows now; it takes its due jobs in due
-  order. A slow endpoint met with no room in the slow lane keeps its jobs and waits ARGV[7] ms
-  before the next look (it goes behind the others), counted as held by cause "slow". Its ready score then becomes
+  order. With lanes, an endpoint with nothing in flight takes one job (a probe), from the main
+  lane even when it is judged slow: its receiver's speed is unknown until that one is under
+  way, a crowd of receivers going down together must not fill the main lane before a delivery
+  to each has been timed, and an endpoint judged slow by mistake (one slow answer) gets its
+  next delivery at once, whose quick answer judges it fast again, rather than waiting behind
+  receivers that hang for a slow-lane slot. A slow endpoint with deliveries in flight, met with
+  no room in the slow lane, keeps its jobs and waits ARGV[7] ms before the next look (it goes
+  behind the others), counted as held by cause "slow". Its ready score then becomes
   now if more of its jobs are due (so it goes behind the endpoints that waited), else the due
   time of its next job, BLOCKED at its limit, the next rate slot, or it leaves `ready` when its
   queue is empty.
@@ -53,13 +59,14 @@
   unreadable is discarded.
 
   Returns {now_ms, next_ready_ms, next_lease_deadline_ms, discarded_gone, discarded_malformed,
-  held_in_flight, held_adaptive, held_rate, held_pause, held_slow, S, C, candidate 1 ..
+  held_in_flight, held_adaptive, held_rate, held_pause, held_slow, P, S, C, candidate 1 ..
   candidate C, job...}:
   next_* are -1 when nothing is waiting (an endpoint at its limit waits for a settlement, not
   for time); discarded_* count the jobs this call sent to the dead-letter store because their
   endpoint was deleted or unknown, or their record unreadable;
-  held_* count the endpoints this call held back with due work, by cause; S is how many of the
-  jobs (the last S) are of the slow lane (0 without lanes); the candidates are
+  held_* count the endpoints this call held back with due work, by cause; the last S jobs are
+  of the slow lane, and the P before them are main-lane probes of endpoints judged slow (both
+  0 without lanes); the candidates are
   the endpoints whose turn has come, oldest first, for the next call; each leased job adds
   four entries: id, lease ("<token> <attempt>"; settling scripts take it back as is), the job
   record as stored, and the endpoint JSON ("" when an earlier job of the reply carried it).
@@ -78,7 +85,7 @@ local slow_want = tonumber(ARGV[6])
 local slow_wait = tonumber(ARGV[7])
 local FIRST = 8
 if valid_until > 0 and now > valid_until then
-  local late = {now, now, -1, 0, 0, 0, 0, 0, 0, 0, 0, #ARGV - FIRST + 1}
+  local late = {now, now, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0, #ARGV - FIRST + 1}
   for i = FIRST, #ARGV do late[#late + 1] = ARGV[i] end
   return late
 end
@@ -88,8 +95,9 @@ local discarded = {0, 0}
 local GONE, MALFORMED = 1, 2
 local held = {0, 0, 0, 0, 0}
 local IN_FLIGHT, ADAPTIVE, RATE, PAUSE, SLOW = 1, 2, 3, 4, 5
--- The lanes, each with its budget, its servable candidates and the jobs it leased.
-local MAIN, SLOW_LANE = 1, 2
+-- The lanes, each with its budget, its servable candidates and the jobs it leased; the jobs
+-- of main-lane probes of endpoints judged slow are answered apart (PROBES).
+local MAIN, SLOW_LANE, PROBES = 1, 2, 3
 local lanes = slow_want >= 0
 local budget = {want, math.max(slow_want, 0)}
 
@@ -127,7 +135,7 @@ for i = FIRST, #ARGV do
       local lim = limit_of(f)
       local allowed, next_slot = rate_allows(f, now)
       local lane = MAIN
-      if lanes and f.slow == 1 then lane = SLOW_LANE end
+      if lanes and f.slow == 1 and n > 0 then lane = SLOW_LANE end
       if f.paused > now then
         redis.call('ZADD', ready, f.paused, e)
         held[PAUSE] = held[PAUSE] + 1
@@ -142,18 +150,20 @@ for i = FIRST, #ARGV do
         held[SLOW] = held[SLOW] + 1
       else
         local s = servable[lane]
-        s[#s + 1] = {e = e, q = q, json = json, f = f, busy = n, lim = lim,
-          cap = math.min(lim - n, allowed), gone = tonumber(redis.call('HGET', deleted, e))}
+        local cap = math.min(lim - n, allowed)
+        if lanes and n == 0 then cap = 1 end
+        s[#s + 1] = {e = e, q = q, json = json, f = f, busy = n, lim = lim, cap = cap,
+          probe = lanes and f.slow == 1, gone = tonumber(redis.call('HGET', deleted, e))}
       end
     end
   end
 end
 
-local out = {now, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0}
+local out = {now, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 -- Second pass: lease each servable endpoint's share of its lane's due jobs. One INCRBY
 -- reserves a token for every job that may be leased; tokens not used are simply never issued.
-local jobs_out = {{}, {}}
+local jobs_out = {{}, {}, {}}
 local reserve = budget[MAIN] + budget[SLOW_LANE]
 if #servable[MAIN] + #servable[SLOW_LANE] > 0 then
   -- Tokens never fall behind the Redis clock (1000 per ms): if Redis loses its latest writes
@@ -168,10 +178,11 @@ if #servable[MAIN] + #servable[SLOW_LANE] > 0 then
   for lane = MAIN, SLOW_LANE do
     local left = budget[lane]
     local share = math.ceil(left / math.max(#servable[lane], 1))
-    local out_lane = jobs_out[lane]
     for _, s in ipairs(servable[lane]) do
       if left <= 0 then break end
       local e, f = s.e, s.f
+      local out_lane = jobs_out[lane]
+      if s.probe and lane == MAIN then out_lane = jobs_out[PROBES] end
       local ask = math.min(share, s.cap, left)
       -- One more than it may take: if that one is there, more is due.
       local ids = redis.call('ZRANGEBYSCORE', s.q, '-inf', now, 'LIMIT', 0, ask + 1)
@@ -241,11 +252,12 @@ local lease_first = redis.call('ZRANGE', inflight, 0, 0, 'WITHSCORES')
 if lease_first[2] then out[3] = tonumber(lease_first[2]) end
 out[4], out[5] = discarded[GONE], discarded[MALFORMED]
 for c = 1, 5 do out[5 + c] = held[c] end
-out[11] = #jobs_out[SLOW_LANE] / 4
+out[11] = #jobs_out[PROBES] / 4
+out[12] = #jobs_out[SLOW_LANE] / 4
 local candidates = redis.call('ZRANGEBYSCORE', ready, '-inf', now, 'LIMIT', 0, most_candidates)
-out[12] = #candidates
+out[13] = #candidates
 for _, e in ipairs(candidates) do out[#out + 1] = e end
-for lane = MAIN, SLOW_LANE do
-  for _, v in ipairs(jobs_out[lane]) do out[#out + 1] = v end
+for _, group in ipairs({MAIN, PROBES, SLOW_LANE}) do
+  for _, v in ipairs(jobs_out[group]) do out[#out + 1] = v end
 end
 return out

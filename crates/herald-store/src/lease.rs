@@ -33,6 +33,9 @@ pub struct ClaimedJob {
     pub payload: Vec<u8>,
     /// Leased from the slow lane: its endpoint is judged slow (see [`Store::claim_lanes`]).
     pub slow: bool,
+    /// Its endpoint is judged slow: leased from the slow lane, or a main-lane probe of an
+    /// endpoint with nothing in flight. A quick answer judges the endpoint fast again.
+    pub judged_slow: bool,
 }
 
 /// Endpoints a claim held back with due work, by cause.
@@ -379,7 +382,8 @@ impl Store {
     /// to `slow` jobs of endpoints judged slow (a delivery to them outlasted the workers'
     /// `HERALD_SLOW_AFTER`, see [`Store::judge_speed`]). A slow endpoint met with `slow` at 0
     /// keeps its jobs and is looked at again after [`SLOW_LANE_WAIT`]. The slow lane's jobs
-    /// come last in [`Claim::jobs`], with [`ClaimedJob::slow`] set.
+    /// come last in [`Claim::jobs`], with [`ClaimedJob::slow`] set. An endpoint with nothing in
+    /// flight takes one job (a probe) from the main lane, judged slow or not.
     #[allow(clippy::too_many_arguments)]
     pub async fn claim_lanes<C: ConnectionLike + Send>(
         &self,
@@ -667,7 +671,7 @@ impl Store {
 }
 
 fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
-    const HEAD: usize = 12;
+    const HEAD: usize = 13;
     const PER_JOB: usize = 4;
     if reply.len() < HEAD {
         return Err(protocol("claim", format!("{} entries", reply.len())));
@@ -688,6 +692,7 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
         pause: int(it.next())? as u64,
         slow: int(it.next())? as u64,
     };
+    let probes = usize::try_from(int(it.next())?).unwrap_or(usize::MAX);
     let slow_jobs = usize::try_from(int(it.next())?).unwrap_or(usize::MAX);
     let count = usize::try_from(int(it.next())?).unwrap_or(usize::MAX);
     if it.len() < count || (it.len() - count) % PER_JOB != 0 {
@@ -702,10 +707,10 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
         .map(String::from_redis_value)
         .collect::<Result<Vec<_>, _>>()?;
     let count = it.len() / PER_JOB;
-    if slow_jobs > count {
+    if slow_jobs.saturating_add(probes) > count {
         return Err(protocol(
             "claim",
-            format!("{slow_jobs} slow jobs of {count}"),
+            format!("{slow_jobs} slow jobs and {probes} probes of {count}"),
         ));
     }
     let mut jobs = Vec::with_capacity(count);
@@ -741,6 +746,7 @@ fn parse_claim(reply: Vec<Value>) -> Result<Claim> {
             endpoint_json,
             payload: record.payload,
             slow: n >= count - slow_jobs,
+            judged_slow: n >= count - slow_jobs - probes,
         });
     }
     Ok(Claim {

@@ -105,7 +105,7 @@ impl Default for WorkerConfig {
             dead_max_age: Duration::from_secs(30 * 24 * 3600),
             disable_after: 5,
             strike_on: StrikeOn::Connection,
-            slow_after: Duration::from_millis(500),
+            slow_after: Duration::from_millis(250),
             slow_concurrency: Self::slow_lane_for(200),
             slow_overflow: Self::overflow_for(200),
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),

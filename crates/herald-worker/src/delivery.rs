@@ -2,8 +2,8 @@
 //! turned into a settlement for the settler: acknowledge, retry later, discard or hand back
 //! (shutdown), with its effect on the endpoint's strikes, adaptive limit and pause, and the
 //! entry for the endpoint's attempt log. A delivery that outlasts `HERALD_SLOW_AFTER` judges
-//! its endpoint slow and leaves the main lane; one from the slow lane that comes back sooner
-//! judges it fast again (see `lanes`).
+//! its endpoint slow and leaves the main lane; one to an endpoint judged slow that comes back
+//! sooner judges it fast again (see `lanes`).
 //!
 //! Every failed attempt goes into its endpoint's attempt log; successes go in at most once per
 //! [`SUCCESS_LOG_EVERY`] per endpoint and worker, so that an endpoint receiving thousands of
@@ -180,7 +180,7 @@ pub(crate) async fn run(
             }
         }
     };
-    if job.slow && decision.attempted && !outlasted {
+    if job.judged_slow && decision.attempted && !outlasted {
         ctx.judge.tell(shard, &job.endpoint, false);
     }
     ctx.hot.in_flight.decrement(1.0);
@@ -419,6 +419,7 @@ mod tests {
             endpoint_json: json.as_bytes().into(),
             payload: b"{}".to_vec(),
             slow: false,
+            judged_slow: false,
         }
     }
 

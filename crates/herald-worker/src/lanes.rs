@@ -4,8 +4,9 @@
 //! `HERALD_SLOW_AFTER` judges its endpoint slow, fleet-wide (the `slow` field of its flow
 //! record), and leaves the main lane at once: for a slot of the slow lane if one is free, else
 //! as overflow (`WorkerConfig::slow_overflow`: a socket each, no slot). Claims then serve that
-//! endpoint from slow lanes only, until a delivery to it comes back within `HERALD_SLOW_AFTER`,
-//! which judges it fast again.
+//! endpoint from slow lanes only while it has deliveries in flight; with none, it gets one job
+//! from the main lane (a probe). A delivery to it that comes back within `HERALD_SLOW_AFTER`
+//! judges it fast again.
 //!
 //! So a receiver that hangs or crawls holds a main-lane slot for `HERALD_SLOW_AFTER` at most,
 //! however many such receivers there are, and they share the slow lane among themselves; see

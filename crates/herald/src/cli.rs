@@ -229,7 +229,7 @@ pub struct WorkerArgs {
     pub strike_on: Option<String>,
     /// A delivery still unanswered after this long judges its endpoint slow: the delivery
     /// moves to the slow lane, and the endpoint is served from slow lanes only until a
-    /// delivery to it comes back quicker [default: 500ms].
+    /// delivery to it comes back quicker [default: 250ms].
     #[arg(long)]
     pub slow_after: Option<String>,
     /// Deliveries in flight at once for endpoints judged slow, besides `--concurrency`
