@@ -39,14 +39,13 @@
   another worker: then it has nothing due, or is at its limit). Each servable candidate may
   take a share of its lane's budget, ceil(budget ÷ servable candidates of the lane), capped by
   its free slots (limit − in flight) and what its rate allows now; it takes its due jobs in due
-  order. With lanes, an endpoint with nothing in flight takes one job (a probe), from the main
-  lane even when it is judged slow: its receiver's speed is unknown until that one is under
-  way, a crowd of receivers going down together must not fill the main lane before a delivery
-  to each has been timed, and an endpoint judged slow by mistake (one slow answer) gets its
-  next delivery at once, whose quick answer judges it fast again, rather than waiting behind
-  receivers that hang for a slow-lane slot. A slow endpoint with deliveries in flight, met with
-  no room in the slow lane, keeps its jobs and waits ARGV[7] ms before the next look (it goes
-  behind the others), counted as held by cause "slow". Its ready score then becomes
+  order. With lanes, an endpoint judged slow with nothing in flight takes one job (a probe)
+  from the main lane: an endpoint judged slow by mistake (one slow answer) gets its next
+  delivery at once, whose quick answer judges it fast again, rather than waiting behind
+  receivers that hang for a slow-lane slot; one that still hangs holds a main-lane slot for
+  HERALD_SLOW_AFTER once per round of timeouts. A slow endpoint with deliveries in flight, met
+  with no room in the slow lane, keeps its jobs and waits ARGV[7] ms before the next look (it
+  goes behind the others), counted as held by cause "slow". Its ready score then becomes
   now if more of its jobs are due (so it goes behind the endpoints that waited), else the due
   time of its next job, BLOCKED at its limit, the next rate slot, or it leaves `ready` when its
   queue is empty.
@@ -151,7 +150,7 @@ for i = FIRST, #ARGV do
       else
         local s = servable[lane]
         local cap = math.min(lim - n, allowed)
-        if lanes and n == 0 then cap = 1 end
+        if lanes and n == 0 and f.slow == 1 then cap = 1 end
         s[#s + 1] = {e = e, q = q, json = json, f = f, busy = n, lim = lim, cap = cap,
           probe = lanes and f.slow == 1, gone = tonumber(redis.call('HGET', deleted, e))}
       end

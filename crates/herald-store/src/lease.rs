@@ -382,8 +382,8 @@ impl Store {
     /// to `slow` jobs of endpoints judged slow (a delivery to them outlasted the workers'
     /// `HERALD_SLOW_AFTER`, see [`Store::judge_speed`]). A slow endpoint met with `slow` at 0
     /// keeps its jobs and is looked at again after [`SLOW_LANE_WAIT`]. The slow lane's jobs
-    /// come last in [`Claim::jobs`], with [`ClaimedJob::slow`] set. An endpoint with nothing in
-    /// flight takes one job (a probe) from the main lane, judged slow or not.
+    /// come last in [`Claim::jobs`], with [`ClaimedJob::slow`] set. An endpoint judged slow
+    /// with nothing in flight takes one job (a probe) from the main lane.
     #[allow(clippy::too_many_arguments)]
     pub async fn claim_lanes<C: ConnectionLike + Send>(
         &self,
