@@ -9,6 +9,7 @@ use redis::FromRedisValue;
 use serde::Serialize;
 
 use crate::connection::{Conn, Pooled};
+use crate::endpoints::FlowState;
 use crate::lease::{parse_lease, BLOCKED};
 use crate::record::JobRecord;
 use crate::store::{protocol, Result};
@@ -289,10 +290,7 @@ impl Store {
             s.held_back_endpoints += flows
                 .iter()
                 .flatten()
-                .filter(|f| {
-                    let fields: Vec<&str> = f.split(' ').collect();
-                    fields.len() >= 7 && fields[6].parse::<i64>().is_ok_and(|p| p > now)
-                })
+                .filter(|f| FlowState::parse(f).is_some_and(|f| f.paused_ms > now))
                 .count() as u64;
         }
         // Only a shard with deliveries in flight has busy endpoints: an idle one costs nothing.
@@ -328,7 +326,10 @@ impl Store {
             .query_async(conn)
             .await?;
         for (b, flow) in busiest.iter_mut().zip(flows) {
-            b.slow = flow.is_some_and(|f| f.split(' ').nth(7) == Some("1"));
+            b.slow = flow
+                .as_deref()
+                .and_then(FlowState::parse)
+                .is_some_and(|f| f.slow);
         }
         Ok(busiest)
     }

@@ -104,16 +104,10 @@ impl Limits {
         in_flight: u64,
         now_ms: i64,
     ) -> Self {
-        let fields: Vec<f64> = flow
-            .unwrap_or_default()
-            .split(' ')
-            .filter_map(|f| f.parse().ok())
-            .collect();
         let max = record.max_in_flight();
-        let (cwnd, paused, slow) = match fields.as_slice() {
-            [_, _, _, cwnd, _, _, paused] => (*cwnd, *paused as i64, false),
-            [_, _, _, cwnd, _, _, paused, slow] => (*cwnd, *paused as i64, *slow == 1.0),
-            _ => (f64::from(max), 0, false),
+        let (cwnd, paused, slow) = match flow.and_then(FlowState::parse) {
+            Some(f) => (f.cwnd, f.paused_ms, f.slow),
+            None => (f64::from(max), 0, false),
         };
         Limits {
             max_in_flight: max,
@@ -123,6 +117,36 @@ impl Limits {
             paused_until_ms: (paused > now_ms).then_some(paused),
             slow,
         }
+    }
+}
+
+/// What the store's readers take from an endpoint's `flow` entry in its long form (`<max>
+/// <interval_ms> <burst> <cwnd> <cut_ms> <tat_ms> <paused_ms> [<slow>]`, see
+/// `scripts/prelude/flow.lua`); the short form `<max>` has none of them set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct FlowState {
+    /// The adaptive limit.
+    pub cwnd: f64,
+    /// Until when a `Retry-After` pauses the endpoint (ms; 0: not paused).
+    pub paused_ms: i64,
+    /// Judged slow.
+    pub slow: bool,
+}
+
+impl FlowState {
+    /// The long form's fields; `None` for the short form or an unreadable entry.
+    pub fn parse(flow: &str) -> Option<Self> {
+        let fields: Vec<f64> = flow.split(' ').filter_map(|f| f.parse().ok()).collect();
+        let (cwnd, paused, slow) = match fields.as_slice() {
+            [_, _, _, cwnd, _, _, paused] => (*cwnd, *paused, false),
+            [_, _, _, cwnd, _, _, paused, slow] => (*cwnd, *paused, *slow == 1.0),
+            _ => return None,
+        };
+        Some(Self {
+            cwnd,
+            paused_ms: paused as i64,
+            slow,
+        })
     }
 }
 
