@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use herald_core::RetrySchedule;
 
+use crate::dns::DnsSettings;
 use crate::guard::AllowList;
 use crate::http::EgressProxy;
 
@@ -88,6 +89,12 @@ pub struct WorkerConfig {
     /// An egress proxy every delivery goes through (`HERALD_EGRESS_PROXY`); the proxy then
     /// resolves receivers' names and must vet them, herald checks only literal addresses.
     pub egress_proxy: Option<EgressProxy>,
+    /// CA certificates that receivers' certificates may also chain to, besides the webpki
+    /// roots (`HERALD_CA_FILE`): receivers behind a private CA.
+    pub extra_roots: Vec<reqwest::Certificate>,
+    /// Where receivers' names are resolved and how long a lookup may take
+    /// (`HERALD_DNS_SERVERS`, `HERALD_DNS_TIMEOUT`).
+    pub dns: DnsSettings,
 }
 
 impl Default for WorkerConfig {
@@ -111,6 +118,8 @@ impl Default for WorkerConfig {
             metrics_addr: Some(SocketAddr::from(([0, 0, 0, 0], 9464))),
             allow_targets: AllowList::default(),
             egress_proxy: None,
+            extra_roots: Vec::new(),
+            dns: DnsSettings::default(),
         }
     }
 }

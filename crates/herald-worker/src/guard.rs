@@ -3,8 +3,9 @@
 //!
 //! Two doors, both guarded by one [`Guard`]:
 //! - host names go through [`GuardedResolver`], the HTTP client's only resolver: it drops every
-//!   address in a blocked range, and the client dials only what is left, so a second lookup
-//!   answering differently (DNS rebinding) has nothing to act on;
+//!   address in a blocked range from every answer, cached or fresh, and the client dials only
+//!   what is left, so a second lookup answering differently (DNS rebinding) has nothing to act
+//!   on;
 //! - literal addresses (`http://10.0.0.1/`) never reach a resolver, so the delivery checks them
 //!   with [`Guard::check_url`] before sending anything.
 //!
@@ -18,6 +19,8 @@ use std::sync::{Arc, LazyLock};
 use herald_core::{validate_webhook_url, UrlError};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::dns::{Dns, DnsError};
 
 /// Text every refusal carries; the failure classifier and operators grep for it.
 pub const BLOCKED_MARKER: &str = "blocked by the SSRF guard";
@@ -313,40 +316,38 @@ pub enum Lookup {
     Blocked(BlockedName),
     #[error("{0} has no address")]
     NoAddress(String),
-    #[error("failed to lookup address information for {host}: {source}")]
-    Failed {
-        host: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Dns(#[from] DnsError),
 }
 
-/// The HTTP client's resolver: the system resolver (`getaddrinfo`, through tokio), then the
-/// guard. What it returns is exactly what the client dials.
+/// The HTTP client's resolver: herald's caching resolver ([`Dns`]), then the guard, on every
+/// lookup, cached or not. What it returns is exactly what the client dials.
 #[derive(Debug, Clone)]
 pub struct GuardedResolver {
     guard: Arc<Guard>,
+    dns: Dns,
 }
 
 impl GuardedResolver {
-    pub fn new(guard: Arc<Guard>) -> Self {
-        Self { guard }
+    pub fn new(guard: Arc<Guard>, dns: Dns) -> Self {
+        Self { guard, dns }
+    }
+
+    /// The addresses of `host` the guard lets through.
+    pub async fn lookup(&self, host: &str) -> Result<Vec<SocketAddr>, Lookup> {
+        let addrs = self.dns.lookup(host).await?;
+        self.guard.filter(
+            host,
+            addrs.into_iter().map(|ip| SocketAddr::new(ip, 0)).collect(),
+        )
     }
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        let guard = self.guard.clone();
-        let host = name.as_str().to_owned();
+        let this = self.clone();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|source| Lookup::Failed {
-                    host: host.clone(),
-                    source,
-                })?
-                .collect();
-            let kept = guard.filter(&host, addrs)?;
+            let kept = this.lookup(name.as_str()).await?;
             Ok(Box::new(kept.into_iter()) as Addrs)
         })
     }
@@ -526,7 +527,8 @@ mod tests {
     #[tokio::test]
     async fn the_resolver_drops_blocked_addresses() {
         let resolve = |guard: Guard, host: &'static str| async move {
-            GuardedResolver::new(Arc::new(guard))
+            let dns = crate::dns::Dns::new(&Default::default()).unwrap();
+            GuardedResolver::new(Arc::new(guard), dns)
                 .resolve(host.parse().unwrap())
                 .await
                 .map(|a| a.collect::<Vec<_>>())

@@ -17,9 +17,13 @@ use herald_core::{FailureClass, Outcome};
 use herald_store::EndpointSecret;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
+
+/// The HTTP client crate, for the types of [`ClientSettings`].
+pub use reqwest;
 use tracing::warn;
 
-use crate::guard::{AllowList, Blocked, Guard, GuardedResolver, BLOCKED_MARKER};
+use crate::dns::{Dns, DnsSettings};
+use crate::guard::{AllowList, Blocked, Guard, GuardedResolver, Lookup, BLOCKED_MARKER};
 
 /// The `User-Agent` of every delivery.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));
@@ -70,6 +74,20 @@ impl fmt::Debug for EgressProxy {
     }
 }
 
+/// Reads a PEM file of CA certificates (`HERALD_CA_FILE`): at least one certificate.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{shown} is not a PEM file of certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{shown} holds no certificate (expected -----BEGIN CERTIFICATE----- blocks)"
+        ));
+    }
+    Ok(certs)
+}
+
 /// How the shared client is built.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
@@ -82,8 +100,17 @@ pub struct ClientSettings {
     pub allow_targets: AllowList,
     /// When set, every delivery goes through this proxy, which then resolves and vets names.
     pub egress_proxy: Option<EgressProxy>,
-    /// Certificates trusted besides the webpki roots (a private CA; tests).
+    /// Certificates trusted besides the webpki roots (`HERALD_CA_FILE`: a private CA).
     pub extra_roots: Vec<reqwest::Certificate>,
+    /// Where names are resolved, and how long a lookup may take.
+    pub dns: DnsSettings,
+}
+
+impl Default for ClientSettings {
+    /// A default worker's settings.
+    fn default() -> Self {
+        Self::from_config(&crate::WorkerConfig::default())
+    }
 }
 
 impl ClientSettings {
@@ -95,9 +122,19 @@ impl ClientSettings {
             pool_per_host: cfg.concurrency,
             allow_targets: cfg.allow_targets.clone(),
             egress_proxy: cfg.egress_proxy.clone(),
-            extra_roots: Vec::new(),
+            extra_roots: cfg.extra_roots.clone(),
+            dns: cfg.dns.clone(),
         }
     }
+}
+
+/// Why the client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the HTTP client could not be built: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the system's DNS configuration could not be read (HERALD_DNS_SERVERS names servers instead): {0}")]
+    Dns(#[from] hickory_resolver::ResolveError),
 }
 
 /// The one HTTP client a worker shares between all deliveries, with its SSRF guard. Cheap to
@@ -111,7 +148,7 @@ pub struct Client {
 impl Client {
     /// Builds the client: keep-alive pool, no redirects, connect and total timeouts, no proxy
     /// from the environment, names resolved through the guard (or by the egress proxy).
-    pub fn new(settings: ClientSettings) -> Result<Self, reqwest::Error> {
+    pub fn new(settings: ClientSettings) -> Result<Self, ClientError> {
         let guard = Arc::new(Guard::new(settings.allow_targets));
         let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
@@ -126,7 +163,10 @@ impl Client {
             // The proxy resolves the receivers' names (and must vet them: smokescreen does);
             // herald resolves only the proxy's own name, which may well be private.
             Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy.url().clone())?),
-            None => builder.dns_resolver(Arc::new(GuardedResolver::new(guard.clone()))),
+            None => builder.dns_resolver(Arc::new(GuardedResolver::new(
+                guard.clone(),
+                Dns::new(&settings.dns)?,
+            ))),
         };
         for root in settings.extra_roots {
             builder = builder.add_root_certificate(root);
@@ -300,6 +340,18 @@ fn is_blocked(e: &reqwest::Error, detail: &str) -> bool {
     detail.contains(BLOCKED_MARKER)
 }
 
+/// The resolver's refusal or failure somewhere down the error's source chain.
+fn lookup_failure(e: &reqwest::Error) -> Option<&Lookup> {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(lookup) = err.downcast_ref::<Lookup>() {
+            return Some(lookup);
+        }
+        source = err.source();
+    }
+    None
+}
+
 /// Classifies a transport error by walking its source chain down to the I/O error.
 pub fn classify_error(e: &reqwest::Error) -> Outcome {
     let detail = chain(e);
@@ -307,6 +359,8 @@ pub fn classify_error(e: &reqwest::Error) -> Outcome {
     // before anything else.
     let class = if is_blocked(e, &detail) {
         FailureClass::Blocked
+    } else if lookup_failure(e).is_some() {
+        FailureClass::Dns
     } else if e.is_connect() {
         connect_class(e, &detail)
     } else if e.is_timeout() {
@@ -495,12 +549,10 @@ mod tests {
 
     fn settings(allow: &str) -> ClientSettings {
         ClientSettings {
-            connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             pool_per_host: 1,
             allow_targets: AllowList::parse(allow).unwrap(),
-            egress_proxy: None,
-            extra_roots: Vec::new(),
+            ..ClientSettings::default()
         }
     }
 

@@ -8,6 +8,7 @@
 //! - `settler`: batched, outage-proof writing of settlements.
 //! - `housekeeping`: dead-letter bounds and parked jobs past the retry window, beside the
 //!   claim loop.
+//! - [`dns`]: the asynchronous caching resolver the HTTP client asks (through the guard).
 //! - [`guard`]: the SSRF guard: blocked address ranges, the allow list, the vetting resolver.
 //! - [`http`]: the shared HTTP client, the request, and the classification of failures.
 //! - [`metrics`]: metric names, and the `/metrics`, `/healthz`, `/readyz` server.
@@ -29,6 +30,7 @@ use tracing::{info, warn};
 mod claimer;
 pub mod config;
 mod delivery;
+pub mod dns;
 pub mod guard;
 mod housekeeping;
 pub mod http;
@@ -110,13 +112,16 @@ impl Backoff {
 /// deliveries finish within the grace period, hands back the leases of those that cannot, writes
 /// every outcome, and returns.
 ///
-/// `metrics` is the listener for `/metrics`, `/healthz` and `/readyz`, if any.
+/// `metrics` is the listener for `/metrics`, `/healthz` and `/readyz`, if any. Fails at once,
+/// before anything else, when the HTTP client cannot be built (the system's DNS configuration
+/// is unreadable).
 pub async fn run(
     cfg: WorkerConfig,
     store: Store,
     metrics_listener: Option<TcpListener>,
     shutdown: CancellationToken,
-) {
+) -> Result<(), http::ClientError> {
+    let client = http::Client::new(http::ClientSettings::from_config(&cfg))?;
     for w in cfg.warnings() {
         warn!("{w}");
     }
@@ -131,6 +136,16 @@ pub async fn run(
         ),
         None => {}
     }
+    if !cfg.extra_roots.is_empty() {
+        info!(
+            certificates = cfg.extra_roots.len(),
+            "receivers' certificates may also chain to the CA certificates of HERALD_CA_FILE"
+        );
+    }
+    if !cfg.dns.servers.is_empty() {
+        let servers: Vec<String> = cfg.dns.servers.iter().map(|s| s.to_string()).collect();
+        info!(servers = %servers.join(","), "receivers' names are resolved by these name servers");
+    }
     let health = Arc::new(metrics::Health::default());
     health.set_redis_ok(true);
     let server_stop = CancellationToken::new();
@@ -143,9 +158,6 @@ pub async fn run(
         })
     });
     metrics::install();
-    // The proxy URL is validated with the settings; what is left is the TLS backend itself.
-    let client = http::Client::new(http::ClientSettings::from_config(&cfg))
-        .expect("the HTTP client settings are valid");
     let grace = cfg.shutdown_grace;
     let (judge, verdicts) = lanes::Judge::channel();
     let ctx = Arc::new(Ctx {
@@ -203,4 +215,5 @@ pub async fn run(
         let _ = server.await;
     }
     info!("worker stopped");
+    Ok(())
 }

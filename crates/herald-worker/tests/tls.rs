@@ -1,6 +1,7 @@
 //! Deliveries over TLS: HTTP/2 when the receiver offers it by ALPN, HTTP/1.1 otherwise, and a
 //! TLS failure when the certificate is not trusted. The receiver is a real rustls + hyper server
-//! with a self-signed certificate for `localhost`, which the client is told to trust.
+//! whose certificate for `localhost` is issued by a private CA, which the client is told to
+//! trust (as `HERALD_CA_FILE` does); the receiver's own certificate is never given to it.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -21,23 +22,31 @@ use tokio_rustls::TlsAcceptor;
 /// A TLS receiver on 127.0.0.1 that records the HTTP version of each request and answers 200.
 struct TlsReceiver {
     port: u16,
-    cert: CertificateDer<'static>,
+    /// The private CA that issued the receiver's certificate.
+    ca: CertificateDer<'static>,
     versions: Arc<Mutex<Vec<Version>>>,
 }
 
 impl TlsReceiver {
     async fn start(alpn: &[&[u8]]) -> TlsReceiver {
-        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-        let cert = certified.cert.der().clone();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(
-            certified.signing_key.serialize_der(),
-        ));
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+                .unwrap();
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        let cert = leaf.der().clone();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
+            .with_single_cert(vec![cert], key)
             .unwrap();
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = TlsAcceptor::from(Arc::new(config));
@@ -76,7 +85,7 @@ impl TlsReceiver {
         });
         TlsReceiver {
             port,
-            cert,
+            ca: ca.der().clone(),
             versions,
         }
     }
@@ -97,6 +106,7 @@ fn client(trust: Option<&CertificateDer<'static>>) -> Client {
         pool_per_host: 1,
         allow_targets: AllowList::parse("127.0.0.0/8").unwrap(),
         egress_proxy: None,
+        dns: Default::default(),
         extra_roots: trust
             .map(|c| vec![reqwest::Certificate::from_der(c).unwrap()])
             .unwrap_or_default(),
@@ -108,7 +118,7 @@ fn client(trust: Option<&CertificateDer<'static>>) -> Client {
 async fn http2_is_negotiated_when_the_receiver_offers_it() {
     let rx = TlsReceiver::start(&[b"h2", b"http/1.1"]).await;
     let attempt = http::post(
-        &client(Some(&rx.cert)),
+        &client(Some(&rx.ca)),
         &rx.url(),
         HeaderMap::new(),
         b"{}".to_vec(),
@@ -123,7 +133,7 @@ async fn http2_is_negotiated_when_the_receiver_offers_it() {
 async fn http1_is_used_when_the_receiver_offers_only_http1() {
     let rx = TlsReceiver::start(&[b"http/1.1"]).await;
     let attempt = http::post(
-        &client(Some(&rx.cert)),
+        &client(Some(&rx.ca)),
         &rx.url(),
         HeaderMap::new(),
         b"{}".to_vec(),

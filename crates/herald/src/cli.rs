@@ -64,7 +64,7 @@ pub struct Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run one worker until SIGINT or SIGTERM, then drain gracefully.
-    Worker(WorkerArgs),
+    Worker(Box<WorkerArgs>),
     /// Manage dashboards' webhook endpoints.
     #[command(subcommand)]
     Endpoint(EndpointCommand),
@@ -247,6 +247,18 @@ pub struct WorkerArgs {
     /// then vets the addresses names resolve to [default: none, direct connections].
     #[arg(long)]
     pub egress_proxy: Option<String>,
+    /// PEM file of CA certificates that receivers' certificates may also chain to (receivers
+    /// behind a private CA), trusted besides the public web roots [default: none].
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Comma-separated name servers to ask, e.g. `10.0.0.2,10.0.0.3:53`; empty: the system's
+    /// (/etc/resolv.conf, after /etc/hosts) [default: empty].
+    #[arg(long)]
+    pub dns_servers: Option<String>,
+    /// Longest one DNS lookup may take, retries included; a lookup that timed out is answered
+    /// from memory for 10s [default: 5s].
+    #[arg(long)]
+    pub dns_timeout: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

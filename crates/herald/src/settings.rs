@@ -3,6 +3,7 @@
 //! or an [`ApiConfig`] with messages that name the setting at fault.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
@@ -10,8 +11,9 @@ use figment::Figment;
 use herald_api::auth::Tokens;
 use herald_api::{ApiConfig, SecureCookies};
 use herald_core::RetrySchedule;
+use herald_worker::dns::{parse_servers, DnsSettings};
 use herald_worker::guard::AllowList;
-use herald_worker::http::EgressProxy;
+use herald_worker::http::{read_ca_file, reqwest, EgressProxy};
 use herald_worker::WorkerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,9 @@ struct Raw {
     slow_after: String,
     #[serde(default)]
     slow_concurrency: Option<usize>,
+    ca_file: String,
+    dns_servers: Targets,
+    dns_timeout: String,
 }
 
 impl Default for Raw {
@@ -66,6 +71,9 @@ impl Default for Raw {
             strike_on: "connection".into(),
             slow_after: text(d.slow_after),
             slow_concurrency: None,
+            ca_file: String::new(),
+            dns_servers: Targets::Text(String::new()),
+            dns_timeout: text(d.dns.timeout),
         }
     }
 }
@@ -116,6 +124,12 @@ struct Flags<'a> {
     slow_after: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     slow_concurrency: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_servers: Option<Targets>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dns_timeout: Option<&'a str>,
 }
 
 /// The keys the environment may set, as `HERALD_<KEY>`.
@@ -138,6 +152,9 @@ const ENV_KEYS: &[&str] = &[
     "strike_on",
     "slow_after",
     "slow_concurrency",
+    "ca_file",
+    "dns_servers",
+    "dns_timeout",
 ];
 
 fn duration(key: &str, text: &str) -> Result<Duration, Refused> {
@@ -181,6 +198,9 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
             strike_on: args.strike_on.as_deref(),
             slow_after: args.slow_after.as_deref(),
             slow_concurrency: args.slow_concurrency,
+            ca_file: args.ca_file.as_ref().map(|p| p.display().to_string()),
+            dns_servers: args.dns_servers.clone().map(Targets::Text),
+            dns_timeout: args.dns_timeout.as_deref(),
         }));
     let raw: Raw = figment
         .extract()
@@ -241,6 +261,12 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
             ))
         })?),
     };
+    let extra_roots = ca_certificates(raw.ca_file.trim())?;
+    let dns = DnsSettings {
+        servers: parse_servers(&raw.dns_servers.joined())
+            .map_err(|e| Refused(format!("setting dns_servers (HERALD_DNS_SERVERS): {e}")))?,
+        timeout: duration("dns_timeout", &raw.dns_timeout)?,
+    };
     Ok(WorkerConfig {
         concurrency: raw.concurrency,
         claim_batch: raw.claim_batch,
@@ -260,7 +286,18 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
         slow_after: duration("slow_after", &raw.slow_after)?,
         slow_concurrency,
         slow_overflow: WorkerConfig::overflow_for(raw.concurrency),
+        extra_roots,
+        dns,
     })
+}
+
+/// The certificates of `HERALD_CA_FILE` (none when it is empty).
+fn ca_certificates(path: &str) -> Result<Vec<reqwest::Certificate>, Refused> {
+    if path.is_empty() {
+        return Ok(Vec::new());
+    }
+    read_ca_file(Path::new(path))
+        .map_err(|e| Refused(format!("setting ca_file (HERALD_CA_FILE): {e}")))
 }
 
 /// The server's settings as written by people.
@@ -386,7 +423,52 @@ mod tests {
             strike_on: None,
             slow_after: None,
             slow_concurrency: None,
+            ca_file: None,
+            dns_servers: None,
+            dns_timeout: None,
         }
+    }
+
+    #[test]
+    fn ca_file_and_dns() {
+        figment::Jail::expect_with(|jail| {
+            let cfg = worker_config(&args()).unwrap();
+            assert!(cfg.extra_roots.is_empty());
+            assert_eq!(cfg.dns, DnsSettings::default());
+
+            let ca = rcgen::generate_simple_self_signed(vec!["ca.test".into()]).unwrap();
+            jail.create_file("ca.pem", &ca.cert.pem())?;
+            jail.set_env("HERALD_CA_FILE", "ca.pem");
+            jail.set_env("HERALD_DNS_SERVERS", "127.0.0.1:5353, 10.0.0.2");
+            jail.set_env("HERALD_DNS_TIMEOUT", "800ms");
+            let cfg = worker_config(&args()).unwrap();
+            assert_eq!(cfg.extra_roots.len(), 1);
+            assert_eq!(
+                cfg.dns.servers,
+                vec![
+                    "127.0.0.1:5353".parse().unwrap(),
+                    "10.0.0.2:53".parse().unwrap()
+                ]
+            );
+            assert_eq!(cfg.dns.timeout, Duration::from_millis(800));
+
+            for (key, value, named) in [
+                ("HERALD_CA_FILE", "missing.pem", "cannot read missing.pem"),
+                ("HERALD_CA_FILE", "w.txt", "holds no certificate"),
+                ("HERALD_DNS_SERVERS", "dns.example", "dns.example"),
+                ("HERALD_DNS_TIMEOUT", "soon", "soon"),
+            ] {
+                jail.create_file("w.txt", "not a certificate")?;
+                jail.set_env(key, value);
+                let err = worker_config(&args()).unwrap_err().0;
+                assert!(err.contains(key) && err.contains(named), "{key}: {err}");
+                jail.set_env(key, "");
+                if key == "HERALD_DNS_TIMEOUT" {
+                    jail.set_env(key, "5s");
+                }
+            }
+            Ok(())
+        });
     }
 
     #[test]

@@ -214,7 +214,9 @@ pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
     api_stop.cancel();
     let _ = api_task.await;
     worker_stop.cancel();
-    let _ = worker.await;
+    if let Ok(Err(e)) = worker.await {
+        say(&format!("the worker could not run: {e}"));
+    }
     stop.cancel();
     let _ = receiver_task.await;
     result

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::{Global, WorkerArgs};
-use crate::commands::{open_store_waiting, spawn_signal_handler};
+use crate::commands::{open_store_waiting, spawn_signal_handler, Refused};
 use crate::settings;
 
 pub async fn run(global: &Global, args: &WorkerArgs) -> anyhow::Result<()> {
@@ -39,7 +39,9 @@ pub async fn run(global: &Global, args: &WorkerArgs) -> anyhow::Result<()> {
         shards = global.shards,
         "herald worker ready"
     );
-    herald_worker::run(cfg, store, listener, shutdown).await;
+    herald_worker::run(cfg, store, listener, shutdown)
+        .await
+        .map_err(|e| Refused(e.to_string()))?;
     Ok(())
 }
 
