@@ -119,7 +119,11 @@ def enqueue(
     if code == 1 and len(reply) == 3:
         due_ms = int(reply[2])
         # The wake-up hint: without it the job is still picked up, at the workers' next poll.
+        # For a job due at once, the endpoint is named first, so that the woken worker's first
+        # claim leases the job.
         try:
+            if delay_ms == 0:
+                r.zadd(f"{namespace}:v2:wake:endpoints", {endpoint_id: 0})
             r.zadd(f"{namespace}:v2:wake", {str(shard): due_ms}, lt=True)
         except redis.RedisError as e:
             print(f"enqueue.py: warning: wake-up hint not written: {e}", file=sys.stderr)

@@ -205,6 +205,11 @@ case ${1:-} in
         due_ms=${3:-}
         is_uint "$due_ms" || die 1 "unexpected reply from enqueue-6.lua: $out"
         # The wake-up hint: without it the job is still picked up, at the workers' next poll.
+        # For a job due at once, the endpoint is named first, so that the woken worker's first
+        # claim leases the job.
+        if [ "$delay_ms" -eq 0 ]; then
+            rcli ZADD "$ns:v2:wake:endpoints" 0 "$endpoint" >/dev/null || true
+        fi
         hint=$(rcli ZADD "$ns:v2:wake" LT "$due_ms" "$shard")
         is_uint "$hint" || printf '%s: warning: wake-up hint not written: %s\n' "$me" "$hint" >&2
         printf '%s\n' "$2"

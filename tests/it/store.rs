@@ -7,7 +7,7 @@ use std::time::Duration;
 use herald_core::{EndpointId, JobId};
 use herald_store::{
     Claim, ClaimedJob, EnqueueStatus, JobState, Namespace, NewJob, Settle, Settlement, Store,
-    StoreConfig, StoreError, Strike,
+    StoreConfig, StoreError, Strike, Woken,
 };
 
 use crate::support::RedisServer;
@@ -332,12 +332,10 @@ fn a_wake_up_takes_every_pending_hint_earliest_first() {
         store.check().await.unwrap();
         let mut conn = store.dedicated(None).await.unwrap();
         let timeout = Duration::from_millis(50);
+        let key = store.wake_key(0);
         assert_eq!(
-            store
-                .wait_wake(&mut conn, store.wake_key(0), timeout)
-                .await
-                .unwrap(),
-            []
+            store.wait_wake(&mut conn, key, timeout).await.unwrap(),
+            Woken::default()
         );
 
         store.wake(&mut conn, 2, 300).await.unwrap();
@@ -345,18 +343,78 @@ fn a_wake_up_takes_every_pending_hint_earliest_first() {
         store.wake(&mut conn, 3, 200).await.unwrap();
         // A hint for a shard beyond the count (a fleet started with more shards) is dropped.
         store.wake(&mut conn, 9, 50).await.unwrap();
+        let hints = store.wait_wake(&mut conn, key, timeout).await.unwrap();
+        assert_eq!(hints.shards, [(0, 100), (3, 200), (2, 300)]);
+        assert!(hints.endpoints.is_empty());
+        assert_eq!(
+            store.wait_wake(&mut conn, key, timeout).await.unwrap(),
+            Woken::default()
+        );
+    });
+}
+
+#[test]
+fn a_wake_up_names_the_endpoints_given_jobs_due_at_once_and_their_first_claim_leases_them() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, first) = store(&redis).await;
+        let second = EndpointId::new("dash-2").unwrap();
+        let later = EndpointId::new("dash-3").unwrap();
+        for ep in [&second, &later] {
+            store
+                .set_endpoint(ep, "https://hooks.example.com/", None)
+                .await
+                .unwrap();
+        }
+        let mut jobs = vec![
+            NewJob::new(first.clone(), b"{}".to_vec()),
+            NewJob::new(second.clone(), b"{}".to_vec()),
+            NewJob::new(second.clone(), b"{}".to_vec()),
+        ];
+        let mut delayed = NewJob::new(later.clone(), b"{}".to_vec());
+        delayed.delay = Duration::from_secs(60);
+        jobs.push(delayed);
+        for r in store.enqueue_batch(&jobs).await.unwrap() {
+            r.unwrap();
+        }
+        let mut conn = store.dedicated(None).await.unwrap();
         let hints = store
-            .wait_wake(&mut conn, store.wake_key(0), timeout)
+            .wait_wake(&mut conn, store.wake_key(0), Duration::from_millis(50))
             .await
             .unwrap();
-        assert_eq!(hints, [(0, 100), (3, 200), (2, 300)]);
-        assert_eq!(
-            store
-                .wait_wake(&mut conn, store.wake_key(0), timeout)
+        let mut named: Vec<(u16, &str)> = hints
+            .endpoints
+            .iter()
+            .map(|(s, e)| (*s, e.as_str()))
+            .collect();
+        named.sort();
+        let mut want = vec![
+            (store.shard_of(&first), first.as_str()),
+            (store.shard_of(&second), second.as_str()),
+        ];
+        want.sort();
+        assert_eq!(named, want, "the delayed job's endpoint is not named");
+
+        // Named as candidates, they are served by the first claim of their shard.
+        let mut conn = store.conn().await.unwrap();
+        for (shard, ep) in want {
+            let claim = store
+                .claim(
+                    &mut conn,
+                    shard,
+                    10,
+                    Duration::from_secs(60),
+                    &[ep.to_owned()],
+                    32,
+                )
                 .await
-                .unwrap(),
-            []
-        );
+                .unwrap();
+            assert!(
+                !claim.jobs.is_empty() && claim.jobs.iter().all(|j| j.endpoint == ep),
+                "{ep}: {:?}",
+                claim.jobs
+            );
+        }
     });
 }
 

@@ -10,12 +10,38 @@ use std::time::Duration;
 use redis::aio::ConnectionLike;
 use redis::{FromRedisValue, ScriptInvocation, Value};
 
+use herald_core::EndpointId;
+
 use crate::record::JobRecord;
 use crate::store::{protocol, Result};
 use crate::{ShardKeys, Store, StoreError};
 
 /// Attempts kept per endpoint in its attempt log.
 pub const ATTEMPT_LOG_LEN: usize = 50;
+
+/// Most endpoint hints one wait takes (see [`Store::wait_wake`]).
+pub const ENDPOINT_HINTS_PER_WAKE: usize = 256;
+
+/// What one wait for wake-up hints brought.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Woken {
+    /// `(shard, at_ms)`: the shard may have work due at `at_ms`, the earliest first.
+    pub shards: Vec<(u16, i64)>,
+    /// `(shard, endpoint)`: the endpoint was just given jobs due at once.
+    pub endpoints: Vec<(u16, EndpointId)>,
+}
+
+impl Woken {
+    pub fn is_empty(&self) -> bool {
+        self.shards.is_empty() && self.endpoints.is_empty()
+    }
+
+    /// Adds what `other` brought.
+    pub fn extend(&mut self, other: Woken) {
+        self.shards.extend(other.shards);
+        self.endpoints.extend(other.endpoints);
+    }
+}
 
 /// One leased job, as the claim script hands it out.
 #[derive(Debug, Clone)]
@@ -568,7 +594,8 @@ impl Store {
 
     /// Blocks up to `timeout` for a wake-up hint in the set `wake` (one of
     /// [`Store::wake_groups`]), then takes the set's other pending hints too (at most one per
-    /// shard exists); returns `(shard, at_ms)` of each, the earliest first, or nothing when the
+    /// shard exists) and up to [`ENDPOINT_HINTS_PER_WAKE`] endpoint hints from the set beside
+    /// it, in one more round trip; returns the hints, the earliest first, or nothing when the
     /// time ran out. Use a [`Store::dedicated`] connection: the command blocks the connection.
     ///
     /// Redis answers by `timeout` at the latest; without an answer by then plus the response
@@ -579,9 +606,10 @@ impl Store {
         conn: &mut C,
         wake: &str,
         timeout: Duration,
-    ) -> Result<Vec<(u16, i64)>> {
+    ) -> Result<Woken> {
         let timeout = timeout.max(Duration::from_millis(1));
         let deadline = timeout + self.inner.response_timeout;
+        let endpoints_key = self.endpoints_beside(wake);
         let wait = async {
             let first: Option<(String, u16, f64)> = redis::cmd("BZPOPMIN")
                 .arg(wake)
@@ -589,23 +617,37 @@ impl Store {
                 .query_async(conn)
                 .await?;
             let Some((_, shard, at)) = first else {
-                return Ok(Vec::new());
+                return Ok((Vec::new(), Vec::new()));
             };
-            let rest: Vec<(u16, f64)> = redis::cmd("ZPOPMIN")
+            // Woken: the other pending hints and the endpoints, in one round trip. (Sent
+            // only when woken, so that an idle worker's wait costs one command.)
+            type Popped = (Vec<(u16, f64)>, Vec<(String, f64)>);
+            let (rest, endpoints): Popped = redis::pipe()
+                .cmd("ZPOPMIN")
                 .arg(wake)
                 .arg(self.inner.shards)
+                .cmd("ZPOPMIN")
+                .arg(endpoints_key)
+                .arg(ENDPOINT_HINTS_PER_WAKE)
                 .query_async(conn)
                 .await?;
-            Ok::<_, StoreError>(std::iter::once((shard, at)).chain(rest).collect())
+            let shards: Vec<(u16, f64)> = std::iter::once((shard, at)).chain(rest).collect();
+            Ok::<_, StoreError>((shards, endpoints))
         };
-        let hints: Vec<(u16, f64)> = tokio::time::timeout(deadline, wait)
+        let (shards, endpoints) = tokio::time::timeout(deadline, wait)
             .await
             .map_err(|_| StoreError::WaitTimeout(deadline))??;
-        Ok(hints
+        let shards = shards
             .into_iter()
             .filter(|(shard, _)| *shard < self.inner.shards)
             .map(|(shard, at)| (shard, at as i64))
-            .collect())
+            .collect();
+        let endpoints = endpoints
+            .into_iter()
+            .filter_map(|(e, _)| EndpointId::new(e).ok())
+            .map(|e| (self.shard_of(&e), e))
+            .collect();
+        Ok(Woken { shards, endpoints })
     }
 
     /// Removes dead-letter entries of one shard beyond `keep` or older than `max_age`; at most

@@ -50,7 +50,8 @@ pub use endpoints::{
 pub use error::StoreError;
 pub use keys::{Namespace, ShardKeys};
 pub use lease::{
-    Claim, ClaimedJob, Expired, Held, Settle, SettleReport, Settlement, Strike, ATTEMPT_LOG_LEN,
+    Claim, ClaimedJob, Expired, Held, Settle, SettleReport, Settlement, Strike, Woken,
+    ATTEMPT_LOG_LEN, ENDPOINT_HINTS_PER_WAKE,
 };
 pub use produce::{EnqueueStatus, Enqueued, NewJob};
 pub use record::JobRecord;

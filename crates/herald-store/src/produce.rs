@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::connection::{run_split, run_split_waiting, Conn};
 use crate::record::JobRecord;
 use crate::scripts::EnqueueCode;
-use crate::store::{protocol, wake_cmd, Result};
+use crate::store::{protocol, wake_cmd, wake_endpoints_cmd, Result};
 use crate::{Store, StoreError};
 
 /// A new delivery job, as a producer describes it.
@@ -368,12 +368,25 @@ impl Store {
             .filter(|(j, _)| j.delay.is_zero())
             .map(|(_, shard)| *shard)
             .collect();
-        let hints: Vec<(String, redis::Cmd)> = immediate
-            .iter()
-            .map(|&shard| {
+        // Each woken worker also learns which endpoints have those jobs, so that its first
+        // claim of their shard can lease them (see `Namespace::wake_endpoints_key`): these go
+        // before the hints, in the same slot.
+        let mut fresh: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+        for (job, &shard) in jobs.iter().zip(&shards) {
+            if job.delay.is_zero() {
+                fresh
+                    .entry(self.wake_endpoints_key(shard))
+                    .or_default()
+                    .insert(job.endpoint.as_str());
+            }
+        }
+        let hints: Vec<(String, redis::Cmd)> = fresh
+            .into_iter()
+            .map(|(key, endpoints)| (key.to_owned(), wake_endpoints_cmd(key, endpoints)))
+            .chain(immediate.iter().map(|&shard| {
                 let key = self.wake_key(shard);
                 (key.to_owned(), wake_cmd(key, shard, 0))
-            })
+            }))
             .collect();
         let cluster = self.is_cluster();
         if !cluster {

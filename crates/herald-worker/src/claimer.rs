@@ -107,6 +107,10 @@ impl ShardQueue {
 /// Most shards claimed from in one round trip.
 const MAX_PARALLEL_CLAIMS: usize = 16;
 
+/// Most candidates a claim names: the 16 its shard's last claim answered, and endpoints named
+/// by wake-up hints since.
+const MAX_CANDIDATES: usize = 32;
+
 /// Fewest jobs a claim asks for when capacity is shared between shards: below that, the
 /// per-call cost of the claim script outweighs serving one more shard at once.
 const MIN_SHARE: usize = 50;
@@ -163,7 +167,7 @@ pub(crate) async fn run(
 
 /// What ended an idle wait on a cluster.
 enum Woken {
-    Hints(Vec<(u16, i64)>),
+    Hints(herald_store::Woken),
     Claimed(Box<ClaimDone>),
     Nothing,
 }
@@ -373,10 +377,23 @@ impl Claimer {
         }
     }
 
-    /// Where popped wake-up hints say work is: due now (hot) or later (a timer).
-    fn take_hints(&mut self, hints: Vec<(u16, i64)>) {
+    /// Where popped wake-up hints say work is: due now (hot) or later (a timer). Endpoints
+    /// named by a hint join their shard's candidates, so that the next claim of the shard
+    /// leases their jobs at once.
+    fn take_hints(&mut self, hints: herald_store::Woken) {
         let now = self.redis_now();
-        for (shard, at) in hints {
+        for (shard, endpoint) in hints.endpoints {
+            let Some(candidates) = self.candidates.get_mut(usize::from(shard)) else {
+                continue;
+            };
+            if candidates.len() < MAX_CANDIDATES
+                && !candidates.iter().any(|c| c.as_str() == endpoint.as_str())
+            {
+                candidates.push(endpoint.as_str().to_owned());
+            }
+            self.queue.mark_hot(shard);
+        }
+        for (shard, at) in hints.shards {
             if at <= now {
                 self.queue.mark_hot(shard);
             } else {

@@ -27,8 +27,8 @@ use crate::{Backoff, Ctx};
 /// (this plus the response timeout) catches.
 const BLOCK: Duration = Duration::from_secs(60);
 
-/// Hints popped by the waiting tasks: `(shard, at_ms)`.
-pub(crate) type Hints = Vec<(u16, i64)>;
+/// Hints popped by the waiting tasks.
+pub(crate) type Hints = herald_store::Woken;
 
 /// The waiting tasks of one worker.
 pub(crate) struct Waiters {
@@ -78,7 +78,7 @@ impl Waiters {
 
     /// Hints popped while the claim loop was busy.
     pub(crate) fn popped(&mut self) -> Hints {
-        let mut all = Vec::new();
+        let mut all = Hints::default();
         while let Ok(hints) = self.hints.try_recv() {
             all.extend(hints);
         }
