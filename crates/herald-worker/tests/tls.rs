@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::header::HeaderMap;
 use tokio::net::TcpListener;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::rustls::{self, HandshakeKind, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 /// A TLS receiver on 127.0.0.1 that records the HTTP version of each request and answers 200.
@@ -25,10 +25,18 @@ struct TlsReceiver {
     /// The private CA that issued the receiver's certificate.
     ca: CertificateDer<'static>,
     versions: Arc<Mutex<Vec<Version>>>,
+    /// How each connection's TLS handshake went (full, or resuming an earlier session).
+    handshakes: Arc<Mutex<Vec<HandshakeKind>>>,
 }
 
 impl TlsReceiver {
     async fn start(alpn: &[&[u8]]) -> TlsReceiver {
+        Self::start_with(alpn, true).await
+    }
+
+    /// With `keep_alive` false, every HTTP/1.1 answer closes its connection: each request
+    /// needs a new connection, and a new TLS handshake.
+    async fn start_with(alpn: &[&[u8]], keep_alive: bool) -> TlsReceiver {
         let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         let ca =
@@ -54,18 +62,23 @@ impl TlsReceiver {
         let port = listener.local_addr().unwrap().port();
         let versions = Arc::new(Mutex::new(Vec::new()));
         let seen = versions.clone();
+        let handshakes = Arc::new(Mutex::new(Vec::new()));
+        let shaken = handshakes.clone();
         tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (acceptor, seen) = (acceptor.clone(), seen.clone());
+                let (acceptor, seen, shaken) = (acceptor.clone(), seen.clone(), shaken.clone());
                 tokio::spawn(async move {
                     // A client that rejects our certificate aborts the handshake: nothing to do.
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
                     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    if let Some(kind) = tls.get_ref().1.handshake_kind() {
+                        shaken.lock().unwrap().push(kind);
+                    }
                     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
                         seen.lock().unwrap().push(req.version());
                         async { Ok::<_, Infallible>(Response::new(String::from("ok"))) }
@@ -77,6 +90,7 @@ impl TlsReceiver {
                             .await
                     } else {
                         hyper::server::conn::http1::Builder::new()
+                            .keep_alive(keep_alive)
                             .serve_connection(io, service)
                             .await
                     };
@@ -87,6 +101,7 @@ impl TlsReceiver {
             port,
             ca: ca.der().clone(),
             versions,
+            handshakes,
         }
     }
 
@@ -154,4 +169,28 @@ async fn an_untrusted_certificate_is_a_tls_failure() {
         other => panic!("expected a TLS failure, got {other:?}"),
     }
     assert!(rx.versions().is_empty());
+}
+
+#[tokio::test]
+async fn a_new_connection_to_a_host_seen_before_resumes_its_tls_session() {
+    // Every answer closes its connection, as a receiver without keep-alive does: each
+    // delivery opens a connection, and all but the first resume the session of an earlier one
+    // instead of a full handshake (certificate chain, key exchange and signature).
+    let rx = TlsReceiver::start_with(&[b"http/1.1"], false).await;
+    let client = client(Some(&rx.ca));
+    for _ in 0..5 {
+        let attempt = http::post(&client, &rx.url(), HeaderMap::new(), b"{}".to_vec()).await;
+        assert_eq!(attempt.outcome, Outcome::Delivered { status: 200 });
+    }
+    let handshakes = rx.handshakes.lock().unwrap().clone();
+    assert_eq!(
+        handshakes.len(),
+        5,
+        "one connection per delivery: {handshakes:?}"
+    );
+    assert_eq!(handshakes[0], HandshakeKind::Full);
+    assert!(
+        handshakes[1..].iter().all(|k| *k == HandshakeKind::Resumed),
+        "{handshakes:?}"
+    );
 }
