@@ -91,7 +91,7 @@ pub struct WorkerConfig {
     pub egress_proxy: Option<EgressProxy>,
     /// CA certificates that receivers' certificates may also chain to, besides the webpki
     /// roots (`HERALD_CA_FILE`): receivers behind a private CA.
-    pub extra_roots: Vec<reqwest::Certificate>,
+    pub extra_roots: Vec<crate::http::CaCertificate>,
     /// Where receivers' names are resolved and how long a lookup may take
     /// (`HERALD_DNS_SERVERS`, `HERALD_DNS_TIMEOUT`).
     pub dns: DnsSettings,

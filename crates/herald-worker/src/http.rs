@@ -17,9 +17,6 @@ use herald_core::{FailureClass, Outcome};
 use herald_store::EndpointSecret;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::StatusCode;
-
-/// The HTTP client crate, for the types of [`ClientSettings`].
-pub use reqwest;
 use tracing::warn;
 
 use crate::dns::{Dns, DnsSettings};
@@ -74,11 +71,22 @@ impl fmt::Debug for EgressProxy {
     }
 }
 
+/// Receivers whose TLS sessions a worker keeps, so that a new connection to one of them
+/// resumes its session instead of a full handshake (rustls keeps 256 by default; a status
+/// aggregator's worker talks to thousands). A receiver's entry takes a few hundred bytes to a
+/// few KiB (rustls keeps up to 8 TLS 1.3 tickets per name; servers usually send 2).
+pub const TLS_SESSIONS: usize = 16_384;
+
+/// A CA certificate, as DER.
+pub type CaCertificate = rustls::pki_types::CertificateDer<'static>;
+
 /// Reads a PEM file of CA certificates (`HERALD_CA_FILE`): at least one certificate.
-pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CaCertificate>, String> {
+    use rustls::pki_types::pem::PemObject;
     let shown = path.display();
     let pem = std::fs::read(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+    let certs = CaCertificate::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("{shown} is not a PEM file of certificates: {e}"))?;
     if certs.is_empty() {
         return Err(format!(
@@ -86,6 +94,28 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>,
         ));
     }
     Ok(certs)
+}
+
+/// The client's TLS configuration: what reqwest builds by default (TLS 1.2 and 1.3 on the ring
+/// provider, the webpki roots, SNI, ALPN `h2` then `http/1.1`), plus the CA certificates of
+/// `HERALD_CA_FILE`, and a session cache of [`TLS_SESSIONS`] receivers.
+fn tls_config(extra_roots: &[CaCertificate]) -> Result<rustls::ClientConfig, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    for cert in extra_roots {
+        roots
+            .add(cert.clone())
+            .map_err(ClientError::CaCertificate)?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(ClientError::CaCertificate)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tls.resumption = rustls::client::Resumption::in_memory_sessions(TLS_SESSIONS);
+    Ok(tls)
 }
 
 /// How the shared client is built.
@@ -101,7 +131,7 @@ pub struct ClientSettings {
     /// When set, every delivery goes through this proxy, which then resolves and vets names.
     pub egress_proxy: Option<EgressProxy>,
     /// Certificates trusted besides the webpki roots (`HERALD_CA_FILE`: a private CA).
-    pub extra_roots: Vec<reqwest::Certificate>,
+    pub extra_roots: Vec<CaCertificate>,
     /// Where names are resolved, and how long a lookup may take.
     pub dns: DnsSettings,
 }
@@ -135,6 +165,8 @@ pub enum ClientError {
     Http(#[from] reqwest::Error),
     #[error("the system's DNS configuration could not be read (HERALD_DNS_SERVERS names servers instead): {0}")]
     Dns(#[from] hickory_resolver::ResolveError),
+    #[error("a CA certificate of HERALD_CA_FILE is unusable: {0}")]
+    CaCertificate(rustls::Error),
 }
 
 /// The one HTTP client a worker shares between all deliveries, with its SSRF guard. Cheap to
@@ -168,9 +200,7 @@ impl Client {
                 Dns::new(&settings.dns)?,
             ))),
         };
-        for root in settings.extra_roots {
-            builder = builder.add_root_certificate(root);
-        }
+        builder = builder.use_preconfigured_tls(tls_config(&settings.extra_roots)?);
         Ok(Self {
             inner: builder.build()?,
             guard,

@@ -3,6 +3,8 @@
 //! whose certificate for `localhost` is issued by a private CA, which the client is told to
 //! trust (as `HERALD_CA_FILE` does); the receiver's own certificate is never given to it.
 
+mod support;
+
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,7 +45,9 @@ impl TlsReceiver {
             rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
                 .unwrap();
         let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        // `localhost`, and any name under `hosts.test` (many receivers on one address).
+        let names = vec!["localhost".to_owned(), "*.hosts.test".to_owned()];
+        let leaf = rcgen::CertificateParams::new(names)
             .unwrap()
             .signed_by(&leaf_key, &ca)
             .unwrap();
@@ -56,6 +60,8 @@ impl TlsReceiver {
             .with_no_client_auth()
             .with_single_cert(vec![cert], key)
             .unwrap();
+        // Room for the sessions of many clients' names, as a busy receiver has.
+        config.session_storage = rustls::server::ServerSessionMemoryCache::new(4_096);
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -122,9 +128,7 @@ fn client(trust: Option<&CertificateDer<'static>>) -> Client {
         allow_targets: AllowList::parse("127.0.0.0/8").unwrap(),
         egress_proxy: None,
         dns: Default::default(),
-        extra_roots: trust
-            .map(|c| vec![reqwest::Certificate::from_der(c).unwrap()])
-            .unwrap_or_default(),
+        extra_roots: trust.map(|c| vec![c.clone()]).unwrap_or_default(),
     })
     .unwrap()
 }
@@ -192,5 +196,55 @@ async fn a_new_connection_to_a_host_seen_before_resumes_its_tls_session() {
     assert!(
         handshakes[1..].iter().all(|k| *k == HandshakeKind::Resumed),
         "{handshakes:?}"
+    );
+}
+
+#[tokio::test]
+async fn sessions_of_more_receivers_than_rustls_keeps_by_default_still_resume() {
+    // 300 receivers, each a name of its own (resolved by a DNS server on loopback): rustls'
+    // default cache keeps the sessions of 256, so the first one's would be gone by the time it
+    // is delivered to again; the worker keeps 16,384.
+    const HOSTS: usize = 300;
+    let rx = TlsReceiver::start_with(&[b"http/1.1"], false).await;
+    let names: Vec<String> = (0..HOSTS).map(|i| format!("r{i}.hosts.test")).collect();
+    let zones: Vec<(&str, support::Zone)> = names
+        .iter()
+        .map(|n| {
+            let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+            (n.as_str(), support::Zone::Answer(vec![ip], 3600))
+        })
+        .collect();
+    let dns = support::DnsServer::start(&zones).await;
+    let client = Client::new(ClientSettings {
+        allow_targets: AllowList::parse("127.0.0.0/8").unwrap(),
+        extra_roots: vec![rx.ca.clone()],
+        dns: dns.settings(Duration::from_secs(5)),
+        ..ClientSettings::default()
+    })
+    .unwrap();
+    let url =
+        |name: &str| reqwest::Url::parse(&format!("https://{name}:{}/hook", rx.port)).unwrap();
+    for name in names.iter().chain(names.iter().take(10)) {
+        let attempt = http::post(&client, &url(name), HeaderMap::new(), b"{}".to_vec()).await;
+        assert_eq!(
+            attempt.outcome,
+            Outcome::Delivered { status: 200 },
+            "{name}"
+        );
+    }
+    let handshakes = rx.handshakes.lock().unwrap().clone();
+    assert_eq!(handshakes.len(), HOSTS + 10);
+    assert!(
+        handshakes[..HOSTS]
+            .iter()
+            .all(|k| *k == HandshakeKind::Full),
+        "each receiver's first connection is a full handshake"
+    );
+    assert!(
+        handshakes[HOSTS..]
+            .iter()
+            .all(|k| *k == HandshakeKind::Resumed),
+        "the first receivers, met again after 299 others, resume: {:?}",
+        &handshakes[HOSTS..]
     );
 }

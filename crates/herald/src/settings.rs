@@ -13,7 +13,7 @@ use herald_api::{ApiConfig, SecureCookies};
 use herald_core::RetrySchedule;
 use herald_worker::dns::{parse_servers, DnsSettings};
 use herald_worker::guard::AllowList;
-use herald_worker::http::{read_ca_file, reqwest, EgressProxy};
+use herald_worker::http::{read_ca_file, CaCertificate, EgressProxy};
 use herald_worker::WorkerConfig;
 use serde::{Deserialize, Serialize};
 
@@ -292,7 +292,7 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
 }
 
 /// The certificates of `HERALD_CA_FILE` (none when it is empty).
-fn ca_certificates(path: &str) -> Result<Vec<reqwest::Certificate>, Refused> {
+fn ca_certificates(path: &str) -> Result<Vec<CaCertificate>, Refused> {
     if path.is_empty() {
         return Ok(Vec::new());
     }
