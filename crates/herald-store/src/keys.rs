@@ -66,15 +66,6 @@ impl Namespace {
         }
     }
 
-    /// `ZSET endpoint id -> 0`: endpoints that were just given jobs due at once, beside
-    /// `shard`'s wake-up hint set and in its slot (`<wake key>:endpoints`). A worker woken by a
-    /// hint takes these too and names them in its first claim of their shards, which can then
-    /// lease their jobs at once instead of first learning which endpoints are due. Hints only:
-    /// a lost or stale entry costs one more claim, never a job.
-    pub fn wake_endpoints_key(&self, shard: u16, cluster: bool) -> String {
-        format!("{}:endpoints", self.wake_key(shard, cluster))
-    }
-
     /// `STRING`: the key format this namespace holds (`2`), outside any version so that a
     /// process of any format can read it and refuse to run against data of another.
     pub fn format_key(&self) -> String {
@@ -184,6 +175,15 @@ impl ShardKeys {
     }
 }
 
+/// `ZSET endpoint id -> 0`: endpoints that were just given jobs due at once, beside the wake-up
+/// hint set `wake_key` and in its slot (`<wake key>:endpoints`). A worker woken by a hint takes
+/// these too and names them in its first claim of their shards, which can then lease their jobs
+/// at once instead of first learning which endpoints are due. Hints only: a lost or stale entry
+/// costs one more claim, never a job.
+pub fn wake_endpoints_key(wake_key: &str) -> String {
+    format!("{wake_key}:endpoints")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,10 +226,13 @@ mod tests {
         assert_eq!(ns.wake_key(37, true), "herald:v2:{herald.5}:wake");
         assert!(ns.wake_key(5, true).contains("{herald.5}"));
         assert_eq!(
-            ns.wake_endpoints_key(37, true),
+            wake_endpoints_key(&ns.wake_key(37, true)),
             "herald:v2:{herald.5}:wake:endpoints"
         );
-        assert_eq!(ns.wake_endpoints_key(37, false), "herald:v2:wake:endpoints");
+        assert_eq!(
+            wake_endpoints_key(&ns.wake_key(37, false)),
+            "herald:v2:wake:endpoints"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ use redis::{FromRedisValue, ScriptInvocation, Value};
 
 use herald_core::EndpointId;
 
+use crate::keys::wake_endpoints_key;
 use crate::record::JobRecord;
 use crate::store::{protocol, Result};
 use crate::{ShardKeys, Store, StoreError};
@@ -609,7 +610,7 @@ impl Store {
     ) -> Result<Woken> {
         let timeout = timeout.max(Duration::from_millis(1));
         let deadline = timeout + self.inner.response_timeout;
-        let endpoints_key = self.endpoints_beside(wake);
+        let endpoints_key = wake_endpoints_key(wake);
         let wait = async {
             let first: Option<(String, u16, f64)> = redis::cmd("BZPOPMIN")
                 .arg(wake)
@@ -627,7 +628,7 @@ impl Store {
                 .arg(wake)
                 .arg(self.inner.shards)
                 .cmd("ZPOPMIN")
-                .arg(endpoints_key)
+                .arg(&endpoints_key)
                 .arg(ENDPOINT_HINTS_PER_WAKE)
                 .query_async(conn)
                 .await?;

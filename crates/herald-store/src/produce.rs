@@ -9,6 +9,7 @@ use redis::{FromRedisValue, Value};
 use serde::Serialize;
 
 use crate::connection::{run_split, run_split_waiting, Conn};
+use crate::keys::wake_endpoints_key;
 use crate::record::JobRecord;
 use crate::scripts::EnqueueCode;
 use crate::store::{protocol, wake_cmd, wake_endpoints_cmd, Result};
@@ -362,27 +363,27 @@ impl Store {
         // in the same pipeline, which runs in order; on a cluster, where the hint set may live
         // on another master, once the jobs are written. Delayed jobs get theirs below, with
         // their due time from the Redis clock.
-        let immediate: BTreeSet<u16> = jobs
-            .iter()
-            .zip(&shards)
-            .filter(|(j, _)| j.delay.is_zero())
-            .map(|(_, shard)| *shard)
-            .collect();
         // Each woken worker also learns which endpoints have those jobs, so that its first
-        // claim of their shard can lease them (see `Namespace::wake_endpoints_key`): these go
-        // before the hints, in the same slot.
+        // claim of their shard can lease them (see `keys::wake_endpoints_key`): these go before
+        // the hints, beside each hint set.
+        let mut immediate: BTreeSet<u16> = BTreeSet::new();
         let mut fresh: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
         for (job, &shard) in jobs.iter().zip(&shards) {
             if job.delay.is_zero() {
+                immediate.insert(shard);
                 fresh
-                    .entry(self.wake_endpoints_key(shard))
+                    .entry(self.wake_key(shard))
                     .or_default()
                     .insert(job.endpoint.as_str());
             }
         }
         let hints: Vec<(String, redis::Cmd)> = fresh
             .into_iter()
-            .map(|(key, endpoints)| (key.to_owned(), wake_endpoints_cmd(key, endpoints)))
+            .map(|(wake, endpoints)| {
+                let key = wake_endpoints_key(wake);
+                let cmd = wake_endpoints_cmd(&key, endpoints);
+                (key, cmd)
+            })
             .chain(immediate.iter().map(|&shard| {
                 let key = self.wake_key(shard);
                 (key.to_owned(), wake_cmd(key, shard, 0))

@@ -66,8 +66,6 @@ pub(crate) struct Inner {
     pub keys: Vec<ShardKeys>,
     /// The wake-up hint set of each shard (see [`Store::wake_key`]).
     pub wake_keys: Vec<String>,
-    /// The endpoint hint set beside each shard's wake-up hint set.
-    pub wake_endpoint_keys: Vec<String>,
     pub scripts: Scripts,
     /// See [`StoreConfig::enqueue_wait`].
     pub enqueue_wait: Option<(u32, Duration)>,
@@ -116,9 +114,6 @@ impl Store {
         let wake_keys = (0..cfg.shards)
             .map(|s| cfg.namespace.wake_key(s, cfg.cluster))
             .collect();
-        let wake_endpoint_keys = (0..cfg.shards)
-            .map(|s| cfg.namespace.wake_endpoints_key(s, cfg.cluster))
-            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 backend,
@@ -126,7 +121,6 @@ impl Store {
                 shards: cfg.shards,
                 keys,
                 wake_keys,
-                wake_endpoint_keys,
                 scripts: Scripts::default(),
                 enqueue_wait: cfg.enqueue_wait.filter(|(n, _)| *n > 0),
                 response_timeout: cfg.response_timeout,
@@ -148,24 +142,6 @@ impl Store {
         // readers drop its hints.
         let keys = &self.inner.wake_keys;
         &keys[usize::from(shard) % keys.len()]
-    }
-
-    /// The endpoint hint set beside `shard`'s wake-up hint set (see
-    /// [`Namespace::wake_endpoints_key`](crate::keys::Namespace::wake_endpoints_key)).
-    pub fn wake_endpoints_key(&self, shard: u16) -> &str {
-        let keys = &self.inner.wake_endpoint_keys;
-        &keys[usize::from(shard) % keys.len()]
-    }
-
-    /// The endpoint hint set beside the wake-up hint set `wake`.
-    pub(crate) fn endpoints_beside(&self, wake: &str) -> &str {
-        let i = self
-            .inner
-            .wake_keys
-            .iter()
-            .position(|k| k == wake)
-            .unwrap_or_default();
-        &self.inner.wake_endpoint_keys[i]
     }
 
     /// Every distinct wake-up hint set, with the shards whose hints it holds.

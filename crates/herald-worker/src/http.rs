@@ -358,28 +358,21 @@ fn blocked_outcome(blocked: &Blocked) -> Outcome {
     }
 }
 
-/// Whether the guard refused the target somewhere down the error's source chain.
-fn is_blocked(e: &reqwest::Error, detail: &str) -> bool {
+/// The first error of type `T` down the error's source chain.
+fn source_of<T: StdError + 'static>(e: &reqwest::Error) -> Option<&T> {
     let mut source: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = source {
-        if err.is::<Blocked>() {
-            return true;
-        }
-        source = err.source();
-    }
-    detail.contains(BLOCKED_MARKER)
-}
-
-/// The resolver's refusal or failure somewhere down the error's source chain.
-fn lookup_failure(e: &reqwest::Error) -> Option<&Lookup> {
-    let mut source: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(lookup) = err.downcast_ref::<Lookup>() {
-            return Some(lookup);
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
         }
         source = err.source();
     }
     None
+}
+
+/// Whether the guard refused the target somewhere down the error's source chain.
+fn is_blocked(e: &reqwest::Error, detail: &str) -> bool {
+    source_of::<Blocked>(e).is_some() || detail.contains(BLOCKED_MARKER)
 }
 
 /// Classifies a transport error by walking its source chain down to the I/O error.
@@ -389,7 +382,7 @@ pub fn classify_error(e: &reqwest::Error) -> Outcome {
     // before anything else.
     let class = if is_blocked(e, &detail) {
         FailureClass::Blocked
-    } else if lookup_failure(e).is_some() {
+    } else if source_of::<Lookup>(e).is_some() {
         FailureClass::Dns
     } else if e.is_connect() {
         connect_class(e, &detail)
