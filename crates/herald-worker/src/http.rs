@@ -77,6 +77,10 @@ impl fmt::Debug for EgressProxy {
 /// few KiB (rustls keeps up to 8 TLS 1.3 tickets per name; servers usually send 2).
 pub const TLS_SESSIONS: usize = 16_384;
 
+/// TLS 1.3 tickets rustls' session cache keeps per receiver: its size is counted in tickets,
+/// so a cache of `n` remembers `n / 8` receivers.
+const TICKETS_PER_RECEIVER: usize = 8;
+
 /// A CA certificate, as DER.
 pub type CaCertificate = rustls::pki_types::CertificateDer<'static>;
 
@@ -114,7 +118,8 @@ fn tls_config(extra_roots: &[CaCertificate]) -> Result<rustls::ClientConfig, Cli
         .with_root_certificates(roots)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    tls.resumption = rustls::client::Resumption::in_memory_sessions(TLS_SESSIONS);
+    tls.resumption =
+        rustls::client::Resumption::in_memory_sessions(TLS_SESSIONS * TICKETS_PER_RECEIVER);
     Ok(tls)
 }
 

@@ -15,7 +15,7 @@ use herald_core::FailureClass;
 use herald_worker::dns::{Dns, DnsError, FAILED_LOOKUP_TTL};
 use herald_worker::guard::{AllowList, Guard, GuardedResolver, Lookup};
 use herald_worker::http::{self, Client, ClientSettings};
-use support::{DnsServer, Zone};
+use support::{dns_settings, DnsServer, Zone};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -23,12 +23,13 @@ fn ip(s: &str) -> IpAddr {
 
 #[tokio::test]
 async fn an_answer_is_kept_for_its_ttl_then_asked_again() {
-    let server = DnsServer::start(&[
+    let server = DnsServer::start([
         ("long.test", Zone::Answer(vec![ip("93.184.216.34")], 3600)),
         ("short.test", Zone::Answer(vec![ip("93.184.216.35")], 1)),
     ])
-    .await;
-    let dns = Dns::new(&server.settings(Duration::from_secs(5))).unwrap();
+    .await
+    .unwrap();
+    let dns = Dns::new(&dns_settings(&server, Duration::from_secs(5))).unwrap();
     for _ in 0..50 {
         assert_eq!(
             dns.lookup("long.test").await.unwrap(),
@@ -61,8 +62,10 @@ async fn an_answer_is_kept_for_its_ttl_then_asked_again() {
 
 #[tokio::test]
 async fn a_missing_name_is_answered_from_the_cache_for_its_negative_ttl() {
-    let server = DnsServer::start(&[("gone.test", Zone::Missing(300))]).await;
-    let dns = Dns::new(&server.settings(Duration::from_secs(5))).unwrap();
+    let server = DnsServer::start([("gone.test", Zone::Missing(300))])
+        .await
+        .unwrap();
+    let dns = Dns::new(&dns_settings(&server, Duration::from_secs(5))).unwrap();
     let e = dns.lookup("gone.test").await.unwrap_err();
     assert!(matches!(e, DnsError::NoAddress { .. }), "{e:?}");
     let asked = server.queries("gone.test");
@@ -76,9 +79,11 @@ async fn a_missing_name_is_answered_from_the_cache_for_its_negative_ttl() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_costs_the_timeout_once_then_nothing() {
-    let server = DnsServer::start(&[("hang.test", Zone::Silent)]).await;
+    let server = DnsServer::start([("hang.test", Zone::Silent)])
+        .await
+        .unwrap();
     let timeout = Duration::from_millis(400);
-    let dns = Dns::new(&server.settings(timeout)).unwrap();
+    let dns = Dns::new(&dns_settings(&server, timeout)).unwrap();
     let started = Instant::now();
     let e = dns.lookup("hang.test").await.unwrap_err();
     let took = started.elapsed();
@@ -103,7 +108,7 @@ async fn a_server_that_never_answers_costs_the_timeout_once_then_nothing() {
 
 #[tokio::test]
 async fn the_guard_vets_every_answer_cached_or_not() {
-    let server = DnsServer::start(&[
+    let server = DnsServer::start([
         ("inside.test", Zone::Answer(vec![ip("10.1.2.3")], 3600)),
         (
             "mixed.test",
@@ -114,8 +119,9 @@ async fn the_guard_vets_every_answer_cached_or_not() {
             Zone::Answer(vec![ip("169.254.169.254")], 3600),
         ),
     ])
-    .await;
-    let dns = Dns::new(&server.settings(Duration::from_secs(5))).unwrap();
+    .await
+    .unwrap();
+    let dns = Dns::new(&dns_settings(&server, Duration::from_secs(5))).unwrap();
     let guarded = GuardedResolver::new(Arc::new(Guard::default()), dns.clone());
     for round in 0..3 {
         for host in ["inside.test", "metadata.test"] {
@@ -156,7 +162,7 @@ async fn receiver() -> SocketAddr {
 fn client(server: &DnsServer, allow: &str) -> Client {
     Client::new(ClientSettings {
         allow_targets: AllowList::parse(allow).unwrap(),
-        dns: server.settings(Duration::from_millis(500)),
+        dns: dns_settings(server, Duration::from_millis(500)),
         ..ClientSettings::default()
     })
     .unwrap()
@@ -179,12 +185,13 @@ fn bytes_body() -> Vec<u8> {
 #[tokio::test]
 async fn deliveries_resolve_through_the_server_and_fail_by_kind() {
     let rx = receiver().await;
-    let server = DnsServer::start(&[
+    let server = DnsServer::start([
         ("receiver.test", Zone::Answer(vec![ip("127.0.0.1")], 3600)),
         ("gone.test", Zone::Missing(60)),
         ("hang.test", Zone::Silent),
     ])
-    .await;
+    .await
+    .unwrap();
 
     let allowed = client(&server, "127.0.0.0/8");
     let url = format!("http://receiver.test:{}/hook", rx.port());

@@ -9,7 +9,9 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use herald_core::{FailureClass, Outcome};
+use herald_testkit::TestCa;
 use herald_worker::guard::AllowList;
 use herald_worker::http::{self, Client, ClientSettings};
 use hyper::body::Incoming;
@@ -17,8 +19,8 @@ use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use reqwest::header::HeaderMap;
 use tokio::net::TcpListener;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use tokio_rustls::rustls::{self, HandshakeKind, ServerConfig};
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::{self, HandshakeKind};
 use tokio_rustls::TlsAcceptor;
 
 /// A TLS receiver on 127.0.0.1 that records the HTTP version of each request and answers 200.
@@ -39,30 +41,12 @@ impl TlsReceiver {
     /// With `keep_alive` false, every HTTP/1.1 answer closes its connection: each request
     /// needs a new connection, and a new TLS handshake.
     async fn start_with(alpn: &[&[u8]], keep_alive: bool) -> TlsReceiver {
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca =
-            rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
-                .unwrap();
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
         // `localhost`, and any name under `hosts.test` (many receivers on one address).
-        let names = vec!["localhost".to_owned(), "*.hosts.test".to_owned()];
-        let leaf = rcgen::CertificateParams::new(names)
-            .unwrap()
-            .signed_by(&leaf_key, &ca)
-            .unwrap();
-        let cert = leaf.der().clone();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert], key)
-            .unwrap();
-        // Room for the sessions of many clients' names, as a busy receiver has.
-        config.session_storage = rustls::server::ServerSessionMemoryCache::new(4_096);
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let ca = TestCa::issue(&["localhost", "*.hosts.test"]).unwrap();
+        let mut config = ca.server_config(alpn).unwrap();
+        // Stateless session tickets, as most HTTPS servers issue them: a busy receiver resumes
+        // the sessions of any number of clients' names.
+        config.ticketer = rustls::crypto::ring::Ticketer::new().unwrap();
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -105,7 +89,7 @@ impl TlsReceiver {
         });
         TlsReceiver {
             port,
-            ca: ca.der().clone(),
+            ca: ca.ca_der(),
             versions,
             handshakes,
         }
@@ -201,10 +185,11 @@ async fn a_new_connection_to_a_host_seen_before_resumes_its_tls_session() {
 
 #[tokio::test]
 async fn sessions_of_more_receivers_than_rustls_keeps_by_default_still_resume() {
-    // 300 receivers, each a name of its own (resolved by a DNS server on loopback): rustls'
-    // default cache keeps the sessions of 256, so the first one's would be gone by the time it
-    // is delivered to again; the worker keeps 16,384.
-    const HOSTS: usize = 300;
+    // 2,100 receivers, each a name of its own (resolved by a DNS server on loopback): rustls'
+    // default cache keeps the sessions of 32 (256 tickets, 8 per name), and a cache of 16,384
+    // tickets those of 2,048, so the first one's would be gone by the time it is delivered to
+    // again; the worker keeps 16,384 receivers'.
+    const HOSTS: usize = 2_100;
     let rx = TlsReceiver::start_with(&[b"http/1.1"], false).await;
     let names: Vec<String> = (0..HOSTS).map(|i| format!("r{i}.hosts.test")).collect();
     let zones: Vec<(&str, support::Zone)> = names
@@ -214,18 +199,30 @@ async fn sessions_of_more_receivers_than_rustls_keeps_by_default_still_resume() 
             (n.as_str(), support::Zone::Answer(vec![ip], 3600))
         })
         .collect();
-    let dns = support::DnsServer::start(&zones).await;
+    let dns = support::DnsServer::start(zones).await.unwrap();
     let client = Client::new(ClientSettings {
         allow_targets: AllowList::parse("127.0.0.0/8").unwrap(),
         extra_roots: vec![rx.ca.clone()],
-        dns: dns.settings(Duration::from_secs(5)),
+        dns: support::dns_settings(&dns, Duration::from_secs(5)),
         ..ClientSettings::default()
     })
     .unwrap();
     let url =
         |name: &str| reqwest::Url::parse(&format!("https://{name}:{}/hook", rx.port)).unwrap();
-    for name in names.iter().chain(names.iter().take(10)) {
-        let attempt = http::post(&client, &url(name), HeaderMap::new(), b"{}".to_vec()).await;
+    // Every receiver once (32 at a time), then the first ten again, one after the other.
+    let deliver = |name: &str| {
+        let (client, url) = (client.clone(), url(name));
+        async move { http::post(&client, &url, HeaderMap::new(), b"{}".to_vec()).await }
+    };
+    let first: Vec<_> = futures::stream::iter(names.iter().map(|n| deliver(n)))
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    for attempt in first {
+        assert_eq!(attempt.outcome, Outcome::Delivered { status: 200 });
+    }
+    for name in names.iter().take(10) {
+        let attempt = deliver(name).await;
         assert_eq!(
             attempt.outcome,
             Outcome::Delivered { status: 200 },
@@ -244,7 +241,7 @@ async fn sessions_of_more_receivers_than_rustls_keeps_by_default_still_resume() 
         handshakes[HOSTS..]
             .iter()
             .all(|k| *k == HandshakeKind::Resumed),
-        "the first receivers, met again after 299 others, resume: {:?}",
+        "the first receivers, met again after 2,099 others, resume: {:?}",
         &handshakes[HOSTS..]
     );
 }
