@@ -20,6 +20,10 @@
 //! - `outage`: many receivers down at once: healthy endpoints' lateness, window by window, next
 //!   to K endpoints that hang, answer slowly, answer `503` or refuse connections, then heal;
 //!   one run per K and kind, 90 s each by default. Not part of `all`: too long.
+//! - `production`: HTTPS deliveries to 10,000 names resolved by a DNS server the bench runs,
+//!   receivers answering in 100 ms at the median and 2 s at p99, a few names missing, silent or
+//!   late in DNS; herald's CPU, handshakes, lookups and memory per delivery against a bare
+//!   client's doing the same work. Not part of `all`.
 //! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
 //! `--cluster-masters N` runs any scenario on a local Redis Cluster of N masters instead of one
@@ -98,11 +102,17 @@ enum Scenario {
     Api(scenarios::ApiArgs),
     /// Many receivers down at once (hanging, slow, 503, refusing), then healed; not in `all`.
     Outage(scenarios::OutageArgs),
+    /// HTTPS to many names through a real DNS server, slow receivers; herald against a bare
+    /// client. Not in `all`.
+    Production(Box<scenarios::ProductionArgs>),
     /// Runs the receiver alone until interrupted; prints its base URL first.
     Receive(ReceiveArgs),
     /// The bare POST loop of the ceiling (run by `ceiling` as a separate process).
     #[command(hide = true)]
     PostLoop(scenarios::PostLoopArgs),
+    /// The bare HTTPS client of `production` (run by it as a separate process).
+    #[command(hide = true)]
+    HttpsLoop(Box<scenarios::HttpsLoopArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -123,6 +133,11 @@ fn main() -> anyhow::Result<()> {
     match cli.scenario {
         Scenario::PostLoop(args) => {
             let v = rt.block_on(scenarios::post_loop(args))?;
+            println!("{v}");
+            return Ok(());
+        }
+        Scenario::HttpsLoop(args) => {
+            let v = rt.block_on(scenarios::https_loop(*args))?;
             println!("{v}");
             return Ok(());
         }
@@ -201,7 +216,13 @@ fn main() -> anyhow::Result<()> {
                 "outage",
                 json!({ "outage": scenarios::outage(&bench, a).await? }),
             ),
-            Scenario::Receive(_) | Scenario::PostLoop(_) => unreachable!("handled above"),
+            Scenario::Production(a) => (
+                "production",
+                json!({ "production": scenarios::production(&bench, a).await? }),
+            ),
+            Scenario::Receive(_) | Scenario::PostLoop(_) | Scenario::HttpsLoop(_) => {
+                unreachable!("handled above")
+            }
         };
         anyhow::Ok((name, results, machine))
     })?;

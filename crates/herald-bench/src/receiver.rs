@@ -132,7 +132,7 @@ impl Tracker {
         self.duplicates.load(Relaxed)
     }
 
-    fn record(&self, body: &[u8]) {
+    pub(crate) fn record(&self, body: &[u8]) {
         let now = now_us();
         self.requests.fetch_add(1, Relaxed);
         let _ = self.first_us.compare_exchange(0, now, Relaxed, Relaxed);

@@ -184,6 +184,72 @@ pub fn summary(results: &Value) -> Vec<Row> {
             Some(peak < 64.0),
         ));
     }
+    if let Some(p) = results.get("production") {
+        let (h, c) = (&p["herald"], &p["ceiling"]);
+        let what = format!(
+            "production: HTTPS to {} names, {} in flight{}",
+            n(f(&p["names"])),
+            p["in_flight"],
+            if p["http2"].as_bool() == Some(true) {
+                ", HTTP/2"
+            } else {
+                ""
+            }
+        );
+        let cpu_ratio = f(&p["herald_to_ceiling"]["cpu_us_per_delivery"]);
+        rows.push(with_noise(
+            row(
+                format!("{what}: CPU per delivery (workers + Redis)"),
+                format!(
+                    "{:.0} µs ({:.2}× the bare client's {:.0} µs)",
+                    f(&h["cpu_us_per_delivery"]),
+                    cpu_ratio,
+                    f(&c["cpu_us_per_delivery"])
+                ),
+                "≤ 1.3× the bare client's",
+                cpu_ratio.is_finite().then_some(cpu_ratio <= 1.3),
+            ),
+            noise(h),
+        ));
+        rows.push(row(
+            format!("{what}: deliveries/s"),
+            format!(
+                "{} /s (bare client {} /s)",
+                n(f(&h["deliveries_per_s"])),
+                n(f(&c["deliveries_per_s"]))
+            ),
+            "",
+            None,
+        ));
+        let resumed = f(&h["resumed_share_to_seen_name"]);
+        rows.push(row(
+            format!("{what}: new connections to a name met before that resume TLS"),
+            format!("{:.1} %", resumed * 100.0),
+            "≥ 90 %",
+            resumed.is_finite().then_some(resumed >= 0.9),
+        ));
+        let per_name = &h["dns_queries_per_resolving_name"];
+        let most = f(&per_name["max"]);
+        rows.push(row(
+            format!(
+                "{what}: DNS queries per name that resolves (TTL {} s)",
+                p["dns"]["ttl_s"]
+            ),
+            format!("mean {:.2}, at most {most:.0}", f(&per_name["mean"])),
+            "≤ 1 per name per TTL",
+            Some(most <= 1.0),
+        ));
+        rows.push(row(
+            format!("{what}: worker peak RSS, threads"),
+            format!(
+                "{:.1} MiB, {} threads",
+                f(&h["peak_rss_mib"]),
+                h["peak_threads"]
+            ),
+            "",
+            None,
+        ));
+    }
     if let Some(i) = results.get("idle") {
         rows.push(row(
             format!(

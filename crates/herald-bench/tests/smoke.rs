@@ -307,3 +307,43 @@ fn the_outage_scenario_counts_every_healthy_job_once_per_window() {
     );
     assert!(runs[1]["bad_delivered"].as_u64() > Some(0), "{}", runs[1]);
 }
+
+#[test]
+fn the_production_scenario_delivers_over_https_to_every_name_that_resolves() {
+    let doc = run_bench(
+        "herald-bench-production-smoke.json",
+        "herald-bench production failed",
+        |c| {
+            c.args(["production", "--names", "300", "--rounds", "2"])
+                .args(["--in-flight", "50", "--addresses", "4"])
+                .args(["--answer-p50", "5ms", "--answer-p99", "50ms"])
+                .args(["--dns-missing", "0.02", "--dns-silent", "0.01"])
+                .args(["--dns-slow", "0.02", "--dns-slow-delay", "100ms"])
+                .args(["--dns-timeout", "500ms"])
+        },
+    );
+    let p = &doc["results"]["production"];
+    let resolving = p["resolving_names"].as_u64().expect("resolving names");
+    assert!(resolving > 0 && resolving < 300, "{p}");
+    for run in ["ceiling", "herald"] {
+        let run = &p[run];
+        assert_eq!(run["expected"].as_u64(), Some(resolving * 2), "{run}");
+        assert_eq!(run["duplicates"].as_u64(), Some(0), "{run}");
+        // Every name that resolves was asked once: the answers' TTL outlives the run.
+        assert_eq!(
+            run["dns_queries_per_resolving_name"]["max"].as_u64(),
+            Some(1),
+            "{run}"
+        );
+    }
+    let herald = &p["herald"];
+    assert_eq!(
+        herald["delivered"].as_u64(),
+        Some(resolving * 2),
+        "{herald}"
+    );
+    assert!(
+        herald["resumed_handshakes_per_delivery"].as_f64() > Some(0.0),
+        "{herald}"
+    );
+}

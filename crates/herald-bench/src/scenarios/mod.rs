@@ -20,7 +20,9 @@
 //! - `api`: the management API's read routes over 10,000 endpoints and 100,000 dead letters.
 //! - `outage`: many receivers down at once (hanging, slow, `503`, refusing), then healed: the
 //!   healthy endpoints' lateness window by window, and how long recovery takes. Not in `all`.
-//! - `all`: every scenario but `outage` in turn.
+//! - `production`: HTTPS to 10,000 names through a real DNS server, slow receivers, failing
+//!   names; herald against a bare client doing the same deliveries. Not in `all`.
+//! - `all`: every scenario but `outage` and `production` in turn.
 
 mod all;
 mod api;
@@ -32,6 +34,7 @@ mod isolation;
 mod latency;
 mod memory;
 mod outage;
+mod production;
 mod redis;
 mod replicas;
 mod scripts;
@@ -48,6 +51,7 @@ pub use isolation::{isolation, IsolationArgs};
 pub use latency::{latency, LatencyArgs};
 pub use memory::{memory, MemoryArgs};
 pub use outage::{outage, OutageArgs};
+pub use production::{https_loop, production, HttpsLoopArgs, ProductionArgs};
 pub use redis::{redis, RedisArgs};
 pub use replicas::{replicas, ReplicasArgs};
 pub use scripts::{scripts, ScriptsArgs};
