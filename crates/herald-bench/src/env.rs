@@ -581,3 +581,46 @@ impl Fleet {
         }
     }
 }
+
+/// A `herald serve` process (the API), killed on drop.
+pub struct Serve {
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+}
+
+impl Serve {
+    /// Starts `herald serve` on a free port over `redis` (namespace `namespace`, `shards`
+    /// shards), accepting the hashed token `hashed`, and waits until it answers `/healthz`.
+    /// Its request log is written as in production (`RUST_LOG=info`), then dropped.
+    pub async fn start(
+        herald: &Path,
+        redis: &Redis,
+        namespace: &str,
+        shards: u16,
+        hashed: &str,
+    ) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let child = tokio::process::Command::new(herald)
+            .arg("serve")
+            .envs(redis.herald_env())
+            .env("HERALD_NAMESPACE", namespace)
+            .env("HERALD_SHARDS", shards.to_string())
+            .env("HERALD_API_TOKENS", hashed)
+            .env("HERALD_API_ADDR", format!("127.0.0.1:{port}"))
+            .env("HERALD_ALLOW_TARGETS", "127.0.0.0/8")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting herald serve")?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder().no_proxy().build()?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "herald serve did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self { child, base })
+    }
+}

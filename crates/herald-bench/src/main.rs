@@ -1,8 +1,8 @@
 //! `herald-bench`: measures herald against its own `redis-server` and a fast local receiver,
 //! with real `herald worker` processes, and prints the figures as a table and as JSON.
 //!
-//! - `all`: every scenario below but `outage`, in turn (three to ten minutes on two cores with
-//!   the defaults).
+//! - `all`: every scenario below but `outage`, `production` and `ingest`, in turn (three to
+//!   ten minutes on two cores with the defaults).
 //! - `throughput`: (a) the ceiling, a bare reqwest POST loop against the receiver without
 //!   Redis; (b) end-to-end deliveries per second of 1 and then 2 workers.
 //! - `enqueue`: (e) `enqueue_batch` throughput, and Redis memory per queued job (f).
@@ -24,6 +24,9 @@
 //!   receivers answering in 100 ms at the median and 2 s at p99, a few names missing, silent or
 //!   late in DNS; herald's CPU, handshakes, lookups and memory per delivery against a bare
 //!   client's doing the same work. Not part of `all`.
+//! - `ingest`: single-job enqueues over HTTP through `herald serve`, driven by `h2load` (64
+//!   connections, 20,000 requests), while one worker delivers them: `serve`'s CPU per enqueue
+//!   and the end-to-end rate. Not part of `all`.
 //! - `receive`: the receiver alone, for the peer comparison in `peers/`.
 //!
 //! `--cluster-masters N` runs any scenario on a local Redis Cluster of N masters instead of one
@@ -105,6 +108,9 @@ enum Scenario {
     /// HTTPS to many names through a real DNS server, slow receivers; herald against a bare
     /// client. Not in `all`.
     Production(Box<scenarios::ProductionArgs>),
+    /// Single-job enqueues over HTTP through `herald serve` (h2load) while a worker delivers;
+    /// not in `all`.
+    Ingest(scenarios::IngestArgs),
     /// Runs the receiver alone until interrupted; prints its base URL first.
     Receive(ReceiveArgs),
     /// The bare POST loop of the ceiling (run by `ceiling` as a separate process).
@@ -215,6 +221,10 @@ fn main() -> anyhow::Result<()> {
             Scenario::Outage(a) => (
                 "outage",
                 json!({ "outage": scenarios::outage(&bench, a).await? }),
+            ),
+            Scenario::Ingest(a) => (
+                "ingest",
+                json!({ "ingest": scenarios::ingest(&bench, a).await? }),
             ),
             Scenario::Production(a) => (
                 "production",

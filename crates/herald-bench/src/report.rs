@@ -250,6 +250,38 @@ pub fn summary(results: &Value) -> Vec<Row> {
             None,
         ));
     }
+    if let Some(i) = results.get("ingest") {
+        let what = format!(
+            "ingest: {} single-job POSTs over {} connections{}",
+            n(f(&i["jobs"])),
+            i["connections"],
+            if i["worker"].as_bool() == Some(true) {
+                ", one worker delivering"
+            } else {
+                ""
+            }
+        );
+        let serve = f(&i["serve_cpu_ms_per_job"]);
+        rows.push(with_noise(
+            row(
+                format!("{what}: `serve` CPU per enqueue"),
+                format!("{serve:.3} ms"),
+                "≤ 0.05 ms",
+                Some(serve <= 0.05),
+            ),
+            noise(i),
+        ));
+        rows.push(row(
+            format!("{what}: enqueued, end to end"),
+            format!(
+                "{} /s, {} /s",
+                n(f(&i["enqueued_per_s"])),
+                n(f(&i["end_to_end_per_s"]))
+            ),
+            "",
+            None,
+        ));
+    }
     if let Some(i) = results.get("idle") {
         rows.push(row(
             format!(

@@ -347,3 +347,25 @@ fn the_production_scenario_delivers_over_https_to_every_name_that_resolves() {
         "{herald}"
     );
 }
+
+#[test]
+fn the_ingest_scenario_enqueues_over_http_and_delivers_every_job() {
+    let doc = run_bench(
+        "herald-bench-ingest-smoke.json",
+        "herald-bench ingest failed (it needs h2load: apt-get install nghttp2-client)",
+        |c| {
+            c.args(["ingest", "--ingest-jobs", "2000"]).args([
+                "--ingest-connections",
+                "8",
+                "--ingest-endpoints",
+                "20",
+            ])
+        },
+    );
+    let i = &doc["results"]["ingest"];
+    assert_eq!(i["jobs"].as_u64(), Some(2000), "{i}");
+    // Every enqueue answered 2xx (the scenario fails otherwise), every job arrived.
+    assert!(i["delivered"].as_u64() >= Some(2000), "{i}");
+    assert!(i["serve_cpu_ms_per_job"].as_f64() > Some(0.0), "{i}");
+    assert!(i["end_to_end_per_s"].as_f64() > Some(0.0), "{i}");
+}

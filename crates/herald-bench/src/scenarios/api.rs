@@ -2,7 +2,7 @@
 //! deployed) over a store of 10,000 endpoints and 100,000 dead letters, asked one request at
 //! a time over a kept-alive connection, with the time of each answer recorded per route.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::Args;
@@ -12,7 +12,7 @@ use herald_producer::NewJob;
 use serde_json::{json, Value};
 
 use super::shared::{producer, round, Bench, NAMESPACE};
-use crate::env::{self, free_port, Redis};
+use crate::env::{self, Serve};
 
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
@@ -29,35 +29,6 @@ pub struct ApiArgs {
 
 /// Dead letters per deleted endpoint.
 const DEAD_PER_ENDPOINT: u64 = 100;
-
-/// A `herald serve` process; killed on drop.
-struct Serve {
-    child: tokio::process::Child,
-    base: String,
-}
-
-impl Serve {
-    async fn start(b: &Bench, redis: &Redis, hashed: &str) -> anyhow::Result<Self> {
-        let port = free_port()?;
-        let child = tokio::process::Command::new(&b.herald)
-            .arg("serve")
-            .envs(redis.herald_env())
-            .env("HERALD_NAMESPACE", NAMESPACE)
-            .env("HERALD_SHARDS", b.common.shards.to_string())
-            .env("HERALD_API_TOKENS", hashed)
-            .env("HERALD_API_ADDR", format!("127.0.0.1:{port}"))
-            // Its request log is written as in production (RUST_LOG=info), then dropped.
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting herald serve")?;
-        Ok(Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        })
-    }
-}
 
 /// Makes the path of a route's next request from the previous answer (`None` at first).
 type NextPath = Box<dyn FnMut(Option<&Value>) -> String + Send>;
@@ -192,22 +163,13 @@ pub async fn api(b: &Bench, args: &ApiArgs) -> anyhow::Result<Value> {
         .output()
         .context("herald token new")?;
     let token: Value = serde_json::from_slice(&token.stdout).context("herald token new --json")?;
-    let serve = Serve::start(b, &redis, token["hashed"].as_str().context("hashed")?).await?;
+    let hashed = token["hashed"].as_str().context("hashed")?;
+    let serve = Serve::start(&b.herald, &redis, NAMESPACE, b.common.shards, hashed).await?;
     let bearer = format!("Bearer {}", token["token"].as_str().context("token")?);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .no_proxy()
         .build()?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client
-        .get(format!("{}/healthz", serve.base))
-        .send()
-        .await
-        .is_err()
-    {
-        anyhow::ensure!(Instant::now() < deadline, "herald serve did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let n_live = live.len();
     let n_doomed = doomed.len();

@@ -18,11 +18,13 @@
 //!   answers (issue 10).
 //! - `replicas`: what waiting for a replica on enqueue costs (`HERALD_ENQUEUE_WAIT_REPLICAS`).
 //! - `api`: the management API's read routes over 10,000 endpoints and 100,000 dead letters.
+//! - `ingest`: single-job enqueues over HTTP through `herald serve` (driven by `h2load`) while
+//!   a worker delivers them: `serve`'s CPU per enqueue, the end-to-end rate. Not in `all`.
 //! - `outage`: many receivers down at once (hanging, slow, `503`, refusing), then healed: the
 //!   healthy endpoints' lateness window by window, and how long recovery takes. Not in `all`.
 //! - `production`: HTTPS to 10,000 names through a real DNS server, slow receivers, failing
 //!   names; herald against a bare client doing the same deliveries. Not in `all`.
-//! - `all`: every scenario but `outage` and `production` in turn.
+//! - `all`: every scenario but `outage`, `production` and `ingest` in turn.
 
 mod all;
 mod api;
@@ -30,6 +32,7 @@ mod backlog;
 mod ceiling;
 mod enqueue;
 mod idle;
+mod ingest;
 mod isolation;
 mod latency;
 mod memory;
@@ -47,6 +50,7 @@ pub use backlog::{backlog, BacklogArgs};
 pub use ceiling::{ceiling, post_loop, CeilingArgs, PostLoopArgs};
 pub use enqueue::{enqueue_rate, EnqueueArgs};
 pub use idle::{idle, IdleArgs};
+pub use ingest::{ingest, IngestArgs};
 pub use isolation::{isolation, IsolationArgs};
 pub use latency::{latency, LatencyArgs};
 pub use memory::{memory, MemoryArgs};
