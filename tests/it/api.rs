@@ -762,6 +762,59 @@ fn subscriptions_are_set_listed_removed_and_events_fan_out_once_per_key() {
     );
 }
 
+/// Enqueues through the API share one Redis connection, checked by no round trip before each
+/// call: when Redis restarts under it, the next enqueue goes on a new one (and reloads the
+/// scripts), and while Redis is down an enqueue fails with a 503 at once.
+#[test]
+fn enqueues_go_on_across_a_redis_restart_and_fail_with_503_while_it_is_down() {
+    let mut redis = RedisServer::start_with(
+        &[
+            "--appendonly".into(),
+            "yes".into(),
+            "--appendfsync".into(),
+            "always".into(),
+        ],
+        false,
+    );
+    let api = ApiServer::start(&redis.url(), "it-api-restart", 4);
+    api.admin(
+        "PUT",
+        "/api/v1/endpoints/dash-1",
+        Some(json!({"url": "https://hooks.example.com/a"})),
+    )
+    .expect(201);
+    let enqueue = |n: u32| {
+        api.admin(
+            "POST",
+            "/api/v1/endpoints/dash-1/jobs",
+            Some(json!({ "n": n })),
+        )
+    };
+    let first = enqueue(1).expect(202)["job_id"].clone();
+
+    // Restarted between two enqueues: the shared connection is gone, the call is not lost.
+    redis.restart();
+    let second = enqueue(2).expect(202)["job_id"].clone();
+
+    // Down: a clean 503, then the first enqueue after the restart goes through.
+    redis.kill();
+    let problem = enqueue(3).problem(503);
+    assert_eq!(problem["code"], "unavailable", "{problem}");
+    redis.restart();
+    let fourth = enqueue(4).expect(202)["job_id"].clone();
+
+    let mut queued = BTreeSet::new();
+    for id in [&first, &second, &fourth] {
+        let job = api
+            .get(&format!("/api/v1/jobs/{}", id.as_str().unwrap()))
+            .expect(200);
+        queued.insert(job["payload"]["n"].as_u64().unwrap());
+    }
+    assert_eq!(queued, BTreeSet::from([1, 2, 4]));
+    let stats = api.block_on(api.store().stats()).unwrap();
+    assert_eq!(stats.total.due + stats.total.scheduled, 3, "{stats:?}");
+}
+
 #[test]
 fn raw_jobs_are_enqueued_once_per_key_and_looked_up() {
     let redis = RedisServer::start();

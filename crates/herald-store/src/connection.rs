@@ -75,9 +75,15 @@ fn connection_info(redis_url: &str) -> Result<ConnectionInfo> {
 // One per store, behind its `Arc`: the variants' sizes do not matter.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Backend {
-    /// One node: a pool of connections for administrative calls, and the client that opens
-    /// connections of their own.
-    Node { pool: Pool, client: redis::Client },
+    /// One node: a pool of connections for administrative calls, the client that opens
+    /// connections of their own, and the connection that enqueues share (see
+    /// [`Backend::calls`]).
+    Node {
+        pool: Pool,
+        client: redis::Client,
+        calls: std::sync::Mutex<Option<MultiplexedConnection>>,
+        response_timeout: Duration,
+    },
     /// A Redis Cluster: one multiplexed cluster connection shared by every call (it holds a
     /// connection per node and follows the slot map), opened on first use.
     Cluster {
@@ -132,7 +138,12 @@ impl Backend {
                 .create_timeout(Some(CONNECTION_TIMEOUT))
                 .build()
                 .map_err(|e| StoreError::Config(e.to_string()))?;
-            return Ok(Backend::Node { pool, client });
+            return Ok(Backend::Node {
+                pool,
+                client,
+                calls: std::sync::Mutex::default(),
+                response_timeout,
+            });
         }
         let seeds = urls
             .iter()
@@ -169,6 +180,45 @@ impl Backend {
         match self {
             Backend::Node { pool, .. } => Ok(Pooled::Node(pool.get().await?)),
             Backend::Cluster { .. } => Ok(Pooled::Cluster(self.shared().await?)),
+        }
+    }
+
+    /// The connection that frequent short calls share (enqueues): on one node a multiplexed
+    /// connection kept open, on a cluster the shared cluster connection. Unlike a pooled one
+    /// it is not checked with a round trip (`PING`) before each call; a call that finds it
+    /// dropped reports so through [`Backend::drop_calls`], and the next call opens another.
+    pub(crate) async fn calls(&self) -> Result<Conn> {
+        match self {
+            Backend::Node {
+                client,
+                calls,
+                response_timeout,
+                ..
+            } => {
+                if let Some(c) = calls.lock().expect("calls connection lock").as_ref() {
+                    return Ok(Conn::Node(c.clone()));
+                }
+                let c = client
+                    .get_multiplexed_async_connection_with_config(&node_config(Some(
+                        *response_timeout,
+                    )))
+                    .await?;
+                // Two calls may have opened one each: the first kept wins, the other is used
+                // once and closed.
+                let mut kept = calls.lock().expect("calls connection lock");
+                Ok(Conn::Node(kept.get_or_insert(c).clone()))
+            }
+            Backend::Cluster { .. } => Ok(Conn::Cluster(self.shared().await?)),
+        }
+    }
+
+    /// Forgets the connection of [`Backend::calls`] after a call on it failed with `e`, when
+    /// `e` says the connection is gone (closed, reset, timed out): the next call opens another.
+    pub(crate) fn drop_calls(&self, e: &redis::RedisError) {
+        if let Backend::Node { calls, .. } = self {
+            if is_dropped(e) {
+                calls.lock().expect("calls connection lock").take();
+            }
         }
     }
 
@@ -271,6 +321,12 @@ impl Backend {
 }
 
 /// The settings of a connection to one node.
+/// Whether `e` says the connection it came on is gone (closed, reset, or silent past its
+/// response timeout), so that a call should go on another.
+pub(crate) fn is_dropped(e: &redis::RedisError) -> bool {
+    e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_timeout()
+}
+
 fn node_config(response_timeout: Option<Duration>) -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_response_timeout(response_timeout)

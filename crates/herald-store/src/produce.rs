@@ -8,7 +8,7 @@ use herald_core::{EndpointId, JobId};
 use redis::{FromRedisValue, Value};
 use serde::Serialize;
 
-use crate::connection::{run_split, run_split_waiting, Conn};
+use crate::connection::{is_dropped, run_split, run_split_waiting, Conn};
 use crate::keys::wake_endpoints_key;
 use crate::record::JobRecord;
 use crate::scripts::EnqueueCode;
@@ -393,9 +393,18 @@ impl Store {
         if !cluster {
             cmds.extend(hints.iter().cloned());
         }
-        let pooled = self.conn().await?;
-        let mut conn = pooled.shared();
         let wait = self.inner.enqueue_wait;
+        let backend = &self.inner.backend;
+        // Without waiting for replicas, enqueues share one connection with no check before
+        // each call (a pooled one costs a `PING` round trip per checkout); `WAIT` holds its
+        // connection until the replicas answer, so waiting enqueues take pooled ones.
+        let (_pooled, mut conn) = if wait.is_none() {
+            (None, backend.calls().await?)
+        } else {
+            let pooled = self.conn().await?;
+            let conn = pooled.shared();
+            (Some(pooled), conn)
+        };
         let (mut replies, rerun): (Vec<Value>, bool) =
             match run_split_waiting(&conn, cmds.clone(), wait).await {
                 Err(StoreError::Redis(e))
@@ -407,6 +416,24 @@ impl Store {
                     scripts.enqueue.load_async(&mut conn).await?;
                     scripts.enqueue_batch.load_async(&mut conn).await?;
                     (run_split_waiting(&conn, cmds, wait).await?, true)
+                }
+                Err(StoreError::Redis(e))
+                    if wait.is_none() && !self.is_cluster() && is_dropped(&e) =>
+                {
+                    // The shared connection was gone (Redis restarted, the network cut it):
+                    // once more on a new one, as above.
+                    backend.drop_calls(&e);
+                    conn = backend.calls().await?;
+                    let scripts = &self.inner.scripts;
+                    scripts.enqueue.load_async(&mut conn).await?;
+                    scripts.enqueue_batch.load_async(&mut conn).await?;
+                    match run_split_waiting(&conn, cmds, wait).await {
+                        Err(StoreError::Redis(e)) => {
+                            backend.drop_calls(&e);
+                            return Err(StoreError::Redis(e));
+                        }
+                        other => (other?, true),
+                    }
                 }
                 other => (other?, false),
             };
