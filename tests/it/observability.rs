@@ -307,6 +307,38 @@ fn readyz_follows_redis_away_and_back() {
 
 // ----- the queue-depth sampler -----
 
+/// A worker that serves no `/metrics` never takes the sampler lock: if it did, the fleet's
+/// queue depth would be sampled where nobody can read it, and shown by no worker.
+#[test]
+fn a_worker_without_a_metrics_server_leaves_sampling_to_one_with_it() {
+    let (_redis, herald) = redis_and_herald("it-obs-sampler-blind");
+    let rx = Receiver::start(|_, _| Reply::Status(200));
+    herald.set_endpoint("later", &format!("{}/hook", rx.url()));
+    for n in 0..2 {
+        let out = herald.run_stdin(
+            &["enqueue", "later", "-", "--delay", "1h"],
+            json!({"n": n}).to_string(),
+        );
+        out.assert_success();
+    }
+
+    // First, alone: it would take the lock now if it tried.
+    let blind = herald.spawn_worker(&[("HERALD_METRICS_ADDR", "")]);
+    let role = blind.wait_for_line(SAFETY_NET, |l| l.contains("queue depth"));
+    assert!(role.contains("no metrics server"), "{role}");
+
+    let seeing = herald.spawn_worker(&[]);
+    let role = seeing.wait_for_line(SAFETY_NET, |l| l.contains("samples queue depth"));
+    assert!(role.contains("this worker samples"), "{role}");
+    let s = scrape(&seeing);
+    assert_eq!(
+        value(&s, "herald_queue_jobs", &[("state", "scheduled")]),
+        Some(2.0)
+    );
+    seeing.stop(SAFETY_NET);
+    blind.stop(SAFETY_NET);
+}
+
 #[test]
 fn one_worker_at_a_time_samples_queue_depth() {
     let (_redis, herald) = redis_and_herald("it-obs-sampler");

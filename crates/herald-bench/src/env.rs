@@ -468,8 +468,9 @@ pub struct Fleet {
 
 impl Fleet {
     /// Starts `n` workers at once against `redis` (one node or a cluster), each with
-    /// `HERALD_ALLOW_TARGETS=127.0.0.0/8` (the receiver is on loopback), no metrics server, and
-    /// `env` on top; then waits until each says it is ready.
+    /// `HERALD_ALLOW_TARGETS=127.0.0.0/8` (the receiver is on loopback), a metrics server on a
+    /// free port of `127.0.0.1` (as deployed workers have one: one of them samples the store for
+    /// it), and `env` on top; then waits until each says it is ready.
     pub async fn start(
         herald: &Path,
         redis: &Redis,
@@ -515,7 +516,7 @@ impl Fleet {
             for (k, v) in redis.herald_env() {
                 cmd.env(k, v);
             }
-            cmd.env("HERALD_METRICS_ADDR", "")
+            cmd.env("HERALD_METRICS_ADDR", "127.0.0.1:0")
                 .env("HERALD_ALLOW_TARGETS", "127.0.0.0/8")
                 .env("RUST_LOG", "info")
                 .stdin(Stdio::null())

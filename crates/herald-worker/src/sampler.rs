@@ -6,7 +6,8 @@
 //! Counting costs a few commands per shard, so the fleet shares it: each worker tries every
 //! [`SAMPLE_EVERY`] (jittered) to take or renew a short lock (`SET NX PX` on the namespace's
 //! sampler key, holding this worker's random id). The holder keeps renewing it, so the series
-//! stays on one worker. A draining holder releases it, so the next worker to try takes over;
+//! stays on one worker; a worker without a metrics server (`HERALD_METRICS_ADDR` empty) never
+//! tries, having nowhere to show a sample. A draining holder releases it, so the next worker to try takes over;
 //! if the holder dies, the lock runs out after [`LOCK_TTL`] first. A worker that fails to
 //! renew stops reporting at once, and its last sample disappears from `/metrics` after
 //! [`LOCK_TTL`] in any case (see [`crate::metrics::StoreGauges`]), so two workers never show
@@ -38,6 +39,14 @@ pub const LOCK_TTL: Duration = Duration::from_secs(20);
 /// Samples the store while this worker holds the sampler lock, until `shutdown`.
 pub(crate) async fn run(ctx: Arc<Ctx>, shutdown: CancellationToken) {
     warn_if_redis_loses_jobs(&ctx.store).await;
+    if ctx.cfg.metrics_addr.is_none() {
+        // Its samples would be shown nowhere, and while it held the lock the workers that
+        // serve /metrics would show none either.
+        info!(
+            "no metrics server: this worker leaves sampling queue depth to workers that have one"
+        );
+        return;
+    }
     let id = format!("{:032x}", rand::rng().random::<u128>());
     // Whether this worker held the lock at the last try (None: not known yet); changes are
     // logged, so that an operator sees which worker samples.
