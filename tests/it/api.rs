@@ -767,15 +767,7 @@ fn subscriptions_are_set_listed_removed_and_events_fan_out_once_per_key() {
 /// scripts), and while Redis is down an enqueue fails with a 503 at once.
 #[test]
 fn enqueues_go_on_across_a_redis_restart_and_fail_with_503_while_it_is_down() {
-    let mut redis = RedisServer::start_with(
-        &[
-            "--appendonly".into(),
-            "yes".into(),
-            "--appendfsync".into(),
-            "always".into(),
-        ],
-        false,
-    );
+    let mut redis = RedisServer::start_with_aof("always");
     let api = ApiServer::start(&redis.url(), "it-api-restart", 4);
     api.admin(
         "PUT",

@@ -12,7 +12,7 @@ use herald_worker::metrics::{labelled_counters, Kind, CATALOG};
 use serde_json::{json, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
-use crate::support::herald::Worker;
+use crate::support::herald::{Herald, Worker};
 use crate::support::process::poll_until;
 use crate::support::receiver::{self, Receiver, Reply};
 use crate::support::{http_get, redis_and_herald, SAFETY_NET};
@@ -307,11 +307,9 @@ fn readyz_follows_redis_away_and_back() {
 
 // ----- the queue-depth sampler -----
 
-/// A worker that serves no `/metrics` never takes the sampler lock: if it did, the fleet's
-/// queue depth would be sampled where nobody can read it, and shown by no worker.
-#[test]
-fn a_worker_without_a_metrics_server_leaves_sampling_to_one_with_it() {
-    let (_redis, herald) = redis_and_herald("it-obs-sampler-blind");
+/// Two jobs for endpoint `later`, due in an hour: what the sampler counts as scheduled. The
+/// receiver they would go to lives as long as the returned value.
+fn two_jobs_an_hour_ahead(herald: &Herald) -> Receiver {
     let rx = Receiver::start(|_, _| Reply::Status(200));
     herald.set_endpoint("later", &format!("{}/hook", rx.url()));
     for n in 0..2 {
@@ -321,6 +319,15 @@ fn a_worker_without_a_metrics_server_leaves_sampling_to_one_with_it() {
         );
         out.assert_success();
     }
+    rx
+}
+
+/// A worker that serves no `/metrics` never takes the sampler lock: if it did, the fleet's
+/// queue depth would be sampled where nobody can read it, and shown by no worker.
+#[test]
+fn a_worker_without_a_metrics_server_leaves_sampling_to_one_with_it() {
+    let (_redis, herald) = redis_and_herald("it-obs-sampler-blind");
+    let _rx = two_jobs_an_hour_ahead(&herald);
 
     // First, alone: it would take the lock now if it tried.
     let blind = herald.spawn_worker(&[("HERALD_METRICS_ADDR", "")]);
@@ -342,15 +349,7 @@ fn a_worker_without_a_metrics_server_leaves_sampling_to_one_with_it() {
 #[test]
 fn one_worker_at_a_time_samples_queue_depth() {
     let (_redis, herald) = redis_and_herald("it-obs-sampler");
-    let rx = Receiver::start(|_, _| Reply::Status(200));
-    herald.set_endpoint("later", &format!("{}/hook", rx.url()));
-    for n in 0..2 {
-        let out = herald.run_stdin(
-            &["enqueue", "later", "-", "--delay", "1h"],
-            json!({"n": n}).to_string(),
-        );
-        out.assert_success();
-    }
+    let _rx = two_jobs_an_hour_ahead(&herald);
 
     let workers = [herald.spawn_worker(&[]), herald.spawn_worker(&[])];
     let roles: Vec<String> = workers

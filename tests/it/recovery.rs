@@ -223,15 +223,7 @@ fn malformed_job_records_go_to_the_dead_letter_store_and_the_worker_goes_on() {
 #[test]
 fn a_redis_outage_is_ridden_out_and_outcomes_reach_redis_when_it_returns() {
     // A Redis that keeps its data across the restart, as production Redis does.
-    let mut redis = RedisServer::start_with(
-        &[
-            "--appendonly".into(),
-            "yes".into(),
-            "--appendfsync".into(),
-            "always".into(),
-        ],
-        false,
-    );
+    let mut redis = RedisServer::start_with_aof("always");
     let herald = crate::support::Herald::new(&redis.url(), "it-outage");
     let rx = Receiver::start(receiver::slow(Duration::from_millis(300)));
     herald.set_endpoint("dash-1", &rx.url());

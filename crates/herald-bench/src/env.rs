@@ -378,18 +378,25 @@ pub async fn monitor(
     Ok((top, lua))
 }
 
-/// `VmHWM` (peak resident set) and `VmRSS` of a process, in KiB.
-pub fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+/// Numeric fields of `/proc/<pid>/status` (`"VmHWM:"`, `"Threads:"`, …), in the order asked.
+pub fn proc_status<const N: usize>(pid: u32, names: [&str; N]) -> anyhow::Result<[u64; N]> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| -> anyhow::Result<u64> {
-        status
+    let mut values = [0; N];
+    for (value, name) in values.iter_mut().zip(names) {
+        *value = status
             .lines()
             .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .with_context(|| format!("/proc/{pid}/status without {name}"))
-    };
-    Ok((field("VmHWM:")?, field("VmRSS:")?))
+            .with_context(|| format!("/proc/{pid}/status without {name}"))?;
+    }
+    Ok(values)
+}
+
+/// `VmHWM` (peak resident set) and `VmRSS` of a process, in KiB.
+pub fn memory_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let [hwm, rss] = proc_status(pid, ["VmHWM:", "VmRSS:"])?;
+    Ok((hwm, rss))
 }
 
 /// CPU time (user + system) a process has used so far, in seconds; 0 when unknown.

@@ -320,13 +320,13 @@ impl Backend {
     }
 }
 
-/// The settings of a connection to one node.
 /// Whether `e` says the connection it came on is gone (closed, reset, or silent past its
 /// response timeout), so that a call should go on another.
 pub(crate) fn is_dropped(e: &redis::RedisError) -> bool {
     e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_timeout()
 }
 
+/// The settings of a connection to one node.
 fn node_config(response_timeout: Option<Duration>) -> AsyncConnectionConfig {
     AsyncConnectionConfig::new()
         .set_response_timeout(response_timeout)

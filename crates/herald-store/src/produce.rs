@@ -408,32 +408,25 @@ impl Store {
         let (mut replies, rerun): (Vec<Value>, bool) =
             match run_split_waiting(&conn, cmds.clone(), wait).await {
                 Err(StoreError::Redis(e))
-                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+                        || (wait.is_none() && !cluster && is_dropped(&e)) =>
                 {
-                    // Redis lost its script cache (restart, SCRIPT FLUSH): load and run again.
-                    // A job of the first run that did land answers "duplicate id" now.
-                    let scripts = &self.inner.scripts;
-                    scripts.enqueue.load_async(&mut conn).await?;
-                    scripts.enqueue_batch.load_async(&mut conn).await?;
-                    (run_split_waiting(&conn, cmds, wait).await?, true)
-                }
-                Err(StoreError::Redis(e))
-                    if wait.is_none() && !self.is_cluster() && is_dropped(&e) =>
-                {
-                    // The shared connection was gone (Redis restarted, the network cut it):
-                    // once more on a new one, as above.
-                    backend.drop_calls(&e);
-                    conn = backend.calls().await?;
-                    let scripts = &self.inner.scripts;
-                    scripts.enqueue.load_async(&mut conn).await?;
-                    scripts.enqueue_batch.load_async(&mut conn).await?;
-                    match run_split_waiting(&conn, cmds, wait).await {
-                        Err(StoreError::Redis(e)) => {
-                            backend.drop_calls(&e);
-                            return Err(StoreError::Redis(e));
-                        }
-                        other => (other?, true),
+                    // Redis lost its script cache (restart, SCRIPT FLUSH), or the shared
+                    // connection was gone (Redis restarted, the network cut it): load the
+                    // scripts and run again, on a new connection for the latter. A job of the
+                    // first run that did land answers "duplicate id" now.
+                    if is_dropped(&e) {
+                        backend.drop_calls(&e);
+                        conn = backend.calls().await?;
                     }
+                    let scripts = &self.inner.scripts;
+                    scripts.enqueue.load_async(&mut conn).await?;
+                    scripts.enqueue_batch.load_async(&mut conn).await?;
+                    let again = run_split_waiting(&conn, cmds, wait).await;
+                    if let Err(StoreError::Redis(e)) = &again {
+                        backend.drop_calls(e);
+                    }
+                    (again?, true)
                 }
                 other => (other?, false),
             };

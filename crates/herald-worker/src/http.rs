@@ -102,8 +102,9 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<CaCertificate>, String
 
 /// The client's TLS configuration: what reqwest builds by default (TLS 1.2 and 1.3 on the ring
 /// provider, the webpki roots, SNI, ALPN `h2` then `http/1.1`), plus the CA certificates of
-/// `HERALD_CA_FILE`, and a session cache of [`TLS_SESSIONS`] receivers.
-fn tls_config(extra_roots: &[CaCertificate]) -> Result<rustls::ClientConfig, ClientError> {
+/// `HERALD_CA_FILE`, and a session cache of [`TLS_SESSIONS`] receivers. Public for the
+/// benchmark's bare client, which must set up TLS exactly as a worker does.
+pub fn tls_config(extra_roots: &[CaCertificate]) -> Result<rustls::ClientConfig, ClientError> {
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in extra_roots {

@@ -7,11 +7,11 @@
 //! [`SAMPLE_EVERY`] (jittered) to take or renew a short lock (`SET NX PX` on the namespace's
 //! sampler key, holding this worker's random id). The holder keeps renewing it, so the series
 //! stays on one worker; a worker without a metrics server (`HERALD_METRICS_ADDR` empty) never
-//! tries, having nowhere to show a sample. A draining holder releases it, so the next worker to try takes over;
-//! if the holder dies, the lock runs out after [`LOCK_TTL`] first. A worker that fails to
-//! renew stops reporting at once, and its last sample disappears from `/metrics` after
-//! [`LOCK_TTL`] in any case (see [`crate::metrics::StoreGauges`]), so two workers never show
-//! different numbers for long.
+//! tries, having nowhere to show a sample. A draining holder releases it, so the next worker
+//! to try takes over; if the holder dies, the lock runs out after [`LOCK_TTL`] first. A worker
+//! that fails to renew stops reporting at once, and its last sample disappears from `/metrics`
+//! after [`LOCK_TTL`] in any case (see [`crate::metrics::StoreGauges`]), so two workers never
+//! show different numbers for long.
 //!
 //! Every Redis answer here also tells the worker that Redis is reachable, so `/readyz` recovers
 //! after an outage even while the claim loop has nothing to claim.

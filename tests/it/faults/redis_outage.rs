@@ -52,15 +52,7 @@ fn slow_receiver() -> Receiver {
 fn redis_killed_and_restarted(appendfsync: &str) {
     let scale = Scale::from_env();
     let (jobs, kills) = scale.pick((3_000, 1), (10_000, 3));
-    let mut redis = RedisServer::start_with(
-        &[
-            "--appendonly".into(),
-            "yes".into(),
-            "--appendfsync".into(),
-            appendfsync.into(),
-        ],
-        false,
-    );
+    let mut redis = RedisServer::start_with_aof(appendfsync);
     let herald = Herald::new(&redis.url(), &format!("it-faults-redis-kill-{appendfsync}"));
     let rx = slow_receiver();
     let ledger = Ledger::new();

@@ -42,6 +42,13 @@ impl RedisServer {
         Self::start_with(&[], false)
     }
 
+    /// Starts a server that keeps its data across a restart in an append-only file, synced
+    /// as `appendfsync` says (`always`, `everysec`).
+    pub fn start_with_aof(appendfsync: &str) -> RedisServer {
+        let args = ["--appendonly", "yes", "--appendfsync", appendfsync];
+        Self::start_with(&args.map(String::from), false)
+    }
+
     /// Starts a server with `extra` arguments after the defaults (`--requirepass`, `--user`
     /// ...); with `tls`, the port speaks TLS only (`extra` must name the certificate files).
     pub fn start_with(extra: &[String], tls: bool) -> RedisServer {

@@ -213,11 +213,11 @@ impl Setup<'_> {
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .spawn()?;
-        let peak = sample_peaks(child.id());
+        let peak = PeakThreads::sample(child.id());
         let out = child.wait_with_output().await?;
         anyhow::ensure!(out.status.success(), "https-loop failed: {}", out.status);
         let mut v: Value = serde_json::from_slice(&out.stdout).context("https-loop output")?;
-        let (threads, _) = peak.finish().await;
+        let threads = peak.finish().await;
         v["cpu_s"] = v["client_cpu_s"].clone();
         v["peak_threads"] = json!(threads);
         Ok(v)
@@ -243,20 +243,25 @@ impl Setup<'_> {
                 EndpointId::new(format!("{prefix}-{i}"))
             })
             .collect::<Result<_, _>>()?;
-        let port = receivers.port;
-        futures::future::try_join_all(endpoints.chunks(plan.names.div_ceil(8).max(1)).map(
-            |chunk| {
-                let producer = producer.clone();
-                async move {
-                    for id in chunk {
-                        let i: usize = id.as_str().rsplit('-').next().unwrap_or("0").parse()?;
-                        let url = format!("https://{}:{port}/hook", plan.name(i));
-                        producer.store().set_endpoint(id, &url, None).await?;
-                    }
-                    anyhow::Ok(())
+        let urls: Vec<(&EndpointId, String)> = endpoints
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                (
+                    id,
+                    format!("https://{}:{}/hook", plan.name(i), receivers.port),
+                )
+            })
+            .collect();
+        futures::future::try_join_all(urls.chunks(plan.names.div_ceil(8).max(1)).map(|chunk| {
+            let producer = producer.clone();
+            async move {
+                for (id, url) in chunk {
+                    producer.store().set_endpoint(id, url, None).await?;
                 }
-            },
-        ))
+                anyhow::Ok(())
+            }
+        }))
         .await?;
         let mut env = b.worker_env(args.in_flight);
         env.push(("HERALD_CA_FILE", self.ca_file.display().to_string()));
@@ -267,7 +272,7 @@ impl Setup<'_> {
         ));
         let fleet = Fleet::start(&b.herald, &redis, 1, &env).await?;
         let pid = fleet.pids()[0];
-        let peak = sample_peaks(Some(pid));
+        let peak = PeakThreads::sample(Some(pid));
         let (cpu_worker, cpu_redis) = (env::cpu_seconds(Some(pid)), redis.cpu_seconds());
         let stats_before = redis.commandstats().await?;
         let started = Instant::now();
@@ -318,7 +323,7 @@ impl Setup<'_> {
                 )
             })
             .collect();
-        let (threads, _) = peak.finish().await;
+        let threads = peak.finish().await;
         let (hwm, _) = env::memory_kib(pid)?;
         fleet.stop().await;
         let per = |s: f64| round(s * 1e6 / expected.max(1) as f64, 1);
@@ -338,46 +343,36 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
-/// The most threads and the largest resident set a process had, sampled every 50 ms until
-/// [`Peaks::finish`].
-struct Peaks {
-    task: tokio::task::JoinHandle<(u64, u64)>,
+/// The most threads a process had, sampled every 50 ms until [`PeakThreads::finish`].
+struct PeakThreads {
+    task: tokio::task::JoinHandle<u64>,
     stop: tokio_util::sync::CancellationToken,
 }
 
-fn sample_peaks(pid: Option<u32>) -> Peaks {
-    let stop = tokio_util::sync::CancellationToken::new();
-    let until = stop.clone();
-    let task = tokio::spawn(async move {
-        let (mut threads, mut rss) = (0, 0);
-        let Some(pid) = pid else {
-            return (0, 0);
-        };
-        loop {
-            if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-                let field = |name: &str| {
-                    status
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                        .unwrap_or(0)
-                };
-                threads = threads.max(field("Threads:"));
-                rss = rss.max(field("VmRSS:"));
+impl PeakThreads {
+    fn sample(pid: Option<u32>) -> Self {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let until = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut most = 0;
+            let Some(pid) = pid else {
+                return most;
+            };
+            loop {
+                if let Ok([threads]) = env::proc_status(pid, ["Threads:"]) {
+                    most = most.max(threads);
+                }
+                tokio::select! {
+                    _ = until.cancelled() => return most,
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                }
             }
-            tokio::select! {
-                _ = until.cancelled() => return (threads, rss),
-                _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-            }
-        }
-    });
-    Peaks { task, stop }
-}
+        });
+        Self { task, stop }
+    }
 
-impl Peaks {
-    /// (threads, RSS in KiB) at their highest.
-    async fn finish(self) -> (u64, u64) {
+    async fn finish(self) -> u64 {
         self.stop.cancel();
-        self.task.await.unwrap_or((0, 0))
+        self.task.await.unwrap_or(0)
     }
 }

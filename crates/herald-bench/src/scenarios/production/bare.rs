@@ -1,7 +1,8 @@
 //! The production scenario's ceiling: the same deliveries through a bare client, run as a
 //! separate process (the hidden `herald-bench https-loop`) so that its CPU time is its own.
-//! The client is set up as a worker's: reqwest over rustls (ring), trusting the run's CA, ALPN
-//! `h2` then `http/1.1`, a session cache of 16,384 receivers, keep-alive pool, no redirects;
+//! The client is set up as a worker's: reqwest over the worker's own rustls configuration
+//! (`herald_worker::http::tls_config`, with the run's CA as `HERALD_CA_FILE` would add it),
+//! keep-alive pool, no redirects;
 //! names resolved by a caching hickory resolver asking the run's DNS server, with the workers'
 //! lookup timeout. Only herald's work is missing: Redis, claims, signing, the SSRF guard,
 //! settlement.
@@ -12,14 +13,11 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use clap::Args;
 use hickory_resolver::config::{NameServerConfig, NameServerConfigGroup, ResolverConfig};
 use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::TokioResolver;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::CertificateDer;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
@@ -27,10 +25,6 @@ use super::plan::{Plan, PlanArgs};
 use crate::env;
 use crate::receiver::payload;
 use crate::scenarios::shared::{parse_duration, round};
-
-/// The receivers whose TLS sessions the client keeps, as a worker: rustls counts its cache in
-/// tickets, 8 per receiver.
-const TLS_SESSIONS: usize = 16_384 * 8;
 
 /// What the parent passes to `herald-bench https-loop`.
 #[derive(Debug, Clone, Args)]
@@ -74,18 +68,8 @@ impl reqwest::dns::Resolve for Resolver {
 }
 
 fn client(args: &HttpsLoopArgs) -> anyhow::Result<reqwest::Client> {
-    let pem = std::fs::read(&args.ca_file).context("reading the CA file")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert?)?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(rustls::ALL_VERSIONS)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    tls.resumption = rustls::client::Resumption::in_memory_sessions(TLS_SESSIONS);
+    let ca = herald_worker::http::read_ca_file(&args.ca_file).map_err(anyhow::Error::msg)?;
+    let tls = herald_worker::http::tls_config(&ca)?;
     let mut group = NameServerConfigGroup::with_capacity(2);
     group.push(NameServerConfig::new(args.dns, Protocol::Udp));
     group.push(NameServerConfig::new(args.dns, Protocol::Tcp));
