@@ -1019,3 +1019,70 @@ fn a_lease_lost_with_redis_writes_never_matches_a_later_lease() {
         assert_eq!(live.applied, [true]);
     });
 }
+
+#[test]
+fn a_settle_batch_that_names_a_job_twice_settles_it_once() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        limit(&store, &ep, 2).await;
+        for i in 0..4 {
+            store
+                .enqueue(&NewJob::new(
+                    ep.clone(),
+                    format!("{{\"i\":{i}}}").into_bytes(),
+                ))
+                .await
+                .unwrap();
+        }
+        let lease = Duration::from_secs(60);
+        let first = claim(&store, &mut conn, 10, lease).await;
+        assert_eq!(first.jobs.len(), 2);
+        let twice = settlement(&first.jobs[0], Settle::Ack);
+        let report = store
+            .settle(&mut conn, 0, &[twice.clone(), twice], 5, 32)
+            .await
+            .unwrap();
+        assert_eq!(report.applied, [true, false]);
+        // One slot came free, not two: the other job still holds its own.
+        let next = claim(&store, &mut conn, 10, lease).await;
+        assert_eq!(next.jobs.len(), 1);
+    });
+}
+
+#[test]
+fn a_claim_and_a_settlement_of_2500_jobs_at_once_lease_and_settle_every_one() {
+    // Far beyond a worker's usual batch: a script that reads or writes a call's jobs with
+    // variadic commands must still lease each job once, with its own token, and settle all.
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let mut conn = store.conn().await.unwrap();
+        limit(&store, &ep, 5_000).await;
+        let jobs: Vec<NewJob> = (0..2_500)
+            .map(|i| NewJob::new(ep.clone(), format!("{{\"i\":{i}}}").into_bytes()))
+            .collect();
+        for enqueued in store.enqueue_batch(&jobs).await.unwrap() {
+            enqueued.unwrap();
+        }
+        let claimed = claim(&store, &mut conn, 2_500, Duration::from_secs(60)).await;
+        assert_eq!(claimed.jobs.len(), 2_500);
+        let mut tokens: Vec<u64> = claimed.jobs.iter().map(|j| j.token).collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        assert_eq!(tokens.len(), 2_500, "every lease has its own token");
+        let items: Vec<Settlement> = claimed
+            .jobs
+            .iter()
+            .map(|job| settlement(job, Settle::Ack))
+            .collect();
+        let report = store.settle(&mut conn, 0, &items, 5, 32).await.unwrap();
+        assert!(report.applied.iter().all(|applied| *applied));
+        for job in &claimed.jobs {
+            assert!(store.job(&job.id).await.unwrap().is_none());
+        }
+        let stats = store.stats().await.unwrap();
+        assert_eq!((stats.total.due, stats.total.in_flight), (0, 0));
+    });
+}
