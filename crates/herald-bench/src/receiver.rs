@@ -9,14 +9,19 @@
 //! jobs are counted exactly), the clock gives the enqueue-to-receipt latency when asked for.
 //!
 //! `GET /stats` answers the tracker's counts as JSON (the BullMQ peer script reads them).
+//!
+//! A tracker made [`Tracker::with_arrivals`] also keeps when each `webhook-id` first arrived
+//! (wall clock, ms), which the memory scenario sets against the claim time of the job's lease.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderName, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hdrhistogram::Histogram;
 use serde_json::json;
@@ -50,6 +55,9 @@ pub(crate) fn header(body: &[u8]) -> Option<(u64, u64)> {
     }
     Some((field(body, b"\"i\":")?, field(body, b"\"t\":")?))
 }
+
+/// The receiver's accept queue (see [`Receiver::start`]).
+const ACCEPT_QUEUE: u32 = 16_384;
 
 /// Latency above which a job's receipt is kept in [`Tracker::slow`] (10 ms, issue 6's p99).
 pub const SLOW_US: u64 = 10_000;
@@ -87,6 +95,8 @@ pub struct Tracker {
     pub hung: AtomicU64,
     /// Cancelled by [`Tracker::release_hung`]: what the hanging requests wait for.
     release: CancellationToken,
+    /// `webhook-id` -> wall clock (ms since the epoch) of its first arrival, when asked for.
+    pub arrivals: Option<Mutex<HashMap<String, u64>>>,
 }
 
 impl Tracker {
@@ -115,7 +125,14 @@ impl Tracker {
             delay,
             hung: AtomicU64::new(0),
             release: CancellationToken::new(),
+            arrivals: None,
         })
+    }
+
+    /// Also keeps when each `webhook-id` first arrived ([`Tracker::arrivals`]).
+    pub fn with_arrivals(mut self) -> Self {
+        self.arrivals = Some(Mutex::new(HashMap::new()));
+        self
     }
 
     /// Answers every request held on the hanging path, and those that come later, with a `503`
@@ -201,7 +218,14 @@ impl Receiver {
             .route("/hang", post(hang))
             .fallback(receive)
             .with_state(current.clone());
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        // A deep accept queue: a worker opening thousands of connections at once (the memory
+        // scenario) overflows tokio's default of 1,024, and every SYN dropped is retried by the
+        // kernel a second later, which would show as the worker's delay. The kernel caps it at
+        // net.core.somaxconn.
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(std::net::SocketAddr::from(([127, 0, 0, 1], port)))?;
+        let listener = socket.listen(ACCEPT_QUEUE)?;
         let base_url = format!("http://{}", listener.local_addr()?);
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Self { base_url, current })
@@ -245,14 +269,31 @@ impl Drop for Held<'_> {
     }
 }
 
-async fn receive(State(current): State<Current>, body: Bytes) -> &'static str {
+async fn receive(State(current): State<Current>, request: Request) -> Response {
     let tracker = current.read().expect("lock").clone();
+    if let Some(arrivals) = &tracker.arrivals {
+        let at = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        if let Some(id) = request
+            .headers()
+            .get("webhook-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            let mut arrivals = arrivals.lock().expect("lock");
+            arrivals.entry(id.to_owned()).or_insert(at);
+        }
+    }
+    let body = match Bytes::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(refused) => return refused.into_response(),
+    };
     if !tracker.delay.is_zero() {
         let _held = Held::new(&tracker);
         tokio::time::sleep(tracker.delay).await;
     }
     tracker.record(&body);
-    "ok"
+    "ok".into_response()
 }
 
 /// The hanging endpoint: the body is read (the extractor), then nothing is sent until the run

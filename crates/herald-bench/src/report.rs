@@ -183,6 +183,18 @@ pub fn summary(results: &Value) -> Vec<Row> {
             "< 64 MiB",
             Some(peak < 64.0),
         ));
+        let c2r = &m["claim_to_receipt_ms"];
+        if let Some(p99) = c2r["p99"].as_f64() {
+            rows.push(row(
+                format!(
+                    "claim to receipt, {} in flight: p50 / p99 / max",
+                    m["in_flight_target"]
+                ),
+                format!("{} / {} / {} ms", c2r["p50"], c2r["p99"], c2r["max"]),
+                "p99 < 50 ms",
+                Some(p99 < 50.0),
+            ));
+        }
     }
     if let Some(p) = results.get("production") {
         let (h, c) = (&p["herald"], &p["ceiling"]);

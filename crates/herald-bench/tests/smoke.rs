@@ -113,6 +113,12 @@ fn every_scenario_runs_and_delivers_each_job_once() {
         Some(10_000)
     );
     assert_delivered_once("memory", &r["memory"]);
+    // Claim-to-receipt is measured for the jobs whose lease was seen in flight (polled every
+    // 200 ms, each held 200 ms here): some, never more than arrived.
+    let claim_to_receipt = &r["memory"]["claim_to_receipt_ms"];
+    let matched = claim_to_receipt["jobs"].as_u64().unwrap_or(0);
+    assert!(matched > 0 && matched <= 200, "{claim_to_receipt}");
+    assert!(claim_to_receipt["p99"].is_u64(), "{claim_to_receipt}");
     let pickup = &r["idle"]["pickup"];
     assert_eq!(pickup["delivered"].as_u64(), Some(5), "{pickup}");
     assert_eq!(pickup["duplicates"].as_u64(), Some(0), "{pickup}");
