@@ -25,6 +25,8 @@ pub enum UrlError {
     Credentials,
     #[error("the URL has a fragment (#...), which is never sent to the server")]
     Fragment,
+    #[error("the URL's port is 0, which no server listens on")]
+    PortZero,
 }
 
 /// Checks a webhook URL and returns it parsed.
@@ -51,6 +53,9 @@ pub fn validate_webhook_url(input: &str) -> Result<Url, UrlError> {
     }
     if url.fragment().is_some() {
         return Err(UrlError::Fragment);
+    }
+    if url.port() == Some(0) {
+        return Err(UrlError::PortZero);
     }
     Ok(url)
 }
@@ -107,5 +112,14 @@ mod tests {
             Err(UrlError::Fragment)
         );
         assert!(validate_webhook_url("javascript:alert(1)").is_err());
+        assert_eq!(
+            validate_webhook_url("http://example.com:0/"),
+            Err(UrlError::PortZero)
+        );
+        assert_eq!(
+            validate_webhook_url("https://example.com:00/"),
+            Err(UrlError::PortZero)
+        );
+        assert!(validate_webhook_url("https://example.com:1/").is_ok());
     }
 }
