@@ -94,6 +94,19 @@ async fn limit(store: &Store, ep: &EndpointId, max_in_flight: u32) {
         .unwrap();
 }
 
+/// Enqueues `n` jobs for `ep`, due now, with payloads `{"i":0}` to `{"i":n-1}`.
+async fn enqueue_numbered(store: &Store, ep: &EndpointId, n: usize) {
+    for i in 0..n {
+        store
+            .enqueue(&NewJob::new(
+                ep.clone(),
+                format!("{{\"i\":{i}}}").into_bytes(),
+            ))
+            .await
+            .unwrap();
+    }
+}
+
 /// Takes back shard 0's expired leases.
 async fn expire(
     store: &Store,
@@ -303,15 +316,7 @@ fn a_claim_sends_each_endpoints_json_once_and_every_job_gets_it() {
     runtime().block_on(async {
         let (store, ep) = store(&redis).await;
         let mut conn = store.conn().await.unwrap();
-        for i in 0..5 {
-            store
-                .enqueue(&NewJob::new(
-                    ep.clone(),
-                    format!("{{\"i\":{i}}}").into_bytes(),
-                ))
-                .await
-                .unwrap();
-        }
+        enqueue_numbered(&store, &ep, 5).await;
         let claimed = claim(&store, &mut conn, 10, Duration::from_secs(60)).await;
         assert_eq!(claimed.jobs.len(), 5);
         for job in &claimed.jobs {
@@ -475,15 +480,7 @@ fn an_endpoint_judged_slow_takes_jobs_from_the_slow_lane_only() {
             .await
             .unwrap();
         for ep in [&slow, &fast] {
-            for i in 0..4 {
-                store
-                    .enqueue(&NewJob::new(
-                        ep.clone(),
-                        format!("{{\"i\":{i}}}").into_bytes(),
-                    ))
-                    .await
-                    .unwrap();
-            }
+            enqueue_numbered(&store, ep, 4).await;
         }
         let verdict = |e: &str, slow: bool| vec![(e.to_owned(), slow)];
         assert_eq!(
@@ -585,15 +582,7 @@ fn an_endpoint_at_its_in_flight_limit_is_skipped_until_a_settlement_frees_a_slot
         let (store, ep) = store(&redis).await;
         let mut conn = store.conn().await.unwrap();
         limit(&store, &ep, 2).await;
-        for i in 0..5 {
-            store
-                .enqueue(&NewJob::new(
-                    ep.clone(),
-                    format!("{{\"i\":{i}}}").into_bytes(),
-                ))
-                .await
-                .unwrap();
-        }
+        enqueue_numbered(&store, &ep, 5).await;
         let lease = Duration::from_secs(60);
         let first = claim(&store, &mut conn, 10, lease).await;
         assert_eq!(
@@ -1027,15 +1016,7 @@ fn a_settle_batch_that_names_a_job_twice_settles_it_once() {
         let (store, ep) = store(&redis).await;
         let mut conn = store.conn().await.unwrap();
         limit(&store, &ep, 2).await;
-        for i in 0..4 {
-            store
-                .enqueue(&NewJob::new(
-                    ep.clone(),
-                    format!("{{\"i\":{i}}}").into_bytes(),
-                ))
-                .await
-                .unwrap();
-        }
+        enqueue_numbered(&store, &ep, 4).await;
         let lease = Duration::from_secs(60);
         let first = claim(&store, &mut conn, 10, lease).await;
         assert_eq!(first.jobs.len(), 2);

@@ -8,7 +8,8 @@
 //! - `enqueue`: (e) `enqueue_batch` throughput, and Redis memory per queued job (f).
 //! - `latency`: (c) enqueue-to-receipt latency at a fixed offered rate.
 //! - `backlog`: (d) end-to-end throughput with a million jobs scheduled for later.
-//! - `memory`: (f) a worker's peak RSS with 1,000 deliveries in flight.
+//! - `memory`: (f) a worker's peak RSS with 1,000 deliveries in flight, and each delivery's
+//!   time from claim to receipt.
 //! - `idle`: Redis commands per second of an idle fleet, and pickup latency (issue 2).
 //! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
 //! - `redis`: claim and settle through the store API without HTTP, concurrent loops draining a
@@ -89,7 +90,7 @@ enum Scenario {
     Latency(scenarios::LatencyArgs),
     /// End-to-end throughput with jobs scheduled for later sitting in the sets.
     Backlog(scenarios::BacklogArgs),
-    /// A worker's peak RSS with many deliveries in flight.
+    /// A worker's peak RSS with many deliveries in flight, and claim-to-receipt times.
     Memory(scenarios::MemoryArgs),
     /// Redis commands per second of an idle fleet, then pickup latency.
     Idle(scenarios::IdleArgs),

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
@@ -272,9 +272,7 @@ impl Drop for Held<'_> {
 async fn receive(State(current): State<Current>, request: Request) -> Response {
     let tracker = current.read().expect("lock").clone();
     if let Some(arrivals) = &tracker.arrivals {
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let at = now_us() / 1000;
         if let Some(id) = request
             .headers()
             .get("webhook-id")

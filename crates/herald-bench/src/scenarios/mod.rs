@@ -9,7 +9,8 @@
 //! - `latency`: (c) enqueue-to-receipt latency at a fixed offered rate.
 //! - `backlog`: (d) end-to-end throughput with jobs scheduled for later in the store.
 //! - `enqueue`: (e) `enqueue_batch` throughput, and Redis memory per queued job.
-//! - `memory`: (f) a worker's peak RSS with many deliveries in flight.
+//! - `memory`: (f) a worker's peak RSS with many deliveries in flight, and each delivery's
+//!   time from claim to receipt.
 //! - `idle`: an idle fleet's Redis commands per second, and pickup latency (issue 2).
 //! - `scripts`: Redis time per job of the enqueue, claim and ack scripts, measured alone.
 //! - `redis`: claim and settle without HTTP, loops draining a backlog: jobs per second and
