@@ -1122,7 +1122,7 @@ fn listings_of_endpoints_and_subscribers_follow_cursors_to_the_end() {
 fn a_test_event_reaches_the_receiver_signed_through_a_worker() {
     let (redis, herald) = redis_and_herald("it-api-test-event");
     let api = ApiServer::start_with(&redis.url(), "it-api-test-event", 16, |cfg| {
-        cfg.allow_targets = herald_worker::guard::AllowList::parse("127.0.0.0/8").unwrap();
+        cfg.allow_targets = herald_core::guard::AllowList::parse("127.0.0.0/8").unwrap();
     });
     let rx = Receiver::start(always(200));
     let secret = herald_core::Secret::generate().expose();

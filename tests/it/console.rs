@@ -515,7 +515,7 @@ fn an_operator_s_round_in_a_real_browser() {
     };
     let (redis, herald) = redis_and_herald("it-console-browser");
     let api = ApiServer::start_with(&redis.url(), "it-console-browser", 16, |cfg| {
-        cfg.allow_targets = herald_worker::guard::AllowList::parse("127.0.0.0/8").unwrap();
+        cfg.allow_targets = herald_core::guard::AllowList::parse("127.0.0.0/8").unwrap();
     });
     // /flaky answers 500 until the test fixes it; everything else 200.
     let fixed = Arc::new(AtomicBool::new(false));

@@ -31,9 +31,9 @@ use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use herald_core::guard::{AllowList, Guard};
 use herald_producer::Producer;
 use herald_store::Store;
-use herald_worker::guard::{AllowList, Guard};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -4,6 +4,7 @@
 //!
 //! - [`event`]: the status-change event (the payload) and notification levels.
 //! - [`flow`]: an endpoint's in-flight limit and rate.
+//! - [`guard`]: the SSRF guard's policy: blocked address ranges and the allow list.
 //! - [`id`]: job and endpoint identifiers, and the shard an endpoint lives in.
 //! - [`schedule`]: the retry schedule (delays between attempts, jitter, parsing).
 //! - [`outcome`]: what one delivery attempt came to, and how failures are classified.
@@ -12,6 +13,7 @@
 
 pub mod event;
 pub mod flow;
+pub mod guard;
 pub mod id;
 pub mod outcome;
 pub mod schedule;

@@ -7,8 +7,8 @@ use std::time::Duration;
 use herald_core::RetrySchedule;
 
 use crate::dns::DnsSettings;
-use crate::guard::AllowList;
 use crate::http::EgressProxy;
+use herald_core::guard::AllowList;
 
 /// Which failed attempts count as strikes towards disabling an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -20,7 +20,8 @@ use reqwest::StatusCode;
 use tracing::warn;
 
 use crate::dns::{Dns, DnsSettings};
-use crate::guard::{AllowList, Blocked, Guard, GuardedResolver, Lookup, BLOCKED_MARKER};
+use crate::guard::{GuardedResolver, Lookup};
+use herald_core::guard::{AllowList, Blocked, Guard, BLOCKED_MARKER};
 
 /// The `User-Agent` of every delivery.
 pub const USER_AGENT: &str = concat!("herald/", env!("CARGO_PKG_VERSION"));

@@ -9,7 +9,7 @@
 //! - `housekeeping`: dead-letter bounds and parked jobs past the retry window, beside the
 //!   claim loop.
 //! - [`dns`]: the asynchronous caching resolver the HTTP client asks (through the guard).
-//! - [`guard`]: the SSRF guard: blocked address ranges, the allow list, the vetting resolver.
+//! - [`guard`]: the resolver that vets every answer with the SSRF guard ([`herald_core::guard`]).
 //! - [`http`]: the shared HTTP client, the request, and the classification of failures.
 //! - [`metrics`]: metric names, and the `/metrics`, `/healthz`, `/readyz` server.
 //! - `wake`: waiting on the wake-up hint sets of a Redis Cluster, one task per set.

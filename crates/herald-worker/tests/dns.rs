@@ -11,9 +11,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herald_core::guard::{AllowList, Guard};
 use herald_core::FailureClass;
 use herald_worker::dns::{Dns, DnsError, FAILED_LOOKUP_TTL};
-use herald_worker::guard::{AllowList, Guard, GuardedResolver, Lookup};
+use herald_worker::guard::{GuardedResolver, Lookup};
 use herald_worker::http::{self, Client, ClientSettings};
 use support::{dns_settings, DnsServer, Zone};
 

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use herald_core::guard::AllowList;
 use herald_core::{FailureClass, Outcome};
 use herald_testkit::TestCa;
-use herald_worker::guard::AllowList;
 use herald_worker::http::{self, Client, ClientSettings};
 use hyper::body::Incoming;
 use hyper::{Request, Response, Version};

@@ -156,8 +156,8 @@ pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
     };
     cfg.poll_interval = Duration::from_secs(2);
     // The demo's receivers are on loopback, which the SSRF guard refuses by default.
-    cfg.allow_targets = herald_worker::guard::AllowList::parse("127.0.0.0/8,::1/128")
-        .expect("loopback ranges parse");
+    cfg.allow_targets =
+        herald_core::guard::AllowList::parse("127.0.0.0/8,::1/128").expect("loopback ranges parse");
     let worker_stop = CancellationToken::new();
     let worker = tokio::spawn(herald_worker::run(
         cfg,
@@ -185,8 +185,8 @@ pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
         herald_api::auth::Tokens::parse(&token.hashed).expect("a token just made parses"),
     );
     // The demo's receivers are on loopback; let endpoints set from the console point there too.
-    api_cfg.allow_targets = herald_worker::guard::AllowList::parse("127.0.0.0/8,::1/128")
-        .expect("loopback ranges parse");
+    api_cfg.allow_targets =
+        herald_core::guard::AllowList::parse("127.0.0.0/8,::1/128").expect("loopback ranges parse");
     let api_stop = CancellationToken::new();
     let api_task = tokio::spawn(herald_api::run(
         api_cfg,

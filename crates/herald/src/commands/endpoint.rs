@@ -1,10 +1,10 @@
 //! `herald endpoint`: a dashboard's webhook: URL, secrets, enabled state, and what happened to
 //! its latest attempts.
 
+use herald_core::guard::{AllowList, Guard};
 use herald_core::{parse_rate_setting, EndpointId, Rate, Secret};
 use herald_producer::Producer;
 use herald_store::{EnqueueStatus, FlowChange};
-use herald_worker::guard::{AllowList, Guard};
 
 use crate::cli::{EndpointCommand, Global};
 use crate::commands::{open_store, print_json, produce_error, store_error, time, Refused};
