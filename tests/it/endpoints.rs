@@ -47,9 +47,10 @@ fn event(last: &str, current: &str) -> Value {
 fn invalid_urls_are_refused_with_exit_code_2_naming_the_rule() {
     let (_redis, herald) = redis_and_herald("it-urls");
     let long = format!("https://example.com/{}", "a".repeat(2100));
-    let cases: [(&str, &str); 11] = [
+    let cases: [(&str, &str); 12] = [
         ("http://169.254.169.254/latest/meta-data", "ssrf guard"),
         ("http://[::ffff:10.0.0.1]/hook", "ssrf guard"),
+        ("http://[::ffff:0:10.0.0.1]/hook", "ssrf guard"),
         ("ftp://example.com/hook", "scheme"),
         ("javascript:alert(1)", "scheme"),
         ("https://user:secret@example.com/hook", "credentials"),

@@ -31,7 +31,7 @@ pub const BLOCKED_MARKER: &str = "blocked by the SSRF guard";
 enum Embedded {
     /// No IPv4 address inside: the range itself is blocked.
     No,
-    /// An IPv4 address sits in the last 32 bits (mapped, compatible, NAT64).
+    /// An IPv4 address sits in the last 32 bits (mapped, translated, compatible, NAT64).
     Low32,
     /// 6to4: the IPv4 address follows the 16-bit prefix.
     SixToFour,
@@ -71,6 +71,11 @@ const BLOCKED_V6: &[(&str, &str, Embedded)] = &[
     (
         "::ffff:0:0/96",
         "IPv4-mapped (::ffff:0:0/96)",
+        Embedded::Low32,
+    ),
+    (
+        "::ffff:0:0:0/96",
+        "IPv4-translated (::ffff:0:0:0/96)",
         Embedded::Low32,
     ),
     (
@@ -393,6 +398,8 @@ mod tests {
             ("::ffff:169.254.169.254", "IPv4-mapped"),
             ("::ffff:10.0.0.1", "IPv4-mapped"),
             ("::127.0.0.1", "IPv4-compatible"),
+            ("::ffff:0:127.0.0.1", "IPv4-translated"),
+            ("::ffff:0:a9fe:a9fe", "IPv4-translated"),
             ("64:ff9b::7f00:1", "NAT64"),
             ("64:ff9b::a9fe:a9fe", "NAT64"),
             ("2002:7f00:1::1", "6to4"),
@@ -408,6 +415,7 @@ mod tests {
         }
         let public = [
             "::ffff:8.8.8.8",
+            "::ffff:0:8.8.8.8",
             "64:ff9b::808:808",
             "2002:808:808::1",
             // Teredo, server 65.54.227.120, client 8.8.8.8 (inverted f7f7:f7f7).
@@ -469,6 +477,9 @@ mod tests {
         assert!(guard.check_url(&url("http://127.0.0.1:8080/x")).is_err());
         assert!(guard
             .check_url(&url("http://[::ffff:127.0.0.1]/x"))
+            .is_err());
+        assert!(guard
+            .check_url(&url("http://[::ffff:0:127.0.0.1]/x"))
             .is_err());
         assert!(guard.check_url(&url("http://[::1]/x")).is_err());
         // WHATWG URL parsing turns these spellings into 127.0.0.1 before we see them.
