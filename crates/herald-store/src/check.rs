@@ -20,7 +20,7 @@ use serde::Serialize;
 use herald_core::EndpointId;
 
 use crate::connection::Conn;
-use crate::keys::FORMAT;
+use crate::keys::KeyName;
 use crate::lease::BLOCKED;
 use crate::store::{protocol, Result};
 use crate::{Disabled, ShardKeys, Store};
@@ -190,18 +190,6 @@ struct ShardWalk {
     dead: HashSet<String>,
 }
 
-/// `pattern` with the glob characters of `SCAN MATCH` escaped.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 /// Every key matching `pattern` (`SCAN`, a step at a time, on every master).
 async fn scan_keys(conn: &mut Conn, pattern: &str) -> Result<Vec<String>> {
     let mut keys = Vec::new();
@@ -310,7 +298,7 @@ impl Store {
     /// at again atomically before it is reported), though a busy deployment makes it slower.
     pub async fn check_invariants(&self, repair: bool) -> Result<CheckReport> {
         let mut conn = self.conn().await?;
-        let ns = self.namespace().as_str();
+        let ns = self.namespace();
         let mut report = CheckReport {
             shards: self.shards(),
             ..CheckReport::default()
@@ -320,34 +308,25 @@ impl Store {
         // the services' subscriber indexes.
         let mut names: BTreeMap<u16, ShardKeyNames> = BTreeMap::new();
         let mut services: Vec<String> = Vec::new();
-        let shard_open = format!("{ns}:{FORMAT}:{{{ns}.");
-        let service_prefix = format!("{ns}:{FORMAT}:service:");
-        for key in scan_keys(
-            &mut conn.shared(),
-            &format!("{}:{FORMAT}:*", glob_escape(ns)),
-        )
-        .await?
-        {
-            if let Some(slug) = key.strip_prefix(&service_prefix) {
-                services.push(slug.to_owned());
-                continue;
-            }
-            let Some((shard, name)) = key
-                .strip_prefix(&shard_open)
-                .and_then(|rest| rest.split_once("}:"))
-            else {
-                continue;
-            };
-            let Ok(shard) = shard.parse::<u16>() else {
-                continue;
-            };
-            let entry = names.entry(shard).or_default();
-            if let Some(e) = name.strip_prefix("q:") {
-                entry.queues.insert(e.to_owned());
-            } else if let Some(e) = name.strip_prefix("attempts:") {
-                entry.attempt_logs.insert(e.to_owned());
-            } else if let Some(e) = name.strip_prefix("subs:") {
-                entry.subscriptions.insert(e.to_owned());
+        for key in scan_keys(&mut conn.shared(), &ns.scan_pattern()).await? {
+            match ns.parse_key(&key) {
+                Some(KeyName::ServiceSubscribers { slug }) => services.push(slug.to_owned()),
+                Some(KeyName::Queue { shard, endpoint }) => {
+                    names
+                        .entry(shard)
+                        .or_default()
+                        .queues
+                        .insert(endpoint.to_owned());
+                }
+                Some(KeyName::Attempts { shard, endpoint }) => {
+                    let entry = names.entry(shard).or_default();
+                    entry.attempt_logs.insert(endpoint.to_owned());
+                }
+                Some(KeyName::Subscriptions { shard, endpoint }) => {
+                    let entry = names.entry(shard).or_default();
+                    entry.subscriptions.insert(endpoint.to_owned());
+                }
+                None => {}
             }
         }
 
@@ -798,12 +777,6 @@ fn suspect_jobs(walk: &ShardWalk) -> BTreeMap<String, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(glob_escape("herald"), "herald");
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
-    }
 
     #[test]
     fn record_headers_name_their_endpoint() {

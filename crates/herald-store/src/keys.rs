@@ -12,6 +12,14 @@ pub const FORMAT: &str = "v2";
 /// [`FORMAT`] as the namespace's format key holds it.
 pub const FORMAT_NUMBER: u32 = 2;
 
+/// The name segments of the keys that are found by scanning rather than named by a list
+/// ([`Namespace::parse_key`] reads them back): per-endpoint keys of a shard and the services'
+/// subscriber indexes.
+const QUEUE: &str = "q";
+const ATTEMPTS: &str = "attempts";
+const SUBSCRIPTIONS: &str = "subs";
+const SERVICE: &str = "service";
+
 /// How many wake-up hint sets a deployment on a Redis Cluster has (fewer with fewer shards):
 /// enough to spread hint writes over the masters, few enough that an idle worker can block on
 /// all of them at little cost.
@@ -85,7 +93,7 @@ impl Namespace {
     /// `HASH endpoint id -> subscription JSON`: who subscribes to one monitored service. Read by
     /// publishers to fan an event out; written beside the endpoint's own list.
     pub fn service_subscribers(&self, slug: &str) -> String {
-        format!("{}:{FORMAT}:service:{slug}", self.name)
+        format!("{}:{FORMAT}:{SERVICE}:{slug}", self.name)
     }
 
     /// `HASH` of one console session (`herald serve`), named by the SHA-256 (hex) of the
@@ -98,6 +106,64 @@ impl Namespace {
     pub fn sampler_lock_key(&self) -> String {
         format!("{}:{FORMAT}:sampler", self.name)
     }
+
+    /// The `SCAN MATCH` pattern of every key of this namespace in this format.
+    pub fn scan_pattern(&self) -> String {
+        format!("{}:{FORMAT}:*", glob_escape(&self.name))
+    }
+
+    /// Reads a key name back: which per-endpoint key or subscriber index it is (the inverse of
+    /// [`ShardKeys::queue`], [`ShardKeys::attempts`], [`ShardKeys::subscriptions`] and
+    /// [`Namespace::service_subscribers`]), for readers that find keys by `SCAN`. `None` for
+    /// any other key, of this namespace or not.
+    pub fn parse_key<'k>(&self, key: &'k str) -> Option<KeyName<'k>> {
+        let rest = key
+            .strip_prefix(self.name.as_str())?
+            .strip_prefix(':')?
+            .strip_prefix(FORMAT)?
+            .strip_prefix(':')?;
+        if let Some(slug) = rest.strip_prefix(SERVICE).and_then(|r| r.strip_prefix(':')) {
+            return Some(KeyName::ServiceSubscribers { slug });
+        }
+        let (shard, name) = rest
+            .strip_prefix('{')?
+            .strip_prefix(self.name.as_str())?
+            .strip_prefix('.')?
+            .split_once("}:")?;
+        let shard = shard.parse::<u16>().ok()?;
+        let (kind, endpoint) = name.split_once(':')?;
+        match kind {
+            QUEUE => Some(KeyName::Queue { shard, endpoint }),
+            ATTEMPTS => Some(KeyName::Attempts { shard, endpoint }),
+            SUBSCRIPTIONS => Some(KeyName::Subscriptions { shard, endpoint }),
+            _ => None,
+        }
+    }
+}
+
+/// A key read back by [`Namespace::parse_key`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyName<'k> {
+    /// [`ShardKeys::queue`].
+    Queue { shard: u16, endpoint: &'k str },
+    /// [`ShardKeys::attempts`].
+    Attempts { shard: u16, endpoint: &'k str },
+    /// [`ShardKeys::subscriptions`].
+    Subscriptions { shard: u16, endpoint: &'k str },
+    /// [`Namespace::service_subscribers`].
+    ServiceSubscribers { slug: &'k str },
+}
+
+/// `text` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The names of one shard's keys; see `docs/wire-format.md` for what each holds.
@@ -161,17 +227,17 @@ impl ShardKeys {
     /// `ZSET job id -> next attempt ms`: an endpoint's queue (due, scheduled, and parked while
     /// the endpoint is disabled).
     pub fn queue(&self, endpoint: &str) -> String {
-        format!("{}:q:{endpoint}", self.prefix)
+        format!("{}:{QUEUE}:{endpoint}", self.prefix)
     }
 
     /// `LIST` of an endpoint's latest attempts (JSON), newest first.
     pub fn attempts(&self, endpoint: &str) -> String {
-        format!("{}:attempts:{endpoint}", self.prefix)
+        format!("{}:{ATTEMPTS}:{endpoint}", self.prefix)
     }
 
     /// `HASH service slug -> subscription JSON`: what an endpoint subscribes to.
     pub fn subscriptions(&self, endpoint: &str) -> String {
-        format!("{}:subs:{endpoint}", self.prefix)
+        format!("{}:{SUBSCRIPTIONS}:{endpoint}", self.prefix)
     }
 }
 
@@ -232,6 +298,65 @@ mod tests {
         assert_eq!(
             wake_endpoints_key(&ns.wake_key(37, false)),
             "herald:v2:wake:endpoints"
+        );
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("herald"), "herald");
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+
+    #[test]
+    fn scanned_keys_read_back_as_what_they_name() {
+        let ns = Namespace::new("herald").unwrap();
+        let k = ns.shard(12);
+        assert_eq!(
+            ns.parse_key(&k.queue("dash-1")),
+            Some(KeyName::Queue {
+                shard: 12,
+                endpoint: "dash-1"
+            })
+        );
+        assert_eq!(
+            ns.parse_key(&k.attempts("dash-1")),
+            Some(KeyName::Attempts {
+                shard: 12,
+                endpoint: "dash-1"
+            })
+        );
+        assert_eq!(
+            ns.parse_key(&k.subscriptions("d:1")),
+            Some(KeyName::Subscriptions {
+                shard: 12,
+                endpoint: "d:1"
+            })
+        );
+        assert_eq!(
+            ns.parse_key(&ns.service_subscribers("heroku")),
+            Some(KeyName::ServiceSubscribers { slug: "heroku" })
+        );
+        for other in [
+            k.ready.clone(),
+            k.jobs.clone(),
+            k.idempotency(Some(("dash-1", "k"))),
+            ns.meta_key(),
+            ns.format_key(),
+            ns.sampler_lock_key(),
+            ns.session_key("ab"),
+            ns.wake_key(3, true),
+            // Another namespace, or one whose name starts with this one's.
+            Namespace::new("heraldx").unwrap().shard(1).queue("e"),
+            Namespace::new("other").unwrap().shard(1).queue("e"),
+            "herald:v1:{herald.1}:q:e".to_owned(),
+            "herald:v2:{herald.x}:q:e".to_owned(),
+        ] {
+            assert_eq!(ns.parse_key(&other), None, "{other}");
+        }
+        assert_eq!(ns.scan_pattern(), "herald:v2:*");
+        assert_eq!(
+            Namespace::new("a*b?[c]\\").unwrap().scan_pattern(),
+            "a\\*b\\?\\[c\\]\\\\:v2:*"
         );
     }
 

@@ -48,7 +48,7 @@ pub use endpoints::{
     SetEndpoint,
 };
 pub use error::StoreError;
-pub use keys::{Namespace, ShardKeys};
+pub use keys::{KeyName, Namespace, ShardKeys};
 pub use lease::{
     Claim, ClaimedJob, Expired, Held, Settle, SettleReport, Settlement, Strike, Woken,
     ATTEMPT_LOG_LEN, ENDPOINT_HINTS_PER_WAKE,
