@@ -8,7 +8,7 @@ use axum::http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use herald_store::StoreError;
+use herald_store::{ErrorKind, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -109,23 +109,26 @@ impl IntoResponse for Problem {
 
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::UnknownEndpoint(_) => {
+        match e.kind() {
+            ErrorKind::BadInput => match e {
+                StoreError::InvalidArgument(msg) => Problem::bad_request(msg),
+                e => Problem::bad_request(e.to_string()),
+            },
+            ErrorKind::NotFound => {
                 Problem::new(StatusCode::NOT_FOUND, "unknown_endpoint", e.to_string())
             }
-            StoreError::DuplicateJobId(_) => {
-                Problem::new(StatusCode::CONFLICT, "conflict", e.to_string())
-            }
-            StoreError::InvalidArgument(msg) => Problem::bad_request(msg.clone()),
-            StoreError::Redis(_) | StoreError::Pool(_) => {
+            ErrorKind::Conflict => Problem::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+            ErrorKind::Unavailable => {
                 tracing::warn!(error = %e, "redis failed during an API call");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "cannot reach Redis; try again shortly",
-                )
+                // The writes were made: say so, so that a client retries knowingly (with its
+                // idempotency key). Any other outage is said without Redis's own words.
+                let detail = match e {
+                    StoreError::NotReplicated { .. } => e.to_string(),
+                    _ => "cannot reach Redis; try again shortly".to_owned(),
+                };
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
             }
-            _ => {
+            ErrorKind::Internal => {
                 tracing::error!(error = %e, "an API call failed");
                 Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
             }

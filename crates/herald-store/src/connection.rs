@@ -228,11 +228,17 @@ impl Backend {
         match self {
             Backend::Node { .. } => Ok(self.conn().await?.take()),
             Backend::Cluster {
-                fast, fast_shared, ..
+                fast,
+                fast_shared,
+                seed,
+                ..
             } => {
                 let conn = fast_shared
                     .get_or_try_init(|| async {
-                        fast.get_async_connection().await.map_err(cluster_refused)
+                        match fast.get_async_connection().await {
+                            Ok(conn) => Ok(conn),
+                            Err(e) => Err(cluster_refused(seed, e).await),
+                        }
                     })
                     .await?;
                 Ok(Conn::Cluster(conn.clone()))
@@ -242,12 +248,21 @@ impl Backend {
 
     /// The shared cluster connection, opened on first use.
     async fn shared(&self) -> Result<ClusterConnection> {
-        let Backend::Cluster { client, shared, .. } = self else {
+        let Backend::Cluster {
+            client,
+            shared,
+            seed,
+            ..
+        } = self
+        else {
             unreachable!("only a cluster backend shares one connection");
         };
         let conn = shared
             .get_or_try_init(|| async {
-                client.get_async_connection().await.map_err(cluster_refused)
+                match client.get_async_connection().await {
+                    Ok(conn) => Ok(conn),
+                    Err(e) => Err(cluster_refused(seed, e).await),
+                }
             })
             .await?;
         Ok(conn.clone())
@@ -261,17 +276,15 @@ impl Backend {
                     .get_multiplexed_async_connection_with_config(&node_config(response_timeout))
                     .await?,
             )),
-            Backend::Cluster { client, .. } => {
+            Backend::Cluster { client, seed, .. } => {
                 let mut cfg = ClusterConfig::new().set_connection_timeout(CONNECTION_TIMEOUT);
                 if let Some(t) = response_timeout {
                     cfg = cfg.set_response_timeout(t);
                 }
-                Ok(Conn::Cluster(
-                    client
-                        .get_async_connection_with_config(cfg)
-                        .await
-                        .map_err(cluster_refused)?,
-                ))
+                match client.get_async_connection_with_config(cfg).await {
+                    Ok(conn) => Ok(Conn::Cluster(conn)),
+                    Err(e) => Err(cluster_refused(seed, e).await),
+                }
             }
         }
     }
@@ -355,16 +368,29 @@ pub(crate) fn master_of(range: Value, slot: Slot) -> Option<(String, u16)> {
     Some((host, port))
 }
 
-/// A cluster client's failure to start, said plainly when the server is not a cluster.
-fn cluster_refused(e: redis::RedisError) -> StoreError {
-    let text = e.to_string();
-    if text.contains("cluster support disabled") {
-        StoreError::Config(format!(
-            "HERALD_REDIS_CLUSTER is on, but Redis is not a cluster node ({text}); turn cluster \
+/// A cluster client's failure to start, said plainly when the seed node is not a cluster node
+/// (its `INFO cluster` answers `cluster_enabled:0`); any other failure as it came.
+async fn cluster_refused(seed: &ConnectionInfo, e: redis::RedisError) -> StoreError {
+    // A node that cannot be reached cannot be asked either.
+    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() {
+        return StoreError::Redis(e);
+    }
+    let ask = async {
+        let client = redis::Client::open(seed.clone())?;
+        let mut conn = client
+            .get_multiplexed_async_connection_with_config(&node_config(Some(CONNECTION_TIMEOUT)))
+            .await?;
+        redis::cmd("INFO")
+            .arg("cluster")
+            .query_async::<String>(&mut conn)
+            .await
+    };
+    match tokio::time::timeout(CONNECTION_TIMEOUT, ask).await {
+        Ok(Ok(info)) if info.contains("cluster_enabled:0") => StoreError::Config(format!(
+            "HERALD_REDIS_CLUSTER is on, but Redis is not a cluster node ({e}); turn cluster \
              mode off for a single Redis"
-        ))
-    } else {
-        StoreError::Redis(e)
+        )),
+        _ => StoreError::Redis(e),
     }
 }
 

@@ -61,10 +61,136 @@ pub enum StoreError {
     },
 }
 
+/// What kind of failure an error is: the one thing the front-ends decide by (the API's
+/// status, the CLI's exit code), so that none of them reads a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The request or the settings were refused: trying again unchanged fails again.
+    BadInput,
+    /// What the request names does not exist.
+    NotFound,
+    /// What the request would create exists already.
+    Conflict,
+    /// Redis could not be reached, did not answer in time, or could not keep the write safe
+    /// yet: the same request may succeed later.
+    Unavailable,
+    /// Something that should not happen: a reply of the wrong shape, an unreadable record, a
+    /// command Redis refused as wrong.
+    Internal,
+}
+
 impl StoreError {
-    /// True when the error comes from Redis being unreachable or failing, as opposed to a
-    /// refusal of the request itself; the worker retries these with backoff.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Redis(_) | Self::Pool(_) | Self::WaitTimeout(_))
+    /// The kind of this failure, from the store's own variants and, for a Redis error, from
+    /// its [`redis::ErrorKind`] and error code.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::InvalidArgument(_)
+            | Self::Config(_)
+            | Self::ShardMismatch { .. }
+            | Self::FormatMismatch { .. } => ErrorKind::BadInput,
+            Self::UnknownEndpoint(_) => ErrorKind::NotFound,
+            Self::DuplicateJobId(_) => ErrorKind::Conflict,
+            Self::Pool(_) | Self::WaitTimeout(_) | Self::NotReplicated { .. } => {
+                ErrorKind::Unavailable
+            }
+            Self::Redis(e) => redis_kind(e),
+            Self::Reply(_) | Self::Protocol { .. } | Self::BadEndpoint { .. } => {
+                ErrorKind::Internal
+            }
+        }
+    }
+
+    /// True when Redis refused this process's credentials (the user and password of the Redis
+    /// URL): at the handshake (of a pooled connection too), or a command sent without them
+    /// (`NOAUTH`).
+    pub fn is_refused_credentials(&self) -> bool {
+        let e = match self {
+            Self::Redis(e) | Self::Pool(deadpool_redis::PoolError::Backend(e)) => e,
+            _ => return false,
+        };
+        e.kind() == redis::ErrorKind::AuthenticationFailed
+            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+    }
+}
+
+/// The kind of a Redis error. Whatever is not known to be the request's or herald's own fault
+/// is taken for an outage, as before: a lost connection, a failover, a node loading its data, a
+/// full memory, refused credentials.
+fn redis_kind(e: &redis::RedisError) -> ErrorKind {
+    use redis::{ErrorKind as K, ServerErrorKind as S};
+    match e.kind() {
+        K::Parse | K::UnexpectedReturnType | K::Client => ErrorKind::Internal,
+        K::Server(S::ResponseError | S::ExecAbort | S::NoScript | S::CrossSlot | S::NoPerm) => {
+            ErrorKind::Internal
+        }
+        K::Extension if e.code() == Some("WRONGTYPE") => ErrorKind::Internal,
+        K::InvalidClientConfig => ErrorKind::BadInput,
+        _ => ErrorKind::Unavailable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redis_error(kind: redis::ErrorKind) -> StoreError {
+        StoreError::Redis(redis::RedisError::from((kind, "test")))
+    }
+
+    #[test]
+    fn every_error_has_the_kind_its_front_ends_need() {
+        use redis::{ErrorKind as K, ServerErrorKind as S};
+        let cases = [
+            (StoreError::InvalidArgument("x".into()), ErrorKind::BadInput),
+            (StoreError::Config("x".into()), ErrorKind::BadInput),
+            (StoreError::UnknownEndpoint("e".into()), ErrorKind::NotFound),
+            (StoreError::DuplicateJobId("j".into()), ErrorKind::Conflict),
+            (
+                StoreError::WaitTimeout(std::time::Duration::from_secs(1)),
+                ErrorKind::Unavailable,
+            ),
+            (
+                StoreError::NotReplicated {
+                    acked: 0,
+                    wanted: 1,
+                },
+                ErrorKind::Unavailable,
+            ),
+            (redis_error(K::Io), ErrorKind::Unavailable),
+            (redis_error(K::AuthenticationFailed), ErrorKind::Unavailable),
+            (
+                redis_error(K::Server(S::ClusterDown)),
+                ErrorKind::Unavailable,
+            ),
+            (
+                redis_error(K::Server(S::BusyLoading)),
+                ErrorKind::Unavailable,
+            ),
+            (
+                redis_error(K::Server(S::ResponseError)),
+                ErrorKind::Internal,
+            ),
+            (redis_error(K::Server(S::CrossSlot)), ErrorKind::Internal),
+            (
+                StoreError::Protocol {
+                    script: "claim",
+                    detail: "x".into(),
+                },
+                ErrorKind::Internal,
+            ),
+        ];
+        for (e, kind) in cases {
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+    }
+
+    #[test]
+    fn refused_credentials_are_told_by_the_error_kind_and_code() {
+        assert!(redis_error(redis::ErrorKind::AuthenticationFailed).is_refused_credentials());
+        let noauth =
+            redis::make_extension_error("NOAUTH".into(), Some("Authentication required.".into()));
+        assert!(StoreError::Redis(noauth).is_refused_credentials());
+        assert!(!redis_error(redis::ErrorKind::Io).is_refused_credentials());
+        assert!(!StoreError::Config("WRONGPASS".into()).is_refused_credentials());
     }
 }

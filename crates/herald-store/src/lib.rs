@@ -16,7 +16,7 @@
 //! - [`browse`]: paged listings: endpoints with their health, subscriptions, subscribers.
 //! - [`secrets`]: signing-secret rotation.
 //! - [`sessions`]: console sessions of `herald serve`.
-//! - [`error`]: the store's error type, [`StoreError`].
+//! - [`error`]: the store's error type, [`StoreError`], and its [`ErrorKind`].
 //!
 //! Every script touches the keys of one shard only, all sharing one hash tag, so the same
 //! scripts run on a single Redis and on a Redis Cluster; work over several shards is sent as
@@ -47,7 +47,7 @@ pub use endpoints::{
     Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, FlowChange, Limits,
     SetEndpoint,
 };
-pub use error::StoreError;
+pub use error::{ErrorKind, StoreError};
 pub use keys::{KeyName, Namespace, ShardKeys};
 pub use lease::{
     Claim, ClaimedJob, Expired, Held, Settle, SettleReport, Settlement, Strike, Woken,

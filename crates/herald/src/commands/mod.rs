@@ -17,7 +17,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use herald_store::{Namespace, Store, StoreConfig, StoreError};
+use herald_store::{ErrorKind, Namespace, Store, StoreConfig, StoreError};
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Cli, Command, Global};
@@ -34,27 +34,21 @@ impl fmt::Display for Refused {
 
 impl std::error::Error for Refused {}
 
-/// Turns a store error into the command's error: refusals keep exit code 2.
+/// Turns a store error into the command's error, by its kind: refusals keep exit code 2, an
+/// outage says where to look.
 pub fn store_error(e: StoreError) -> anyhow::Error {
-    match e {
-        StoreError::UnknownEndpoint(_)
-        | StoreError::DuplicateJobId(_)
-        | StoreError::InvalidArgument(_)
-        | StoreError::ShardMismatch { .. }
-        | StoreError::FormatMismatch { .. } => Refused(e.to_string()).into(),
-        e @ (StoreError::Redis(_) | StoreError::Pool(_) | StoreError::WaitTimeout(_)) => {
-            let text = e.to_string();
-            let context = if ["AuthenticationFailed", "NOAUTH", "WRONGPASS"]
-                .iter()
-                .any(|code| text.contains(code))
-            {
-                "Redis refused the credentials (the user and password in HERALD_REDIS_URL)"
-            } else {
-                "cannot reach Redis (check HERALD_REDIS_URL)"
-            };
-            anyhow::Error::new(e).context(context)
+    match e.kind() {
+        ErrorKind::BadInput | ErrorKind::NotFound | ErrorKind::Conflict => {
+            Refused(e.to_string()).into()
         }
-        e => e.into(),
+        ErrorKind::Unavailable if e.is_refused_credentials() => anyhow::Error::new(e)
+            .context("Redis refused the credentials (the user and password in HERALD_REDIS_URL)"),
+        // The writes were made; the error says so and what it means.
+        ErrorKind::Unavailable if matches!(e, StoreError::NotReplicated { .. }) => e.into(),
+        ErrorKind::Unavailable => {
+            anyhow::Error::new(e).context("cannot reach Redis (check HERALD_REDIS_URL)")
+        }
+        ErrorKind::Internal => e.into(),
     }
 }
 
