@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use herald_worker::metrics::{labelled_counters, Kind, CATALOG};
+use herald_worker::telemetry::{labelled_counters, Kind, CATALOG};
 use serde_json::{json, Value};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -639,7 +639,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 }
 
 /// The catalogue entry a name in a query refers to (histograms by their series suffixes).
-fn catalogued(name: &str) -> Option<&'static herald_worker::metrics::MetricDef> {
+fn catalogued(name: &str) -> Option<&'static herald_worker::telemetry::MetricDef> {
     CATALOG.iter().find(|d| {
         d.name == name
             || (d.kind == Kind::Histogram
@@ -716,7 +716,7 @@ fn every_metric_in_the_dashboard_and_alerts_is_documented_and_emitted() {
         assert!(!names.is_empty(), "{file} names no herald metric");
         for name in names {
             let def = catalogued(name).unwrap_or_else(|| {
-                panic!("{file} uses {name}, which is not in herald_worker::metrics::CATALOG")
+                panic!("{file} uses {name}, which is not in herald_worker::telemetry::CATALOG")
             });
             assert!(
                 docs.contains(&format!("`{}`", def.name)),

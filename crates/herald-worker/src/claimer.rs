@@ -34,7 +34,7 @@ use tracing::{debug, info, warn};
 
 use crate::delivery::{self, Done};
 use crate::lanes::Slot;
-use crate::metrics as m;
+use crate::telemetry as m;
 use crate::wake::Waiters;
 use crate::{Backoff, Ctx};
 

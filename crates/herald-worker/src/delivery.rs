@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 use crate::config::StrikeOn;
 use crate::http;
 use crate::lanes::Slot;
-use crate::metrics::DiscardReason;
+use crate::telemetry::DiscardReason;
 use crate::Ctx;
 
 /// Response-body bytes kept in the attempt log.

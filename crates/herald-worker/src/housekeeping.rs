@@ -15,7 +15,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::metrics as m;
+use crate::telemetry as m;
 use crate::Ctx;
 
 /// Time between two rounds; jittered by ±20 % so that workers spread theirs.

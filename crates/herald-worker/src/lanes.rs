@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
-use crate::metrics as m;
+use crate::telemetry as m;
 use crate::Ctx;
 
 /// A worker writes the same verdict on an endpoint at most once in this time.

@@ -11,7 +11,7 @@
 //! - [`dns`]: the asynchronous caching resolver the HTTP client asks (through the guard).
 //! - [`guard`]: the resolver that vets every answer with the SSRF guard ([`herald_core::guard`]).
 //! - [`http`]: the shared HTTP client, the request, and the classification of failures.
-//! - [`metrics`]: metric names, and the `/metrics`, `/healthz`, `/readyz` server.
+//! - [`telemetry`]: metric names, and the `/metrics`, `/healthz`, `/readyz` server.
 //! - `wake`: waiting on the wake-up hint sets of a Redis Cluster, one task per set.
 //! - `sampler`: queue depth sampled by one worker at a time; start-up check of Redis durability.
 //!
@@ -35,7 +35,7 @@ pub mod guard;
 mod housekeeping;
 pub mod http;
 mod lanes;
-pub mod metrics;
+pub mod telemetry;
 mod sampler;
 mod settler;
 mod wake;
@@ -50,8 +50,8 @@ pub(crate) struct Ctx {
     pub store: Store,
     pub cfg: WorkerConfig,
     pub client: http::Client,
-    pub health: Arc<metrics::Health>,
-    pub hot: metrics::Hot,
+    pub health: Arc<telemetry::Health>,
+    pub hot: telemetry::Hot,
     /// When each endpoint last had a success written to its attempt log.
     pub successes: std::sync::Mutex<delivery::SuccessLog>,
     /// The delivery slots.
@@ -61,9 +61,9 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn redis_failed(&self, op: metrics::RedisOp, e: &StoreError) {
+    fn redis_failed(&self, op: telemetry::RedisOp, e: &StoreError) {
         self.health.set_redis_ok(false);
-        metrics::redis_errors(op).increment(1);
+        telemetry::redis_errors(op).increment(1);
         warn!(op = op.as_str(), error = %e, "redis command failed; retrying with backoff");
     }
 }
@@ -146,18 +146,18 @@ pub async fn run(
         let servers: Vec<String> = cfg.dns.servers.iter().map(|s| s.to_string()).collect();
         info!(servers = %servers.join(","), "receivers' names are resolved by these name servers");
     }
-    let health = Arc::new(metrics::Health::default());
+    let health = Arc::new(telemetry::Health::default());
     health.set_redis_ok(true);
     let server_stop = CancellationToken::new();
     let server = metrics_listener.map(|l| {
         let (health, stop) = (health.clone(), server_stop.clone());
         tokio::spawn(async move {
-            if let Err(e) = metrics::serve(l, health, stop).await {
+            if let Err(e) = telemetry::serve(l, health, stop).await {
                 warn!(error = %e, "metrics server stopped");
             }
         })
     });
-    metrics::install();
+    telemetry::install();
     let grace = cfg.shutdown_grace;
     let (judge, verdicts) = lanes::Judge::channel();
     let ctx = Arc::new(Ctx {
@@ -166,7 +166,7 @@ pub async fn run(
         cfg,
         client,
         health: health.clone(),
-        hot: metrics::Hot::new(),
+        hot: telemetry::Hot::new(),
         successes: Default::default(),
         judge,
     });
@@ -175,7 +175,7 @@ pub async fn run(
 
     let sampler = tokio::spawn(sampler::run(ctx.clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), shutdown.clone()));
-    tokio::spawn(metrics::upkeep(Duration::from_secs(5), server_stop.clone()));
+    tokio::spawn(telemetry::upkeep(Duration::from_secs(5), server_stop.clone()));
 
     let (tx, rx) = mpsc::channel(ctx.cfg.max_deliveries() + 16);
     let mut settler = tokio::spawn(settler::run(ctx.clone(), rx));

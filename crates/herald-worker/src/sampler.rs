@@ -10,7 +10,7 @@
 //! tries, having nowhere to show a sample. A draining holder releases it, so the next worker
 //! to try takes over; if the holder dies, the lock runs out after [`LOCK_TTL`] first. A worker
 //! that fails to renew stops reporting at once, and its last sample disappears from `/metrics`
-//! after [`LOCK_TTL`] in any case (see [`crate::metrics::StoreGauges`]), so two workers never
+//! after [`LOCK_TTL`] in any case (see [`crate::telemetry::StoreGauges`]), so two workers never
 //! show different numbers for long.
 //!
 //! Every Redis answer here also tells the worker that Redis is reachable, so `/readyz` recovers
@@ -25,7 +25,7 @@ use redis::FromRedisValue;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::metrics::{RedisMemory, RedisOp, StoreSample, QUEUE_STATES};
+use crate::telemetry::{RedisMemory, RedisOp, StoreSample, QUEUE_STATES};
 use crate::Ctx;
 
 /// How often each worker tries to take or renew the sampler lock (±10 % jitter), and so how

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::delivery::Done;
-use crate::metrics as m;
+use crate::telemetry as m;
 use crate::{Backoff, Ctx};
 
 /// Most outcomes written in one round.

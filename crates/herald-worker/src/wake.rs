@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics as m;
+use crate::telemetry as m;
 use crate::{Backoff, Ctx};
 
 /// How long one `BZPOPMIN` blocks at most. Its only other use is to notice a connection that
