@@ -3,55 +3,10 @@
 //! `UPDATE_OPENAPI=1 cargo test -p herald-api openapi` rewrites the file).
 
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 
 use crate::problem::Problem;
 use crate::v1;
-
-/// The problems a read may answer.
-#[derive(Debug, IntoResponses)]
-#[allow(dead_code)] // Only the document uses these variants.
-pub enum ReadProblems {
-    /// The request was refused: a parameter, the path or the cursor is invalid.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No token, or not a valid one.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Problem),
-    /// What the request names does not exist.
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// Redis cannot be reached; try again.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
-}
-
-/// The problems a change may answer.
-#[derive(Debug, IntoResponses)]
-#[allow(dead_code)] // Only the document uses these variants.
-pub enum WriteProblems {
-    /// The request was refused: the body, a parameter or the path is invalid.
-    #[response(status = 400, content_type = "application/problem+json")]
-    BadRequest(Problem),
-    /// No token, or not a valid one.
-    #[response(status = 401, content_type = "application/problem+json")]
-    Unauthorized(Problem),
-    /// The token's scope is `read`; changes need `admin`.
-    #[response(status = 403, content_type = "application/problem+json")]
-    Forbidden(Problem),
-    /// What the request names does not exist.
-    #[response(status = 404, content_type = "application/problem+json")]
-    NotFound(Problem),
-    /// The body is larger than the server accepts (1 MiB).
-    #[response(status = 413, content_type = "application/problem+json")]
-    TooLarge(Problem),
-    /// The body is not sent as JSON.
-    #[response(status = 415, content_type = "application/problem+json")]
-    NotJson(Problem),
-    /// Redis cannot be reached; try again.
-    #[response(status = 503, content_type = "application/problem+json")]
-    Unavailable(Problem),
-}
 
 /// Says every route needs a bearer token.
 struct BearerAuth;

@@ -1,6 +1,7 @@
 //! Errors as `application/problem+json` (RFC 9457): [`Problem`], what every failed API call
-//! answers, and the extractors that turn refused input (a query, a path, a JSON body) into a
-//! 4xx problem instead of axum's plain-text rejections.
+//! answers, the problems a read or a change may answer as the OpenAPI document lists them
+//! ([`ReadProblems`], [`WriteProblems`]), and the extractors that turn refused input (a query,
+//! a path, a JSON body) into a 4xx problem instead of axum's plain-text rejections.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use herald_store::{ErrorKind, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::{IntoResponses, ToSchema};
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -146,6 +147,51 @@ impl From<herald_producer::ProduceError> for Problem {
             e => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         }
     }
+}
+
+/// The problems a read may answer.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // Only the document uses these variants.
+pub enum ReadProblems {
+    /// The request was refused: a parameter, the path or the cursor is invalid.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No token, or not a valid one.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// What the request names does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// Redis cannot be reached; try again.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
+}
+
+/// The problems a change may answer.
+#[derive(Debug, IntoResponses)]
+#[allow(dead_code)] // Only the document uses these variants.
+pub enum WriteProblems {
+    /// The request was refused: the body, a parameter or the path is invalid.
+    #[response(status = 400, content_type = "application/problem+json")]
+    BadRequest(Problem),
+    /// No token, or not a valid one.
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// The token's scope is `read`; changes need `admin`.
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+    /// What the request names does not exist.
+    #[response(status = 404, content_type = "application/problem+json")]
+    NotFound(Problem),
+    /// The body is larger than the server accepts (1 MiB).
+    #[response(status = 413, content_type = "application/problem+json")]
+    TooLarge(Problem),
+    /// The body is not sent as JSON.
+    #[response(status = 415, content_type = "application/problem+json")]
+    NotJson(Problem),
+    /// Redis cannot be reached; try again.
+    #[response(status = 503, content_type = "application/problem+json")]
+    Unavailable(Problem),
 }
 
 fn json_rejection(e: JsonRejection) -> Problem {

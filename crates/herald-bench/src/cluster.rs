@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use rand::Rng;
 
-use crate::env::Node;
+use crate::node::Node;
 
 /// Hash slots of a Redis Cluster.
 const SLOTS: u32 = 16384;

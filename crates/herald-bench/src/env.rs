@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::net::TcpListener as StdListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::node::Node;
 
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
@@ -34,78 +36,6 @@ pub struct Redis {
     cluster: bool,
     /// What `HERALD_REDIS_URL` takes: the node's URL, or every master's, comma-separated.
     pub url: String,
-}
-
-/// One `redis-server` process; killed on drop, its directory removed.
-#[derive(Debug)]
-pub(crate) struct Node {
-    child: tokio::process::Child,
-    dir: PathBuf,
-    pub(crate) port: u16,
-}
-
-impl Node {
-    /// Starts a `redis-server` on `port` with `extra` arguments and waits until it accepts
-    /// connections; fails when it exits first (another process took the port, say).
-    /// `appendonly` turns on the append-only file with `appendfsync everysec`.
-    pub(crate) async fn start(port: u16, appendonly: bool, extra: &[&str]) -> anyhow::Result<Self> {
-        let dir = std::env::temp_dir().join(format!("herald-bench-{port}"));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        let mut child = tokio::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                if appendonly { "yes" } else { "no" },
-                "--appendfsync",
-                "everysec",
-                "--maxmemory-policy",
-                "noeviction",
-            ])
-            .args(extra)
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting redis-server (is it on PATH?)")?;
-        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        // From here the node is killed and its directory removed if anything fails.
-        let node = Self { child, dir, port };
-        loop {
-            let line = lines.next_line().await?.with_context(|| {
-                format!("redis-server on port {port} exited before it was ready")
-            })?;
-            if line.contains("Ready to accept connections") {
-                break;
-            }
-        }
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(node)
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// A plain connection to this node (no cluster redirections followed).
-    pub(crate) async fn conn(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        Ok(redis::Client::open(self.url())?
-            .get_multiplexed_async_connection()
-            .await?)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 impl Redis {
@@ -150,7 +80,7 @@ impl Redis {
 
     /// The process of every master.
     pub fn pids(&self) -> Vec<u32> {
-        self.nodes.iter().filter_map(|n| n.child.id()).collect()
+        self.nodes.iter().filter_map(Node::pid).collect()
     }
 
     /// The environment that points a `herald` process at this Redis.

@@ -44,6 +44,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cluster;
 mod env;
+mod node;
 mod receiver;
 mod report;
 mod scenarios;

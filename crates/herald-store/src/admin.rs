@@ -10,9 +10,9 @@ use serde::Serialize;
 
 use crate::connection::{Conn, Pooled};
 use crate::endpoints::FlowState;
+use crate::error::{protocol, Result};
 use crate::lease::{parse_lease, BLOCKED};
 use crate::record::JobRecord;
-use crate::store::{protocol, Result};
 use crate::Store;
 
 /// Job counts of one shard.

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::connection::{run_split, Pooled};
 use crate::endpoints::{Disabled, EndpointRecord, Limits};
-use crate::store::{protocol, Result};
+use crate::error::{protocol, Result};
 use crate::{Store, StoreError};
 
 /// Most `HSCAN` calls one page makes: with a search that matches rarely, a page comes back

@@ -20,9 +20,9 @@ use serde::Serialize;
 use herald_core::EndpointId;
 
 use crate::connection::Conn;
+use crate::error::{protocol, Result};
 use crate::keys::KeyName;
 use crate::lease::BLOCKED;
-use crate::store::{protocol, Result};
 use crate::{Disabled, ShardKeys, Store};
 
 /// How many entries one `SCAN`-family step asks for.

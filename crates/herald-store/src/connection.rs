@@ -23,7 +23,7 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
-use crate::store::Result;
+use crate::error::Result;
 use crate::StoreError;
 
 /// How long a Redis connection may take to be established (TCP, TLS and handshake).
@@ -310,7 +310,7 @@ impl Backend {
         let (host, port) = slots
             .into_iter()
             .find_map(|range| master_of(range, slot))
-            .ok_or_else(|| crate::store::protocol("CLUSTER SLOTS", "no master serves the slot"))?;
+            .ok_or_else(|| crate::error::protocol("CLUSTER SLOTS", "no master serves the slot"))?;
         let addr = match seed.addr() {
             ConnectionAddr::TcpTls {
                 insecure,
@@ -465,7 +465,7 @@ impl Conn {
             Conn::Cluster(c) => {
                 let routing = RoutingInfo::MultiNode((MultipleNodeRoutingInfo::AllMasters, None));
                 let Value::Map(replies) = c.route_command(cmd.clone(), routing).await? else {
-                    return Err(crate::store::protocol("every master", "not a map"));
+                    return Err(crate::error::protocol("every master", "not a map"));
                 };
                 replies
                     .into_iter()
@@ -592,7 +592,7 @@ pub(crate) async fn run_split_waiting(
             let mut out = vec![Value::Nil; n];
             for (at, replies) in replies {
                 if replies.len() != at.len() {
-                    return Err(crate::store::protocol(
+                    return Err(crate::error::protocol(
                         "pipeline",
                         format!("{} replies to {} commands", replies.len(), at.len()),
                     ));

@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use crate::admin::JobState;
 use crate::connection::{run_split, Pooled};
+use crate::error::{protocol, Result};
 use crate::record::JobRecord;
-use crate::store::{protocol, Result};
 use crate::{Store, StoreError};
 
 /// `dead-page-3.lua`, loaded once per process (`redis::Script` reloads it after a restart).

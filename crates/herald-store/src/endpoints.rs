@@ -8,7 +8,7 @@ use std::time::Duration;
 use herald_core::{EndpointId, Rate, Subscription, DEFAULT_MAX_IN_FLIGHT};
 use serde::{Deserialize, Serialize};
 
-use crate::store::{protocol, Result};
+use crate::error::{protocol, Result};
 use crate::{Store, StoreError};
 
 /// Queued jobs moved per script call when an endpoint is deleted.

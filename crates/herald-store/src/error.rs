@@ -1,5 +1,8 @@
 //! Errors of the store crate.
 
+/// The store's results.
+pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
+
 /// What went wrong talking to the store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -59,6 +62,14 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// A reply that breaks its script's or command's contract.
+pub(crate) fn protocol(script: &'static str, detail: impl Into<String>) -> StoreError {
+    StoreError::Protocol {
+        script,
+        detail: detail.into(),
+    }
 }
 
 /// What kind of failure an error is: the one thing the front-ends decide by (the API's

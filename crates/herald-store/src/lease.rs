@@ -12,9 +12,9 @@ use redis::{FromRedisValue, ScriptInvocation, Value};
 
 use herald_core::EndpointId;
 
+use crate::error::{protocol, Result};
 use crate::keys::wake_endpoints_key;
 use crate::record::JobRecord;
-use crate::store::{protocol, Result};
 use crate::{ShardKeys, Store, StoreError};
 
 /// Attempts kept per endpoint in its attempt log.

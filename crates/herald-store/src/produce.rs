@@ -9,10 +9,11 @@ use redis::{FromRedisValue, Value};
 use serde::Serialize;
 
 use crate::connection::{is_dropped, run_split, run_split_waiting, Conn};
+use crate::error::{protocol, Result};
 use crate::keys::wake_endpoints_key;
 use crate::record::JobRecord;
 use crate::scripts::EnqueueCode;
-use crate::store::{protocol, wake_cmd, wake_endpoints_cmd, Result};
+use crate::store::{wake_cmd, wake_endpoints_cmd};
 use crate::{Store, StoreError};
 
 /// A new delivery job, as a producer describes it.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use herald_core::{EndpointId, Secret};
 
 use crate::endpoints::EndpointSecret;
-use crate::store::Result;
+use crate::error::Result;
 use crate::Store;
 
 impl Store {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::store::Result;
+use crate::error::Result;
 use crate::Store;
 
 /// A console session as stored.

@@ -17,11 +17,10 @@ use herald_core::{shard_of, EndpointId};
 use redis::aio::ConnectionLike;
 
 use crate::connection::{Backend, Conn, Pooled};
+use crate::error::Result;
 use crate::keys::{Namespace, ShardKeys, FORMAT_NUMBER};
 use crate::scripts::Scripts;
 use crate::StoreError;
-
-pub(crate) type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// How to reach Redis and which deployment to work on.
 #[derive(Debug, Clone)]
@@ -365,11 +364,4 @@ pub(crate) fn wake_cmd(key: &str, shard: u16, at_ms: i64) -> redis::Cmd {
     let mut cmd = redis::cmd("ZADD");
     cmd.arg(key).arg("LT").arg(at_ms).arg(shard);
     cmd
-}
-
-pub(crate) fn protocol(script: &'static str, detail: impl Into<String>) -> StoreError {
-    StoreError::Protocol {
-        script,
-        detail: detail.into(),
-    }
 }

@@ -35,9 +35,9 @@ pub mod guard;
 mod housekeeping;
 pub mod http;
 mod lanes;
-pub mod telemetry;
 mod sampler;
 mod settler;
+pub mod telemetry;
 mod wake;
 
 pub use config::WorkerConfig;
@@ -175,7 +175,10 @@ pub async fn run(
 
     let sampler = tokio::spawn(sampler::run(ctx.clone(), shutdown.clone()));
     let housekeeping = tokio::spawn(housekeeping::run(ctx.clone(), shutdown.clone()));
-    tokio::spawn(telemetry::upkeep(Duration::from_secs(5), server_stop.clone()));
+    tokio::spawn(telemetry::upkeep(
+        Duration::from_secs(5),
+        server_stop.clone(),
+    ));
 
     let (tx, rx) = mpsc::channel(ctx.cfg.max_deliveries() + 16);
     let mut settler = tokio::spawn(settler::run(ctx.clone(), rx));

@@ -18,6 +18,7 @@ macro_rules! outln {
 
 mod cli;
 mod commands;
+mod failure;
 mod settings;
 
 use std::process::ExitCode;
@@ -47,13 +48,8 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let code = if e.downcast_ref::<commands::Refused>().is_some() {
-                2
-            } else {
-                1
-            };
             eprintln!("herald: {}", commands::redact(&message(&e), &redis_url));
-            ExitCode::from(code)
+            ExitCode::from(failure::exit_code(&e))
         }
     }
 }

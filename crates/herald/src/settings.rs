@@ -18,7 +18,7 @@ use herald_worker::WorkerConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ServeArgs, WorkerArgs};
-use crate::commands::Refused;
+use crate::failure::Refused;
 
 /// The settings as written by people: durations as text (`15s`), the schedule as a list.
 #[derive(Debug, Serialize, Deserialize)]

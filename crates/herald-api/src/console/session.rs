@@ -9,8 +9,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::http::{HeaderMap, HeaderValue};
 
 use crate::auth::{same_secret, session_key, Scope};
 use crate::problem::Problem;
@@ -112,16 +111,6 @@ pub enum Refusal {
 impl From<herald_store::StoreError> for Refusal {
     fn from(e: herald_store::StoreError) -> Self {
         Refusal::Store(e.into())
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Refusal::Login => Redirect::to("/login").into_response(),
-            Refusal::Forbidden(why) => super::views::error_page(StatusCode::FORBIDDEN, why),
-            Refusal::Store(p) => super::views::error_page(p.status(), &p.detail),
-        }
     }
 }
 

@@ -1,17 +1,17 @@
 //! The console's pages, rendered on the server (every value escaped by `maud`): the layout,
-//! login, overview, endpoints, one endpoint, the dead-letter store and the job lookup. Forms
-//! post back to the server; nothing needs JavaScript.
+//! login, overview, endpoints, one endpoint, the dead-letter store, the job lookup, and what a
+//! refused request shows. Forms post back to the server; nothing needs JavaScript.
 
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup, DOCTYPE};
 
 use crate::model::{
     Attempt, DeadLetterEntry, Endpoint, EndpointSummary, Job, JobCounts, LimitsInfo, StatsReport,
 };
 
-use super::session::Operator;
+use super::session::{Operator, Refusal};
 
 /// A time on the Redis clock, as people read it (UTC).
 pub fn time(ms: i64) -> String {
@@ -579,4 +579,15 @@ pub fn job(
             }
         },
     )
+}
+
+/// A refused console request: to the login page, or an error page.
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::Login => Redirect::to("/login").into_response(),
+            Refusal::Forbidden(why) => error_page(StatusCode::FORBIDDEN, why),
+            Refusal::Store(p) => error_page(p.status(), &p.detail),
+        }
+    }
 }

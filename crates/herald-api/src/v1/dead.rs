@@ -8,8 +8,8 @@ use herald_store::{DeadCursor, DeadFilter};
 
 use super::limit;
 use crate::model::{DeadLetterList, DeadListQuery, DeadSelection, Purged, Replayed};
-use crate::openapi::{ReadProblems, WriteProblems};
 use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+use crate::problem::{ReadProblems, WriteProblems};
 use crate::AppState;
 
 /// What a bulk call takes: a filter, or everything with `all`.

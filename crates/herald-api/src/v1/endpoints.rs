@@ -12,8 +12,8 @@ use crate::model::{
     AttemptLog, Deleted, DisableInput, DisableResult, EnableResult, Endpoint, EndpointInput,
     EndpointList, EndpointListQuery, EndpointSaved, EnqueuedJob, RotateInput, Rotated,
 };
-use crate::openapi::{ReadProblems, WriteProblems};
 use crate::problem::{ApiJson, ApiPath, ApiQuery, OptionalJson, Problem};
+use crate::problem::{ReadProblems, WriteProblems};
 use crate::AppState;
 
 /// The reason of a disable that gives none, as the CLI's.

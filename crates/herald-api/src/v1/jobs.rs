@@ -11,8 +11,8 @@ use super::{duration, endpoint_id};
 use crate::model::{
     EnqueueQuery, EnqueuedBatch, EnqueuedJob, Job, PublishReport, StatsReport, StatusEventBody,
 };
-use crate::openapi::{ReadProblems, WriteProblems};
 use crate::problem::{ApiPath, ApiQuery, JsonBytes, Problem};
+use crate::problem::{ReadProblems, WriteProblems};
 use crate::AppState;
 
 /// The header that makes a repeated publish or enqueue a no-op.

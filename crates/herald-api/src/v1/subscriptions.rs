@@ -9,8 +9,8 @@ use super::{endpoint_id, limit};
 use crate::model::{
     PageQuery, ServiceSubscription, Subscriber, SubscriberList, SubscriptionInput, SubscriptionList,
 };
-use crate::openapi::{ReadProblems, WriteProblems};
 use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
+use crate::problem::{ReadProblems, WriteProblems};
 use crate::AppState;
 
 fn slug(text: &str) -> Result<&str, Problem> {

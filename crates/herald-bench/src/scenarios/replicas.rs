@@ -11,7 +11,8 @@ use herald_store::{Namespace, Store, StoreConfig};
 use serde_json::{json, Value};
 
 use super::shared::{round, Bench, NAMESPACE};
-use crate::env::{self, Node};
+use crate::env;
+use crate::node::Node;
 
 #[derive(Debug, Clone, Args)]
 pub struct ReplicasArgs {

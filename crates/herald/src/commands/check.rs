@@ -4,7 +4,8 @@
 use herald_store::CheckReport;
 
 use crate::cli::{CheckArgs, Global};
-use crate::commands::{open_store, print_json, store_error};
+use crate::commands::{open_store, print_json};
+use crate::failure::store_error;
 
 pub async fn run(global: &Global, args: &CheckArgs) -> anyhow::Result<()> {
     let store = open_store(global).await?;

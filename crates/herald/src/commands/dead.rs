@@ -4,7 +4,8 @@ use herald_core::job_id_key;
 use herald_store::{DeadFilter, DeadLetter, Store};
 
 use crate::cli::{DeadCommand, DeadFilterArgs, Global, Selection};
-use crate::commands::{open_store, print_json, store_error, time, Refused};
+use crate::commands::{open_store, print_json, time};
+use crate::failure::{store_error, Refused};
 
 /// Entries asked of the store per page while listing.
 const PAGE: usize = 500;

@@ -20,7 +20,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{DevArgs, Global};
-use crate::commands::{open_store, store_error, Refused};
+use crate::commands::open_store;
+use crate::failure::{store_error, Refused};
 
 /// A retry schedule short enough to watch strikes add up in seconds.
 const DEV_SCHEDULE: &str = "1s,1s,2s,3s,5s,10s,30s,1m";

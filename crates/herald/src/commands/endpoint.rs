@@ -7,7 +7,8 @@ use herald_producer::Producer;
 use herald_store::{EnqueueStatus, FlowChange};
 
 use crate::cli::{EndpointCommand, Global};
-use crate::commands::{open_store, print_json, produce_error, store_error, time, Refused};
+use crate::commands::{open_store, print_json, time};
+use crate::failure::{produce_error, store_error, Refused};
 
 fn endpoint_id(id: String) -> Result<EndpointId, Refused> {
     EndpointId::new(id).map_err(|e| Refused(e.to_string()))

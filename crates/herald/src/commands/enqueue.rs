@@ -7,7 +7,8 @@ use herald_producer::{check_payload, NewJob, Producer};
 use herald_store::EnqueueStatus;
 
 use crate::cli::{EnqueueArgs, Global};
-use crate::commands::{open_store, print_json, read_input, store_error, Refused};
+use crate::commands::{open_store, print_json, read_input};
+use crate::failure::{store_error, Refused};
 
 /// Jobs per pipelined round trip in `--ndjson` mode.
 const BATCH: usize = 1000;

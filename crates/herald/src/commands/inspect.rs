@@ -3,7 +3,8 @@
 use herald_store::JobInfo;
 
 use crate::cli::Global;
-use crate::commands::{open_store, print_json, store_error, time, Refused};
+use crate::commands::{open_store, print_json, time};
+use crate::failure::{store_error, Refused};
 
 pub async fn stats(global: &Global) -> anyhow::Result<()> {
     let store = open_store(global).await?;

@@ -4,7 +4,8 @@ use herald_core::StatusEvent;
 use herald_producer::Producer;
 
 use crate::cli::Global;
-use crate::commands::{open_store, print_json, produce_error, read_input, Refused};
+use crate::commands::{open_store, print_json, read_input};
+use crate::failure::{produce_error, Refused};
 
 pub async fn run(global: &Global, file: &str, idempotency_key: Option<&str>) -> anyhow::Result<()> {
     let input = read_input(file)?;

@@ -3,7 +3,8 @@
 use herald_core::{check_slug, EndpointId, Subscription};
 
 use crate::cli::{Global, SubscribeArgs, SubscriptionsCommand};
-use crate::commands::{open_store, print_json, store_error, Refused};
+use crate::commands::{open_store, print_json};
+use crate::failure::{store_error, Refused};
 
 fn slug(s: &str) -> Result<&str, Refused> {
     check_slug(s).map_err(|e| Refused(e.to_string()))

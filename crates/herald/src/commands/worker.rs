@@ -7,7 +7,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cli::{Global, WorkerArgs};
-use crate::commands::{open_store_waiting, spawn_signal_handler, Refused};
+use crate::commands::{open_store_waiting, spawn_signal_handler};
+use crate::failure::Refused;
 use crate::settings;
 
 pub async fn run(global: &Global, args: &WorkerArgs) -> anyhow::Result<()> {
