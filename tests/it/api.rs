@@ -647,6 +647,71 @@ fn bad_input_is_answered_with_a_4xx_problem_never_a_500() {
     assert_eq!(api.get("/api/v1/stats").expect(200)["jobs"]["due"], 0);
 }
 
+/// Text that every listing shows and durations that outlive any use are bounded, and a
+/// refusal names the bound in the caller's terms (no script's name); nothing is written.
+#[test]
+fn text_and_durations_beyond_their_bounds_are_refused_by_name() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-api-bounds", 2);
+    api.admin(
+        "PUT",
+        "/api/v1/endpoints/dash-1",
+        Some(json!({"url": "https://hooks.example.com/"})),
+    )
+    .expect(201);
+    let many: Vec<String> = (0..101).map(|i| format!("c{i}")).collect();
+    let cases: Vec<(&str, Option<Value>, &str)> = vec![
+        (
+            "/api/v1/endpoints/dash-1/disable",
+            Some(json!({"reason": "r".repeat(1001)})),
+            "at most 1000 characters, not 1001",
+        ),
+        (
+            "/api/v1/endpoints/dash-1/rotate-secret",
+            Some(json!({"grace": "1000000days"})),
+            "at most 30days",
+        ),
+        (
+            "/api/v1/endpoints/dash-1/jobs?delay=1000000days",
+            Some(json!({})),
+            "a delay is at most 10000000000000 ms",
+        ),
+    ];
+    for (path, body, words) in cases {
+        let p = api.admin("POST", path, body).problem(400);
+        let detail = p["detail"].as_str().unwrap();
+        assert!(detail.contains(words), "{path}: {p}");
+        assert!(!detail.contains(".lua"), "{path} names a script: {p}");
+    }
+    for components in [many, vec!["x".repeat(201)]] {
+        let p = api
+            .admin(
+                "PUT",
+                "/api/v1/endpoints/dash-1/subscriptions/heroku",
+                Some(json!({"level": "down", "components": components})),
+            )
+            .problem(400);
+        assert!(p["detail"].as_str().unwrap().contains("at most"), "{p}");
+    }
+    // At the bounds, each goes through.
+    api.admin(
+        "POST",
+        "/api/v1/endpoints/dash-1/rotate-secret",
+        Some(json!({"grace": "30days"})),
+    )
+    .expect(200);
+    let endpoint = api.get("/api/v1/endpoints/dash-1").expect(200);
+    assert_eq!(endpoint["enabled"], true, "{endpoint}");
+    assert_eq!(endpoint["subscriptions"], json!([]), "{endpoint}");
+    assert_eq!(api.get("/api/v1/stats").expect(200)["jobs"]["scheduled"], 0);
+    api.admin(
+        "POST",
+        "/api/v1/endpoints/dash-1/disable",
+        Some(json!({"reason": "r".repeat(1000)})),
+    )
+    .expect(200);
+}
+
 #[test]
 fn subscriptions_are_set_listed_removed_and_events_fan_out_once_per_key() {
     let redis = RedisServer::start();

@@ -235,6 +235,50 @@ fn idempotency_keys_duplicate_ids_and_unknown_endpoints() {
     });
 }
 
+/// A job the scripts would refuse is refused by name before any is sent; the batch's other
+/// jobs are written, and each answer stays in its job's place.
+#[test]
+fn a_batch_refuses_its_unsendable_jobs_by_name_and_writes_the_rest_in_order() {
+    let redis = RedisServer::start();
+    runtime().block_on(async {
+        let (store, ep) = store(&redis).await;
+        let good = |i: u32| NewJob::new(ep.clone(), format!("{{\"i\":{i}}}").into_bytes());
+        let far = NewJob {
+            delay: Duration::from_millis(herald_store::MAX_DELAY_MS + 1),
+            ..good(1)
+        };
+        let at_most = NewJob {
+            delay: Duration::from_millis(herald_store::MAX_DELAY_MS),
+            ..good(2)
+        };
+        let empty = NewJob::new(ep.clone(), Vec::new());
+        let forgetful = NewJob {
+            idempotency_key: Some("k".into()),
+            idempotency_ttl: Duration::ZERO,
+            ..good(3)
+        };
+        let jobs = [good(0), far, empty, at_most, forgetful, good(4)];
+        let results = store.enqueue_batch(&jobs).await.unwrap();
+        assert_eq!(results.len(), jobs.len());
+        for (i, words) in [
+            (1, "a delay is at most"),
+            (2, "payload is empty"),
+            (4, "at least 1 ms"),
+        ] {
+            match &results[i] {
+                Err(StoreError::InvalidArgument(why)) => assert!(why.contains(words), "{why}"),
+                other => panic!("job {i}: {other:?}"),
+            }
+        }
+        for i in [0, 3, 5] {
+            let done = results[i].as_ref().unwrap();
+            assert_eq!(done.job_id, jobs[i].id.to_string(), "job {i}");
+        }
+        let total = store.stats().await.unwrap().total;
+        assert_eq!((total.due, total.scheduled), (2, 1));
+    });
+}
+
 #[test]
 fn a_released_lease_is_due_at_once_without_spending_an_attempt() {
     let redis = RedisServer::start();

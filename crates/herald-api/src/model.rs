@@ -315,7 +315,8 @@ pub struct EndpointSaved {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DisableInput {
-    /// Why, for whoever looks later (default "disabled by an operator").
+    /// Why, for whoever looks later (default "disabled by an operator"); at most 1,000
+    /// characters.
     pub reason: Option<String>,
 }
 
@@ -343,7 +344,7 @@ pub struct DisableResult {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateInput {
-    /// How long the previous secrets keep signing, e.g. `24h` (default).
+    /// How long the previous secrets keep signing, e.g. `24h` (default); at most 30 days.
     #[schema(example = "24h")]
     pub grace: Option<String>,
 }
@@ -416,7 +417,8 @@ pub struct EnqueuedBatch {
 pub struct SubscriptionInput {
     /// Which status changes notify (default `all`).
     pub level: Option<LevelName>,
-    /// Only changes touching one of these components notify (`name` or `group/name`).
+    /// Only changes touching one of these components notify (`name` or `group/name`): at most
+    /// 100 names of at most 200 characters each.
     #[serde(default)]
     pub components: Vec<String>,
 }
@@ -718,7 +720,7 @@ pub struct DeadListQuery {
 #[derive(Debug, Clone, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EnqueueQuery {
-    /// Wait this long before the first attempt, e.g. `30s`.
+    /// Wait this long before the first attempt, e.g. `30s`; at most 10^13 ms.
     pub delay: Option<String>,
 }
 

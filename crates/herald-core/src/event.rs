@@ -173,7 +173,37 @@ pub struct Subscription {
     pub components: Vec<String>,
 }
 
+/// The most components one subscription may name.
+pub const MAX_COMPONENTS: usize = 100;
+
+/// The longest component name, in characters (`group/name` counted whole).
+pub const MAX_COMPONENT_CHARS: usize = 200;
+
 impl Subscription {
+    /// Refuses a subscription naming more than [`MAX_COMPONENTS`] components, or one longer
+    /// than [`MAX_COMPONENT_CHARS`]: each is stored with the subscription, shown by every
+    /// listing and compared with every event published.
+    pub fn check(&self) -> Result<(), String> {
+        if self.components.len() > MAX_COMPONENTS {
+            return Err(format!(
+                "a subscription names at most {MAX_COMPONENTS} components, not {}",
+                self.components.len()
+            ));
+        }
+        if let Some(long) = self
+            .components
+            .iter()
+            .find(|c| c.chars().count() > MAX_COMPONENT_CHARS)
+        {
+            return Err(format!(
+                "a component name is at most {MAX_COMPONENT_CHARS} characters, not {} ({}...)",
+                long.chars().count(),
+                long.chars().take(20).collect::<String>()
+            ));
+        }
+        Ok(())
+    }
+
     /// A subscription at `level` to the components named (trimmed; empty names are dropped).
     pub fn new(level: Level, components: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
         Self {
@@ -226,6 +256,21 @@ mod tests {
         let sub = Subscription::new(Level::Down, [" Apps ", "", "EU/Database"]);
         assert_eq!(sub.components, ["Apps", "EU/Database"]);
         assert_eq!(sub.level, Level::Down);
+    }
+
+    #[test]
+    fn subscriptions_name_a_bounded_number_of_bounded_components() {
+        let names = |n: usize, chars: usize| -> Vec<String> {
+            (0..n).map(|i| format!("{i:0>chars$}")).collect()
+        };
+        let most = Subscription::new(Level::Down, names(MAX_COMPONENTS, MAX_COMPONENT_CHARS));
+        assert_eq!(most.check(), Ok(()));
+        let many = Subscription::new(Level::Down, names(MAX_COMPONENTS + 1, 3));
+        let err = many.check().unwrap_err();
+        assert!(err.contains("at most 100 components"), "{err}");
+        let long = Subscription::new(Level::Down, names(1, MAX_COMPONENT_CHARS + 1));
+        let err = long.check().unwrap_err();
+        assert!(err.contains("at most 200 characters, not 201"), "{err}");
     }
 
     #[test]

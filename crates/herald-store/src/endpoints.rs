@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{protocol, Result};
 use crate::{Store, StoreError};
 
+/// The longest reason an operator may give for disabling an endpoint, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+
 /// Queued jobs moved per script call when an endpoint is deleted.
 const DELETE_BATCH: u64 = 1000;
 
@@ -387,8 +390,16 @@ impl Store {
         Ok(Some((created, moved)))
     }
 
-    /// Disables an endpoint by hand. Returns false when it already was.
+    /// Disables an endpoint by hand. Returns false when it already was. A reason longer than
+    /// [`MAX_REASON_CHARS`] is refused: it is stored with the endpoint and shown by every
+    /// listing.
     pub async fn disable_endpoint(&self, id: &EndpointId, reason: &str) -> Result<bool> {
+        let chars = reason.chars().count();
+        if chars > MAX_REASON_CHARS {
+            return Err(StoreError::InvalidArgument(format!(
+                "a disable reason is at most {MAX_REASON_CHARS} characters, not {chars}"
+            )));
+        }
         let mut conn = self.conn().await?;
         let k = self.keys_of(id);
         let r: i64 = self
@@ -598,6 +609,7 @@ impl Store {
 
     /// Subscribes an endpoint to a service (replacing an earlier subscription to it).
     pub async fn subscribe(&self, id: &EndpointId, slug: &str, sub: &Subscription) -> Result<()> {
+        sub.check().map_err(StoreError::InvalidArgument)?;
         let mut conn = self.conn().await?;
         let json = serde_json::to_string(sub).expect("subscription serialises");
         let k = self.keys_of(id);

@@ -45,7 +45,7 @@ pub use connection::{Conn, Pooled};
 pub use dead_letters::{DeadCursor, DeadFilter, DeadLetter, DeadPage};
 pub use endpoints::{
     Disabled, EndpointRecord, EndpointSecret, EndpointState, EndpointSummary, FlowChange, Limits,
-    SetEndpoint,
+    SetEndpoint, MAX_REASON_CHARS,
 };
 pub use error::{ErrorKind, StoreError};
 pub use keys::{KeyName, Namespace, ShardKeys};
@@ -53,8 +53,9 @@ pub use lease::{
     Claim, ClaimedJob, Expired, Held, Settle, SettleReport, Settlement, Strike, Woken,
     ATTEMPT_LOG_LEN, ENDPOINT_HINTS_PER_WAKE,
 };
-pub use produce::{EnqueueStatus, Enqueued, NewJob};
+pub use produce::{EnqueueStatus, Enqueued, NewJob, MAX_DELAY_MS};
 pub use record::JobRecord;
 pub use scripts::EnqueueCode;
+pub use secrets::MAX_GRACE;
 pub use sessions::Session;
 pub use store::{Store, StoreConfig};

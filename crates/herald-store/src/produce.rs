@@ -31,7 +31,30 @@ pub struct NewJob {
     pub idempotency_ttl: Duration,
 }
 
+/// The longest delay before a job's first attempt, in ms: the enqueue scripts' own bound
+/// (over 300 years).
+pub const MAX_DELAY_MS: u64 = 10_000_000_000_000;
+
 impl NewJob {
+    /// Refuses, with the reason, what the enqueue scripts would refuse without one: an empty
+    /// payload, a delay beyond [`MAX_DELAY_MS`], an idempotency key kept for less than 1 ms.
+    /// (Ids are checked by their types.)
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.payload.is_empty() {
+            return Err("the payload is empty".into());
+        }
+        if self.delay.as_millis() > u128::from(MAX_DELAY_MS) {
+            return Err(format!(
+                "a delay is at most {MAX_DELAY_MS} ms (over 300 years), not {}",
+                humantime::format_duration(self.delay)
+            ));
+        }
+        if self.idempotency_key.is_some() && self.idempotency_ttl.as_millis() == 0 {
+            return Err("an idempotency key is kept for at least 1 ms".into());
+        }
+        Ok(())
+    }
+
     /// A job due at once, with a fresh id and no idempotency key.
     pub fn new(endpoint: EndpointId, payload: impl Into<Vec<u8>>) -> Self {
         Self {
@@ -340,7 +363,33 @@ impl Store {
     /// The jobs of one shard that have no idempotency key go through `enqueue-batch-4.lua`, one
     /// call per shard; a job with an idempotency key, or a shard's only job, goes through
     /// `enqueue-6.lua`. Each shard sees its jobs in the order given.
+    ///
+    /// A job the scripts would refuse (see [`NewJob::check`]) is refused here with the reason,
+    /// and the others go on.
     pub async fn enqueue_batch(&self, jobs: &[NewJob]) -> Result<Vec<Result<Enqueued>>> {
+        // Nothing allocated on the way of a batch that passes, the usual case.
+        if jobs.iter().all(|j| j.check().is_ok()) {
+            return self.enqueue_checked(jobs).await;
+        }
+        let refused: Vec<Option<String>> = jobs.iter().map(|j| j.check().err()).collect();
+        let valid: Vec<NewJob> = jobs
+            .iter()
+            .zip(&refused)
+            .filter(|(_, r)| r.is_none())
+            .map(|(j, _)| j.clone())
+            .collect();
+        let mut done = self.enqueue_checked(&valid).await?.into_iter();
+        Ok(refused
+            .into_iter()
+            .map(|r| match r {
+                Some(why) => Err(StoreError::InvalidArgument(why)),
+                None => done.next().expect("one result per valid job"),
+            })
+            .collect())
+    }
+
+    /// [`Store::enqueue_batch`] of jobs that passed [`NewJob::check`].
+    async fn enqueue_checked(&self, jobs: &[NewJob]) -> Result<Vec<Result<Enqueued>>> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }

@@ -7,14 +7,26 @@ use herald_core::{EndpointId, Secret};
 
 use crate::endpoints::EndpointSecret;
 use crate::error::Result;
-use crate::Store;
+use crate::{Store, StoreError};
+
+/// The longest grace period a rotation may give the previous secrets: long enough for any
+/// receiver's roll-out, short enough that a leaked secret does not sign for years.
+pub const MAX_GRACE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl Store {
     /// Puts a generated secret first and lets the active ones expire after `grace`; secrets
     /// already expired are dropped. Returns the new secret (`whsec_…`), to be shown once. Made
     /// against the stored configuration ([`Store::update_endpoint`]): a concurrent change is
-    /// kept, and an endpoint deleted meanwhile is refused, not brought back.
+    /// kept, and an endpoint deleted meanwhile is refused, not brought back. A grace beyond
+    /// [`MAX_GRACE`] is refused.
     pub async fn rotate_secret(&self, id: &EndpointId, grace: Duration) -> Result<String> {
+        if grace > MAX_GRACE {
+            return Err(StoreError::InvalidArgument(format!(
+                "the grace period of a rotation is at most {}, not {}",
+                humantime::format_duration(MAX_GRACE),
+                humantime::format_duration(grace)
+            )));
+        }
         let secret = Secret::generate().expose();
         let grace_ms = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         self.update_endpoint(id, |record, now| {

@@ -181,7 +181,7 @@ pub struct SubscribeArgs {
     #[arg(long, default_value = "all")]
     pub level: herald_core::Level,
     /// Only changes that touch one of these components notify (comma-separated names, or
-    /// `group/name`).
+    /// `group/name`; at most 100, of at most 200 characters each).
     #[arg(long, value_delimiter = ',')]
     pub components: Vec<String>,
 }
@@ -299,7 +299,7 @@ pub enum EndpointCommand {
     /// Disable an endpoint: its jobs wait in its queue (parked) until it is enabled.
     Disable {
         id: String,
-        /// Why, for whoever looks later.
+        /// Why, for whoever looks later (at most 1,000 characters).
         #[arg(long, default_value = "disabled by an operator")]
         reason: String,
     },
@@ -311,7 +311,7 @@ pub enum EndpointCommand {
     /// Start signing with a new secret; the old one keeps signing beside it for a while.
     RotateSecret {
         id: String,
-        /// How long the old secret keeps signing, e.g. `24h`.
+        /// How long the old secret keeps signing, e.g. `24h` (at most 30 days).
         #[arg(long, default_value = "24h")]
         grace: String,
     },
@@ -326,7 +326,7 @@ pub struct EnqueueArgs {
     /// Read one JSON payload per line and enqueue them all, pipelined (for backfills).
     #[arg(long)]
     pub ndjson: bool,
-    /// Wait this long before the first attempt, e.g. `30s`.
+    /// Wait this long before the first attempt, e.g. `30s` (at most 10^13 ms).
     #[arg(long)]
     pub delay: Option<String>,
     /// A repeated enqueue with the same key is a no-op that answers the first job's id.
