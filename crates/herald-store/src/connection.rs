@@ -368,28 +368,36 @@ pub(crate) fn master_of(range: Value, slot: Slot) -> Option<(String, u16)> {
     Some((host, port))
 }
 
-/// A cluster client's failure to start, said plainly when the seed node is not a cluster node
-/// (its `INFO cluster` answers `cluster_enabled:0`); any other failure as it came.
+/// How long [`cluster_refused`] gives the seed node to answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A cluster client's failure to start, told by asking the seed node as a single node: when
+/// the seed refuses the credentials, its own error (whose kind says so; the cluster client's
+/// is only an I/O error), when it is not a cluster node (`INFO cluster` answers
+/// `cluster_enabled:0`), a configuration error saying so; any other failure as it came.
 async fn cluster_refused(seed: &ConnectionInfo, e: redis::RedisError) -> StoreError {
     // A node that cannot be reached cannot be asked either.
-    if e.is_io_error() || e.is_timeout() || e.is_connection_refusal() {
+    if e.is_connection_refusal() || e.is_timeout() {
         return StoreError::Redis(e);
     }
     let ask = async {
         let client = redis::Client::open(seed.clone())?;
         let mut conn = client
-            .get_multiplexed_async_connection_with_config(&node_config(Some(CONNECTION_TIMEOUT)))
+            .get_multiplexed_async_connection_with_config(&node_config(Some(PROBE_TIMEOUT)))
             .await?;
         redis::cmd("INFO")
             .arg("cluster")
             .query_async::<String>(&mut conn)
             .await
     };
-    match tokio::time::timeout(CONNECTION_TIMEOUT, ask).await {
+    match tokio::time::timeout(PROBE_TIMEOUT, ask).await {
         Ok(Ok(info)) if info.contains("cluster_enabled:0") => StoreError::Config(format!(
             "HERALD_REDIS_CLUSTER is on, but Redis is not a cluster node ({e}); turn cluster \
              mode off for a single Redis"
         )),
+        Ok(Err(seed)) if StoreError::Redis(seed.clone()).is_refused_credentials() => {
+            StoreError::Redis(seed)
+        }
         _ => StoreError::Redis(e),
     }
 }
