@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::declarations::{Flags, Serve, Worker};
+
 /// herald delivers status-change webhooks: producers enqueue jobs into Redis, workers POST them,
 /// retrying failures on a schedule, and discard what never gets through into a dead-letter store.
 #[derive(Debug, Parser)]
@@ -113,28 +115,16 @@ pub enum Command {
     Token(TokenCommand),
 }
 
-/// Server settings. Each is also an environment variable (`HERALD_<NAME>`) and a key of the
+/// Server settings. Each is also an environment variable (`HERALD_<KEY>`) and a key of the
 /// TOML file given by `--config`; a flag beats the environment, which beats the file. The
-/// tokens (`HERALD_API_TOKENS`, key `api_tokens`) come from the environment or the file only.
+/// settings are declared in [`crate::declarations::SERVE`].
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// TOML file with server settings (keys as the flags, with underscores, and `api_tokens`).
     #[arg(long, env = "HERALD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long)]
-    pub api_addr: Option<String>,
-    /// Comma-separated CIDRs the SSRF guard lets through when a webhook URL with a literal
-    /// address is set (as for `herald endpoint set`) [default: none].
-    #[arg(long)]
-    pub allow_targets: Option<String>,
-    /// When console cookies are marked `Secure`: `auto` (when `X-Forwarded-Proto: https` says
-    /// the request came over HTTPS) or `always` [default: auto].
-    #[arg(long)]
-    pub api_secure_cookies: Option<String>,
-    /// How long a console session lasts [default: 12h].
-    #[arg(long)]
-    pub api_session_ttl: Option<String>,
+    #[command(flatten)]
+    pub settings: Flags<Serve>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,71 +184,16 @@ pub enum SubscriptionsCommand {
     Service { service: String },
 }
 
-/// Worker settings. Each is also an environment variable (`HERALD_<NAME>`) and a key of the
-/// TOML file given by `--config`; a flag beats the environment, which beats the file.
+/// Worker settings. Each is also an environment variable (`HERALD_<KEY>`) and a key of the
+/// TOML file given by `--config`; a flag beats the environment, which beats the file. The
+/// settings are declared in [`crate::declarations::WORKER`].
 #[derive(Debug, Args)]
 pub struct WorkerArgs {
     /// TOML file with worker settings (keys as the flags, with underscores).
     #[arg(long, env = "HERALD_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Most deliveries in flight at once [default: 200].
-    #[arg(long)]
-    pub concurrency: Option<usize>,
-    /// Time allowed for one attempt, connect to last byte [default: 15s].
-    #[arg(long)]
-    pub request_timeout: Option<String>,
-    /// Comma-separated delays between attempts, e.g. `50ms,1s,2m`; its length is the number of
-    /// retries [default: the 20-retry, 24-day schedule].
-    #[arg(long)]
-    pub retry_schedule: Option<String>,
-    /// Address for /metrics, /healthz and /readyz; empty to disable [default: 0.0.0.0:9464].
-    #[arg(long)]
-    pub metrics_addr: Option<String>,
-    /// How long a claimed job belongs to this worker [default: 60s].
-    #[arg(long)]
-    pub lease: Option<String>,
-    /// Time in-flight deliveries get to finish after SIGTERM [default: 20s].
-    #[arg(long)]
-    pub shutdown_grace: Option<String>,
-    /// Consecutive strikes that disable an endpoint [default: 5].
-    #[arg(long)]
-    pub disable_after: Option<u32>,
-    /// Which failures strike: `connection` (cannot reach the receiver) or `all` [default:
-    /// connection].
-    #[arg(long)]
-    pub strike_on: Option<String>,
-    /// A delivery still unanswered after this long judges its endpoint slow: the delivery
-    /// moves to the slow lane, and the endpoint is served from slow lanes only until a
-    /// delivery to it comes back quicker [default: 250ms].
-    #[arg(long)]
-    pub slow_after: Option<String>,
-    /// Deliveries in flight at once for endpoints judged slow, besides `--concurrency`
-    /// [default: half of --concurrency].
-    #[arg(long)]
-    pub slow_concurrency: Option<usize>,
-    /// Safety-net scan of every shard, for work no wake-up hint announced [default: 30s].
-    #[arg(long)]
-    pub poll_interval: Option<String>,
-    /// Comma-separated CIDRs the SSRF guard lets through, e.g. `10.20.0.0/16`; loopback,
-    /// private, link-local and other special ranges are refused unless listed [default: none].
-    #[arg(long)]
-    pub allow_targets: Option<String>,
-    /// URL of an egress proxy (e.g. smokescreen) that every delivery goes through; the proxy
-    /// then vets the addresses names resolve to [default: none, direct connections].
-    #[arg(long)]
-    pub egress_proxy: Option<String>,
-    /// PEM file of CA certificates that receivers' certificates may also chain to (receivers
-    /// behind a private CA), trusted besides the public web roots [default: none].
-    #[arg(long)]
-    pub ca_file: Option<PathBuf>,
-    /// Comma-separated name servers to ask, e.g. `10.0.0.2,10.0.0.3:53`; empty: the system's
-    /// (/etc/resolv.conf, after /etc/hosts) [default: empty].
-    #[arg(long)]
-    pub dns_servers: Option<String>,
-    /// Longest one DNS lookup may take, retries included; a lookup that timed out is answered
-    /// from memory for 10s [default: 5s].
-    #[arg(long)]
-    pub dns_timeout: Option<String>,
+    #[command(flatten)]
+    pub settings: Flags<Worker>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Value};
 use figment::Figment;
 use herald_api::auth::Tokens;
 use herald_api::{ApiConfig, SecureCookies};
@@ -18,6 +19,7 @@ use herald_worker::WorkerConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ServeArgs, WorkerArgs};
+use crate::declarations::{self, SERVE, WORKER};
 use crate::failure::Refused;
 
 /// The settings as written by people: durations as text (`15s`), the schedule as a list.
@@ -95,67 +97,20 @@ impl Targets {
     }
 }
 
-/// Flags given on the command line (only those present override).
-#[derive(Debug, Serialize)]
-struct Flags<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    concurrency: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_timeout: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    retry_schedule: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    metrics_addr: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shutdown_grace: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    poll_interval: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    allow_targets: Option<Targets>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    egress_proxy: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disable_after: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    strike_on: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    slow_after: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    slow_concurrency: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ca_file: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns_servers: Option<Targets>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    dns_timeout: Option<&'a str>,
+/// The flags given, read as the environment's values are (`8` a number, `4s` text), to be
+/// layered over the file and the environment.
+fn flags(given: &[(&'static str, String)]) -> Serialized<Dict> {
+    let dict: Dict = given
+        .iter()
+        .map(|(key, text)| {
+            let value = text
+                .parse::<Value>()
+                .unwrap_or_else(|_| Value::from(text.clone()));
+            ((*key).to_owned(), value)
+        })
+        .collect();
+    Serialized::defaults(dict)
 }
-
-/// The keys the environment may set, as `HERALD_<KEY>`.
-const ENV_KEYS: &[&str] = &[
-    "concurrency",
-    "claim_batch",
-    "request_timeout",
-    "connect_timeout",
-    "retry_schedule",
-    "retry_jitter",
-    "lease",
-    "shutdown_grace",
-    "poll_interval",
-    "dead_max",
-    "dead_max_age",
-    "metrics_addr",
-    "allow_targets",
-    "egress_proxy",
-    "disable_after",
-    "strike_on",
-    "slow_after",
-    "slow_concurrency",
-    "ca_file",
-    "dns_servers",
-    "dns_timeout",
-];
 
 fn duration(key: &str, text: &str) -> Result<Duration, Refused> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| {
@@ -183,25 +138,8 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
         figment = figment.merge(Toml::file(path));
     }
     figment = figment
-        .merge(Env::prefixed("HERALD_").only(ENV_KEYS))
-        .merge(Serialized::defaults(Flags {
-            concurrency: args.concurrency,
-            request_timeout: args.request_timeout.as_deref(),
-            retry_schedule: args.retry_schedule.as_deref(),
-            metrics_addr: args.metrics_addr.as_deref(),
-            lease: args.lease.as_deref(),
-            shutdown_grace: args.shutdown_grace.as_deref(),
-            poll_interval: args.poll_interval.as_deref(),
-            allow_targets: args.allow_targets.clone().map(Targets::Text),
-            egress_proxy: args.egress_proxy.as_deref(),
-            disable_after: args.disable_after,
-            strike_on: args.strike_on.as_deref(),
-            slow_after: args.slow_after.as_deref(),
-            slow_concurrency: args.slow_concurrency,
-            ca_file: args.ca_file.as_ref().map(|p| p.display().to_string()),
-            dns_servers: args.dns_servers.clone().map(Targets::Text),
-            dns_timeout: args.dns_timeout.as_deref(),
-        }));
+        .merge(Env::prefixed("HERALD_").only(&declarations::keys(WORKER)))
+        .merge(flags(args.settings.given()));
     let raw: Raw = figment
         .extract()
         .map_err(|e| Refused(format!("invalid worker settings: {e}")))?;
@@ -327,28 +265,6 @@ impl Default for RawServe {
 /// Where `herald serve` listens by default: loopback only, until an operator decides otherwise.
 pub const DEFAULT_API_ADDR: &str = "127.0.0.1:8080";
 
-/// The server's flags given on the command line.
-#[derive(Debug, Serialize)]
-struct ServeFlags<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_addr: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    allow_targets: Option<Targets>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_secure_cookies: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    api_session_ttl: Option<&'a str>,
-}
-
-/// The keys the environment may set for the server, as `HERALD_<KEY>`.
-const SERVE_ENV_KEYS: &[&str] = &[
-    "api_addr",
-    "api_tokens",
-    "allow_targets",
-    "api_secure_cookies",
-    "api_session_ttl",
-];
-
 /// Reads and validates the server's settings: the address to listen on, and the rest.
 pub fn serve_config(args: &ServeArgs) -> Result<(SocketAddr, ApiConfig), Refused> {
     let mut figment = Figment::from(Serialized::defaults(RawServe::default()));
@@ -362,13 +278,8 @@ pub fn serve_config(args: &ServeArgs) -> Result<(SocketAddr, ApiConfig), Refused
         figment = figment.merge(Toml::file(path));
     }
     figment = figment
-        .merge(Env::prefixed("HERALD_").only(SERVE_ENV_KEYS))
-        .merge(Serialized::defaults(ServeFlags {
-            api_addr: args.api_addr.as_deref(),
-            allow_targets: args.allow_targets.clone().map(Targets::Text),
-            api_secure_cookies: args.api_secure_cookies.as_deref(),
-            api_session_ttl: args.api_session_ttl.as_deref(),
-        }));
+        .merge(Env::prefixed("HERALD_").only(&declarations::keys(SERVE)))
+        .merge(flags(args.settings.given()));
     let raw: RawServe = figment
         .extract()
         .map_err(|e| Refused(format!("invalid server settings: {e}")))?;
@@ -406,26 +317,50 @@ pub fn serve_config(args: &ServeArgs) -> Result<(SocketAddr, ApiConfig), Refused
 #[allow(clippy::result_large_err)] // figment::Jail closures return figment::Error
 mod tests {
     use super::*;
+    use crate::declarations::Flags;
+
+    /// Each default the tables show as a literal is the one the loader starts from.
+    #[test]
+    fn the_declared_defaults_are_the_loaders() {
+        fn check(list: &[declarations::Setting], defaults: serde_json::Value) {
+            for s in list {
+                let actual = &defaults[s.key];
+                let shown = match s.default {
+                    "empty" => "",
+                    d if d.len() > 2 && d.starts_with('`') && d.ends_with('`') => {
+                        &d[1..d.len() - 1]
+                    }
+                    // Described, not a value ("half of `concurrency`"): tested elsewhere.
+                    _ => continue,
+                };
+                let same = match actual {
+                    serde_json::Value::String(text) => match (
+                        humantime::parse_duration(text),
+                        humantime::parse_duration(shown),
+                    ) {
+                        (Ok(a), Ok(b)) => a == b,
+                        _ => text == shown,
+                    },
+                    serde_json::Value::Number(n) => n.as_f64() == shown.parse::<f64>().ok(),
+                    other => panic!("{}: {other}", s.key),
+                };
+                assert!(
+                    same,
+                    "{} shows {shown:?}, the loader starts from {actual}",
+                    s.key
+                );
+            }
+        }
+        check(WORKER, serde_json::to_value(Raw::default()).unwrap());
+        check(SERVE, serde_json::to_value(RawServe::default()).unwrap());
+        assert_eq!(WorkerConfig::slow_lane_for(200), 100);
+        assert_eq!(WorkerConfig::default().retry.retries(), 20);
+    }
 
     fn args() -> WorkerArgs {
         WorkerArgs {
             config: None,
-            concurrency: None,
-            request_timeout: None,
-            retry_schedule: None,
-            metrics_addr: None,
-            lease: None,
-            shutdown_grace: None,
-            poll_interval: None,
-            allow_targets: None,
-            egress_proxy: None,
-            disable_after: None,
-            strike_on: None,
-            slow_after: None,
-            slow_concurrency: None,
-            ca_file: None,
-            dns_servers: None,
-            dns_timeout: None,
+            settings: Flags::default(),
         }
     }
 
@@ -513,7 +448,7 @@ mod tests {
             jail.set_env("HERALD_RETRY_SCHEDULE", "50ms,1s");
             let mut a = args();
             a.config = Some("w.toml".into());
-            a.request_timeout = Some("4s".into());
+            a.settings.set("request_timeout", "4s");
             let cfg = worker_config(&a).unwrap();
             assert_eq!(cfg.concurrency, 8);
             assert_eq!(cfg.lease, Duration::from_secs(9));
@@ -545,18 +480,18 @@ mod tests {
                 "http://smokescreen:4750"
             );
 
-            a.allow_targets = Some("192.168.0.0/16".into());
+            a.settings.set("allow_targets", "192.168.0.0/16");
             let cfg = worker_config(&a).unwrap();
             assert_eq!(cfg.allow_targets.to_string(), "192.168.0.0/16");
 
-            a.allow_targets = Some("127.0.0.0/8,not-a-cidr".into());
+            a.settings.set("allow_targets", "127.0.0.0/8,not-a-cidr");
             let err = worker_config(&a).unwrap_err().to_string();
             assert!(
                 err.contains("allow_targets") && err.contains("HERALD_ALLOW_TARGETS"),
                 "{err}"
             );
             assert!(err.contains("not-a-cidr"), "{err}");
-            a.allow_targets = None;
+            a.settings.unset("allow_targets");
 
             jail.set_env("HERALD_EGRESS_PROXY", "socks5://u:secret@proxy:1080");
             let err = worker_config(&a).unwrap_err().to_string();
@@ -590,10 +525,7 @@ mod tests {
     fn serve_args() -> ServeArgs {
         ServeArgs {
             config: None,
-            api_addr: None,
-            allow_targets: None,
-            api_secure_cookies: None,
-            api_session_ttl: None,
+            settings: Flags::default(),
         }
     }
 
@@ -628,17 +560,17 @@ mod tests {
 
             jail.set_env("HERALD_API_ADDR", "127.0.0.1:9001");
             assert_eq!(serve_config(&a).unwrap().0.to_string(), "127.0.0.1:9001");
-            a.api_addr = Some("127.0.0.1:9002".into());
+            a.settings.set("api_addr", "127.0.0.1:9002");
             assert_eq!(serve_config(&a).unwrap().0.to_string(), "127.0.0.1:9002");
 
-            a.api_addr = Some("localhost".into());
+            a.settings.set("api_addr", "localhost");
             let err = serve_config(&a).unwrap_err().to_string();
             assert!(err.contains("HERALD_API_ADDR"), "{err}");
-            a.api_addr = None;
-            a.api_secure_cookies = Some("sometimes".into());
+            a.settings.unset("api_addr");
+            a.settings.set("api_secure_cookies", "sometimes");
             let err = serve_config(&a).unwrap_err().to_string();
             assert!(err.contains("HERALD_API_SECURE_COOKIES"), "{err}");
-            a.api_secure_cookies = None;
+            a.settings.unset("api_secure_cookies");
             jail.set_env("HERALD_API_TOKENS", "herald_plaintext");
             let err = serve_config(&a).unwrap_err().to_string();
             assert!(
