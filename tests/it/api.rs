@@ -1296,6 +1296,97 @@ fn herald_serve_runs_from_its_settings_and_never_logs_tokens() {
     );
 }
 
+/// An endpoint change answers the same document from `--json` as from the API: the same
+/// change made to twin endpoints, one through each, gives equal answers but for the id (and
+/// the generated secret).
+#[test]
+fn the_cli_answers_endpoint_changes_with_the_api_s_documents() {
+    let (redis, herald) = redis_and_herald("it-api-cli-docs");
+    let api = ApiServer::start(&redis.url(), "it-api-cli-docs", 16);
+    let same = |mut from_cli: Value, mut from_api: Value, what: &str| {
+        for doc in [&mut from_cli, &mut from_api] {
+            assert!(doc["id"].is_string(), "{what}: {doc}");
+            doc["id"] = "twin".into();
+            if doc.get("secret").is_some() {
+                assert!(
+                    doc["secret"].as_str().unwrap().starts_with("whsec_"),
+                    "{doc}"
+                );
+                doc["secret"] = "whsec_…".into();
+            }
+        }
+        assert_eq!(from_cli, from_api, "{what}: the CLI and the API disagree");
+    };
+    let url = "https://hooks.example.com/twin";
+    let cli = herald
+        .ok(&[
+            "endpoint",
+            "set",
+            "by-cli",
+            "--url",
+            url,
+            "--max-in-flight",
+            "7",
+            "--rate",
+            "50/s",
+            "--json",
+        ])
+        .json();
+    let by_api = api
+        .admin(
+            "PUT",
+            "/api/v1/endpoints/by-api",
+            Some(json!({"url": url, "max_in_flight": 7, "rate": "50/s"})),
+        )
+        .expect(201);
+    same(cli, by_api, "set");
+    let cli = herald
+        .ok(&[
+            "endpoint", "disable", "by-cli", "--reason", "moving", "--json",
+        ])
+        .json();
+    let by_api = api
+        .admin(
+            "POST",
+            "/api/v1/endpoints/by-api/disable",
+            Some(json!({"reason": "moving"})),
+        )
+        .expect(200);
+    same(cli, by_api, "disable");
+    let cli = herald
+        .ok(&["endpoint", "enable", "by-cli", "--json"])
+        .json();
+    let by_api = api
+        .admin("POST", "/api/v1/endpoints/by-api/enable", None)
+        .expect(200);
+    same(cli, by_api, "enable");
+    let cli = herald
+        .ok(&[
+            "endpoint",
+            "rotate-secret",
+            "by-cli",
+            "--grace",
+            "2h",
+            "--json",
+        ])
+        .json();
+    let by_api = api
+        .admin(
+            "POST",
+            "/api/v1/endpoints/by-api/rotate-secret",
+            Some(json!({"grace": "2h"})),
+        )
+        .expect(200);
+    same(cli, by_api, "rotate-secret");
+    let cli = herald
+        .ok(&["endpoint", "delete", "by-cli", "--json"])
+        .json();
+    let by_api = api
+        .admin("DELETE", "/api/v1/endpoints/by-api", None)
+        .expect(200);
+    same(cli, by_api, "delete");
+}
+
 #[test]
 fn the_cli_filters_replays_and_sends_test_events_like_the_api() {
     let (redis, herald) = redis_and_herald("it-api-cli-twins");

@@ -2,10 +2,10 @@
 //! (times in ms since the Unix epoch, Redis clock, as the CLI's `--json` prints them), so that
 //! the store can change its own without changing the API.
 
-use herald_core::{Level, Subscription};
+use herald_core::{EndpointId, Level, Subscription};
 use herald_store::{
     DeadLetter, Disabled, EndpointHealth, EndpointState, EnqueueStatus, Enqueued, JobInfo,
-    JobState, Limits, ShardStats, Stats,
+    JobState, Limits, SetEndpoint, ShardStats, Stats,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -311,6 +311,20 @@ pub struct EndpointSaved {
     pub rate: Option<String>,
 }
 
+impl EndpointSaved {
+    /// What `endpoint set` (CLI) and `PUT /api/v1/endpoints/{id}` (API) answer.
+    pub fn new(id: &EndpointId, done: &SetEndpoint) -> Self {
+        Self {
+            id: id.to_string(),
+            url: done.record.url.clone(),
+            created: done.created,
+            resumed_jobs: done.resumed,
+            max_in_flight: done.record.max_in_flight(),
+            rate: done.record.rate.map(|r| r.to_string()),
+        }
+    }
+}
+
 /// Disables an endpoint.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -330,6 +344,16 @@ pub struct EnableResult {
     pub resumed_jobs: u64,
 }
 
+impl EnableResult {
+    pub fn new(id: &EndpointId, resumed_jobs: u64) -> Self {
+        Self {
+            id: id.to_string(),
+            enabled: true,
+            resumed_jobs,
+        }
+    }
+}
+
 /// An endpoint disabled.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DisableResult {
@@ -338,6 +362,16 @@ pub struct DisableResult {
     pub enabled: bool,
     /// False when it already was disabled.
     pub changed: bool,
+}
+
+impl DisableResult {
+    pub fn new(id: &EndpointId, changed: bool) -> Self {
+        Self {
+            id: id.to_string(),
+            enabled: false,
+            changed,
+        }
+    }
 }
 
 /// Rotates an endpoint's signing secret.
@@ -358,12 +392,34 @@ pub struct Rotated {
     pub old_secrets_expire_in_s: u64,
 }
 
+impl Rotated {
+    pub fn new(id: &EndpointId, secret: String, grace: std::time::Duration) -> Self {
+        Self {
+            id: id.to_string(),
+            secret,
+            old_secrets_expire_in_s: grace.as_secs(),
+        }
+    }
+}
+
 /// An endpoint deleted.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Deleted {
     pub id: String,
+    /// Always true.
+    pub deleted: bool,
     /// Queued jobs moved to the dead-letter store (jobs in flight follow as they settle).
     pub queued_jobs_discarded: u64,
+}
+
+impl Deleted {
+    pub fn new(id: &EndpointId, queued_jobs_discarded: u64) -> Self {
+        Self {
+            id: id.to_string(),
+            deleted: true,
+            queued_jobs_discarded,
+        }
+    }
 }
 
 /// Where an enqueued job went.

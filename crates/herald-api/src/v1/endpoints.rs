@@ -140,17 +140,7 @@ pub async fn set(
     } else {
         StatusCode::OK
     };
-    Ok((
-        status,
-        Json(EndpointSaved {
-            id: id.to_string(),
-            url: done.record.url.clone(),
-            created: done.created,
-            resumed_jobs: done.resumed,
-            max_in_flight: done.record.max_in_flight(),
-            rate: done.record.rate.map(|r| r.to_string()),
-        }),
-    ))
+    Ok((status, Json(EndpointSaved::new(&id, &done))))
 }
 
 /// Deletes an endpoint and its subscriptions; its queued jobs go to the dead-letter store.
@@ -169,10 +159,7 @@ pub async fn delete(
 ) -> Result<Json<Deleted>, Problem> {
     let id = endpoint_id(&id)?;
     let discarded = s.store.delete_endpoint(&id).await?;
-    Ok(Json(Deleted {
-        id: id.to_string(),
-        queued_jobs_discarded: discarded,
-    }))
+    Ok(Json(Deleted::new(&id, discarded)))
 }
 
 /// Enables an endpoint: its parked jobs are delivered again (those already due at once).
@@ -191,11 +178,7 @@ pub async fn enable(
 ) -> Result<Json<EnableResult>, Problem> {
     let id = endpoint_id(&id)?;
     let resumed = s.store.enable_endpoint(&id).await?;
-    Ok(Json(EnableResult {
-        id: id.to_string(),
-        enabled: true,
-        resumed_jobs: resumed,
-    }))
+    Ok(Json(EnableResult::new(&id, resumed)))
 }
 
 /// Disables an endpoint: its jobs wait (parked) until it is enabled.
@@ -222,11 +205,7 @@ pub async fn disable(
         .filter(|r| !r.is_empty())
         .unwrap_or(DEFAULT_DISABLE_REASON);
     let changed = s.store.disable_endpoint(&id, reason).await?;
-    Ok(Json(DisableResult {
-        id: id.to_string(),
-        enabled: false,
-        changed,
-    }))
+    Ok(Json(DisableResult::new(&id, changed)))
 }
 
 /// Starts signing with a new secret, shown once; the previous ones keep signing for the grace
@@ -249,11 +228,7 @@ pub async fn rotate_secret(
     let id = endpoint_id(&id)?;
     let grace = duration("grace", input.grace.as_deref().unwrap_or(DEFAULT_GRACE))?;
     let secret = s.store.rotate_secret(&id, grace).await?;
-    Ok(Json(Rotated {
-        id: id.to_string(),
-        secret,
-        old_secrets_expire_in_s: grace.as_secs(),
-    }))
+    Ok(Json(Rotated::new(&id, secret, grace)))
 }
 
 /// Sends the endpoint a test event: the documentation's example event, signed, through the

@@ -1,6 +1,7 @@
 //! `herald endpoint`: a dashboard's webhook: URL, secrets, enabled state, and what happened to
 //! its latest attempts.
 
+use herald_api::model::{Deleted, DisableResult, EnableResult, EndpointSaved, Rotated};
 use herald_core::guard::{AllowList, Guard};
 use herald_core::{parse_rate_setting, EndpointId, Rate, Secret};
 use herald_producer::Producer;
@@ -52,17 +53,10 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
                 .set_endpoint_with(&id, url.as_str(), secret, flow)
                 .await
                 .map_err(store_error)?;
-            let record = &done.record;
             if global.json {
-                return print_json(&serde_json::json!({
-                    "id": id,
-                    "url": record.url,
-                    "created": done.created,
-                    "resumed_jobs": done.resumed,
-                    "max_in_flight": record.max_in_flight(),
-                    "rate": record.rate,
-                }));
+                return print_json(&EndpointSaved::new(&id, &done));
             }
+            let record = &done.record;
             let verb = if done.created { "created" } else { "updated" };
             outln!("endpoint {id} {verb}: {}", record.url);
             outln!(
@@ -81,9 +75,7 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
             let store = open_store(global).await?;
             let resumed = store.enable_endpoint(&id).await.map_err(store_error)?;
             if global.json {
-                return print_json(
-                    &serde_json::json!({ "id": id, "enabled": true, "resumed_jobs": resumed }),
-                );
+                return print_json(&EnableResult::new(&id, resumed));
             }
             outln!("endpoint {id} enabled; {resumed} queued jobs are served again");
             Ok(())
@@ -96,9 +88,7 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
                 .await
                 .map_err(store_error)?;
             if global.json {
-                return print_json(
-                    &serde_json::json!({ "id": id, "enabled": false, "changed": changed }),
-                );
+                return print_json(&DisableResult::new(&id, changed));
             }
             if changed {
                 outln!("endpoint {id} disabled; its jobs wait (parked) until it is enabled");
@@ -112,9 +102,7 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
             let store = open_store(global).await?;
             let discarded = store.delete_endpoint(&id).await.map_err(store_error)?;
             if global.json {
-                return print_json(
-                    &serde_json::json!({ "id": id, "deleted": true, "queued_jobs_discarded": discarded }),
-                );
+                return print_json(&Deleted::new(&id, discarded));
             }
             outln!(
                 "endpoint {id} deleted; {discarded} queued jobs moved to the dead-letter store (jobs in flight follow as they settle)"
@@ -146,9 +134,7 @@ pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
             let store = open_store(global).await?;
             let secret = store.rotate_secret(&id, grace).await.map_err(store_error)?;
             if global.json {
-                return print_json(
-                    &serde_json::json!({ "id": id, "secret": secret, "old_secrets_expire_in_s": grace.as_secs() }),
-                );
+                return print_json(&Rotated::new(&id, secret, grace));
             }
             outln!("{secret}");
             eprintln!(
