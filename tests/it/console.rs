@@ -145,6 +145,34 @@ fn the_console_logs_in_with_a_token_into_a_strict_session_cookie() {
     assert_eq!(console.get("/").status, 303);
 }
 
+/// Only a login form this server gave out logs in: a pair of cookie and form values chosen by
+/// a third party (empty, or any other) is refused even with a valid token; and each wrong
+/// token waits a second for its answer.
+#[test]
+fn a_login_needs_a_form_this_server_gave_out_and_wrong_tokens_wait() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-console-login-pair", 2);
+    let post = |token: &str, pair: &str| {
+        let req = api
+            .request(reqwest::Method::POST, "/login")
+            .header("cookie", format!("herald_login={pair}"))
+            .form(&[("token", token), ("csrf", pair)]);
+        api.send("POST /login".into(), req)
+    };
+    let form = api.call("GET", "/login", None, None, &[]);
+    let issued = form_token(&form.text());
+    let (nonce, _) = issued.split_once('.').expect("a signed form token");
+    for chosen in ["", "mine", "x.y", nonce, &format!("{nonce}.AAAA")] {
+        let refused = post(&api.admin, chosen);
+        assert_eq!(refused.status, 403, "{chosen:?}: {}", refused.text());
+        assert!(set_cookie(&refused, "herald_session").is_none());
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(post("herald_wrong", &issued).status, 401);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    assert_eq!(post(&api.admin, &issued).status, 303);
+}
+
 #[test]
 fn secure_cookies_can_be_required_and_sessions_end_with_their_token() {
     let redis = RedisServer::start();

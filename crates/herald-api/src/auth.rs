@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use rand::RngCore as _;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -181,6 +182,19 @@ impl Tokens {
         })
     }
 
+    /// The key that signs the login form's tokens ([`login_form_token`]): derived from every
+    /// configured token's hash, so every server of a deployment shares it, none shows it, and
+    /// changing the tokens changes it.
+    pub fn form_key(&self) -> [u8; 32] {
+        let mut key = Sha256::new();
+        key.update(b"herald login form\0");
+        for entry in &self.0 {
+            key.update(entry.scope.as_str().as_bytes());
+            key.update(entry.digest);
+        }
+        key.finalize().into()
+    }
+
     /// The scope of a configured token named by its hashed form (as a session keeps it), if it
     /// is still configured.
     pub fn scope_of(&self, hashed: &str) -> Option<Scope> {
@@ -208,6 +222,31 @@ pub fn random_value() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// A fresh token for the login form (and its cookie): a random value and its HMAC-SHA256 under
+/// `key` ([`Tokens::form_key`]), so that only a form this server gave out logs in, never a
+/// pair of values a third party chose.
+pub fn login_form_token(key: &[u8; 32]) -> String {
+    let nonce = random_value();
+    format!("{nonce}.{}", URL_SAFE_NO_PAD.encode(form_mac(key, &nonce)))
+}
+
+/// Whether `token` is one [`login_form_token`] made under `key`.
+pub fn is_login_form_token(key: &[u8; 32], token: &str) -> bool {
+    let Some((nonce, mac)) = token.split_once('.') else {
+        return false;
+    };
+    let Ok(mac) = URL_SAFE_NO_PAD.decode(mac) else {
+        return false;
+    };
+    !nonce.is_empty() && bool::from(form_mac(key, nonce).as_slice().ct_eq(&mac))
+}
+
+fn form_mac(key: &[u8; 32], nonce: &str) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(nonce.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
 /// Compares two secrets (form tokens) in constant time.
 pub fn same_secret(a: &str, b: &str) -> bool {
     bool::from(a.as_bytes().ct_eq(b.as_bytes()))
@@ -215,6 +254,31 @@ pub fn same_secret(a: &str, b: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_login_form_tokens_made_under_the_key_pass() {
+        let tokens = Tokens::parse(&new_token(Scope::Admin).hashed).unwrap();
+        let key = tokens.form_key();
+        let token = login_form_token(&key);
+        assert!(is_login_form_token(&key, &token));
+        assert_ne!(login_form_token(&key), token);
+        let other = Tokens::parse(&new_token(Scope::Admin).hashed)
+            .unwrap()
+            .form_key();
+        assert!(!is_login_form_token(&other, &token));
+        let (nonce, _) = token.split_once('.').unwrap();
+        for forged in [
+            "",
+            ".",
+            "x",
+            "x.y",
+            &format!("{nonce}."),
+            &format!("{nonce}.AAAA"),
+            nonce,
+        ] {
+            assert!(!is_login_form_token(&key, forged), "{forged:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

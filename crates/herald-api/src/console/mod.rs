@@ -24,7 +24,7 @@ use serde::Deserialize;
 
 use self::session::{cookie, set_cookie, Operator, Refusal, LOGIN_COOKIE, SESSION_COOKIE};
 use self::views::DeadFilters;
-use crate::auth::{random_value, same_secret, session_key};
+use crate::auth::{is_login_form_token, login_form_token, random_value, same_secret, session_key};
 use crate::model::{
     DeadListQuery, DeadSelection, DisableInput, EndpointListQuery, EnqueueOutcome, RotateInput,
 };
@@ -152,6 +152,9 @@ async fn done(s: &AppState, op: &Operator, text: &str, to: &str) -> Response {
 
 // ----- logging in and out -----
 
+/// How long a login with a token this server does not know waits for its answer.
+const LOGIN_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The login page, with a fresh form token in a cookie and in the form.
 fn login_page(
     headers: &HeaderMap,
@@ -159,7 +162,7 @@ fn login_page(
     status: StatusCode,
     error: Option<&str>,
 ) -> Response {
-    let csrf = random_value();
+    let csrf = login_form_token(&s.cfg.tokens.form_key());
     let mut response = views::page(status, views::login(&csrf, error));
     let (name, value) = set_cookie(
         LOGIN_COOKIE,
@@ -192,7 +195,10 @@ async fn login(
     headers: HeaderMap,
     ConsoleForm(form): ConsoleForm<LoginForm>,
 ) -> Response {
-    let paired = cookie(&headers, LOGIN_COOKIE).is_some_and(|c| same_secret(c, &form.csrf));
+    // The form's token must be the cookie's, and one this server gave out: a pair that a third
+    // party chose (empty or not) is refused.
+    let paired = cookie(&headers, LOGIN_COOKIE).is_some_and(|c| same_secret(c, &form.csrf))
+        && is_login_form_token(&s.cfg.tokens.form_key(), &form.csrf);
     if !paired {
         return login_page(
             &headers,
@@ -202,6 +208,8 @@ async fn login(
         );
     }
     let Some(verified) = s.cfg.tokens.verify(form.token.trim()) else {
+        // Each wrong token costs its sender this long, so that guessing is slow.
+        tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
         return login_page(
             &headers,
             &s,
