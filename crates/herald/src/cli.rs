@@ -199,31 +199,7 @@ pub struct WorkerArgs {
 #[derive(Debug, Subcommand)]
 pub enum EndpointCommand {
     /// Create or replace a dashboard's webhook URL.
-    Set {
-        /// The dashboard's endpoint id (letters, digits, `.`, `_`, `-`, `:`; up to 128).
-        id: String,
-        /// The webhook URL (http or https).
-        #[arg(long)]
-        url: String,
-        /// Signing secret (`whsec_` + base64 of 24 to 64 bytes); replaces the current ones.
-        /// Without it, the endpoint keeps its secrets (a new endpoint gets none: unsigned).
-        #[arg(long, env = "HERALD_ENDPOINT_SECRET", hide_env_values = true)]
-        secret: Option<String>,
-        /// CIDRs the SSRF guard lets through; a URL with a literal address in a blocked range
-        /// (loopback, private, link-local, metadata...) is refused unless listed here.
-        #[arg(long, env = "HERALD_ALLOW_TARGETS", default_value = "")]
-        allow_targets: String,
-        /// Most deliveries in flight at once to this endpoint across all workers (1 to 10000).
-        /// Timeouts and 5xx answers lower the limit in force, successes raise it back.
-        /// [default: 32 for a new endpoint; unchanged for an existing one]
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-        max_in_flight: Option<u32>,
-        /// Most deliveries to this endpoint across all workers: `<count>/s`, `/m` or `/h`
-        /// (e.g. `50/s`, `600/m`), with a burst of one second's worth; `none` removes it.
-        /// [default: none for a new endpoint; unchanged for an existing one]
-        #[arg(long)]
-        rate: Option<String>,
-    },
+    Set(SetArgs),
     /// Show one endpoint: state, limits, strikes, disabled reason, queued and parked jobs,
     /// latest attempts.
     Get { id: String },
@@ -250,6 +226,34 @@ pub enum EndpointCommand {
         #[arg(long, default_value = "24h")]
         grace: String,
     },
+}
+
+/// `herald endpoint set`.
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    /// The dashboard's endpoint id (letters, digits, `.`, `_`, `-`, `:`; up to 128).
+    pub id: String,
+    /// The webhook URL (http or https).
+    #[arg(long)]
+    pub url: String,
+    /// Signing secret (`whsec_` + base64 of 24 to 64 bytes); replaces the current ones.
+    /// Without it, the endpoint keeps its secrets (a new endpoint gets none: unsigned).
+    #[arg(long, env = "HERALD_ENDPOINT_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// CIDRs the SSRF guard lets through; a URL with a literal address in a blocked range
+    /// (loopback, private, link-local, metadata...) is refused unless listed here.
+    #[arg(long, env = "HERALD_ALLOW_TARGETS", default_value = "")]
+    pub allow_targets: String,
+    /// Most deliveries in flight at once to this endpoint across all workers (1 to 10000).
+    /// Timeouts and 5xx answers lower the limit in force, successes raise it back.
+    /// [default: 32 for a new endpoint; unchanged for an existing one]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_in_flight: Option<u32>,
+    /// Most deliveries to this endpoint across all workers: `<count>/s`, `/m` or `/h`
+    /// (e.g. `50/s`, `600/m`), with a burst of one second's worth; `none` removes it.
+    /// [default: none for a new endpoint; unchanged for an existing one]
+    #[arg(long)]
+    pub rate: Option<String>,
 }
 
 #[derive(Debug, Args)]

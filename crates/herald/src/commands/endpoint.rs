@@ -7,7 +7,7 @@ use herald_core::{parse_rate_setting, EndpointId, Rate, Secret};
 use herald_producer::Producer;
 use herald_store::{EnqueueStatus, FlowChange};
 
-use crate::cli::{EndpointCommand, Global};
+use crate::cli::{EndpointCommand, Global, SetArgs};
 use crate::commands::{open_store, print_json, time};
 use crate::failure::{produce_error, store_error, Refused};
 
@@ -17,133 +17,144 @@ fn endpoint_id(id: String) -> Result<EndpointId, Refused> {
 
 pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
     match cmd {
-        EndpointCommand::Set {
-            id,
-            url,
-            secret,
-            allow_targets,
-            max_in_flight,
-            rate,
-        } => {
-            let id = endpoint_id(id)?;
-            let rate = rate
-                .map(|r| {
-                    parse_rate_setting(&r).map_err(|e| Refused(format!("invalid --rate: {e}")))
-                })
-                .transpose()?;
-            let allow = AllowList::parse(&allow_targets).map_err(|e| {
-                Refused(format!("setting allow_targets (HERALD_ALLOW_TARGETS): {e}"))
-            })?;
-            let url = Guard::new(allow)
-                .check_webhook_url(&url)
-                .map_err(|e| Refused(e.to_string()))?;
-            let secret = secret
-                .map(|s| {
-                    Secret::parse(&s)
-                        .map(|parsed| parsed.expose())
-                        .map_err(|e| Refused(format!("invalid --secret: {e}")))
-                })
-                .transpose()?;
-            let store = open_store(global).await?;
-            let flow = FlowChange {
-                max_in_flight,
-                rate,
-            };
-            let done = store
-                .set_endpoint_with(&id, url.as_str(), secret, flow)
-                .await
-                .map_err(store_error)?;
-            if global.json {
-                return print_json(&EndpointSaved::new(&id, &done));
-            }
-            let record = &done.record;
-            let verb = if done.created { "created" } else { "updated" };
-            outln!("endpoint {id} {verb}: {}", record.url);
-            outln!(
-                "limits: {}",
-                describe_limits(record.max_in_flight(), record.rate)
-            );
-            if done.resumed > 0 {
-                outln!("{} queued jobs are served again", done.resumed);
-            }
-            Ok(())
-        }
+        EndpointCommand::Set(args) => set(global, args).await,
         EndpointCommand::Get { id } => get(global, endpoint_id(id)?).await,
         EndpointCommand::List => list(global).await,
-        EndpointCommand::Enable { id } => {
-            let id = endpoint_id(id)?;
-            let store = open_store(global).await?;
-            let resumed = store.enable_endpoint(&id).await.map_err(store_error)?;
-            if global.json {
-                return print_json(&EnableResult::new(&id, resumed));
-            }
-            outln!("endpoint {id} enabled; {resumed} queued jobs are served again");
-            Ok(())
-        }
-        EndpointCommand::Disable { id, reason } => {
-            let id = endpoint_id(id)?;
-            let store = open_store(global).await?;
-            let changed = store
-                .disable_endpoint(&id, &reason)
-                .await
-                .map_err(store_error)?;
-            if global.json {
-                return print_json(&DisableResult::new(&id, changed));
-            }
-            if changed {
-                outln!("endpoint {id} disabled; its jobs wait (parked) until it is enabled");
-            } else {
-                outln!("endpoint {id} was already disabled");
-            }
-            Ok(())
-        }
-        EndpointCommand::Delete { id } => {
-            let id = endpoint_id(id)?;
-            let store = open_store(global).await?;
-            let discarded = store.delete_endpoint(&id).await.map_err(store_error)?;
-            if global.json {
-                return print_json(&Deleted::new(&id, discarded));
-            }
-            outln!(
-                "endpoint {id} deleted; {discarded} queued jobs moved to the dead-letter store (jobs in flight follow as they settle)"
-            );
-            Ok(())
-        }
-        EndpointCommand::Test { id } => {
-            let id = endpoint_id(id)?;
-            let store = open_store(global).await?;
-            let done = Producer::new(store)
-                .send_test_event(&id)
-                .await
-                .map_err(produce_error)?;
-            if global.json {
-                return print_json(&done);
-            }
-            outln!("{}", done.job_id);
-            if done.status == EnqueueStatus::Parked {
-                eprintln!(
-                    "herald: endpoint {id} is disabled; the test event is parked until it is enabled"
-                );
-            }
-            Ok(())
-        }
-        EndpointCommand::RotateSecret { id, grace } => {
-            let id = endpoint_id(id)?;
-            let grace = humantime::parse_duration(&grace)
-                .map_err(|e| Refused(format!("--grace {grace:?} is not a duration: {e}")))?;
-            let store = open_store(global).await?;
-            let secret = store.rotate_secret(&id, grace).await.map_err(store_error)?;
-            if global.json {
-                return print_json(&Rotated::new(&id, secret, grace));
-            }
-            outln!("{secret}");
-            eprintln!(
-                "herald: new signing secret for {id} (shown once); the previous ones keep signing for {}",
-                humantime::format_duration(grace)
-            );
-            Ok(())
-        }
+        EndpointCommand::Enable { id } => enable(global, id).await,
+        EndpointCommand::Disable { id, reason } => disable(global, id, reason).await,
+        EndpointCommand::Delete { id } => delete(global, id).await,
+        EndpointCommand::Test { id } => test(global, id).await,
+        EndpointCommand::RotateSecret { id, grace } => rotate_secret(global, id, grace).await,
     }
+}
+
+/// `endpoint set`: checks everything given before Redis is asked.
+async fn set(global: &Global, args: SetArgs) -> anyhow::Result<()> {
+    let SetArgs {
+        id,
+        url,
+        secret,
+        allow_targets,
+        max_in_flight,
+        rate,
+    } = args;
+    let id = endpoint_id(id)?;
+    let rate = rate
+        .map(|r| parse_rate_setting(&r).map_err(|e| Refused(format!("invalid --rate: {e}"))))
+        .transpose()?;
+    let allow = AllowList::parse(&allow_targets)
+        .map_err(|e| Refused(format!("setting allow_targets (HERALD_ALLOW_TARGETS): {e}")))?;
+    let url = Guard::new(allow)
+        .check_webhook_url(&url)
+        .map_err(|e| Refused(e.to_string()))?;
+    let secret = secret
+        .map(|s| {
+            Secret::parse(&s)
+                .map(|parsed| parsed.expose())
+                .map_err(|e| Refused(format!("invalid --secret: {e}")))
+        })
+        .transpose()?;
+    let store = open_store(global).await?;
+    let flow = FlowChange {
+        max_in_flight,
+        rate,
+    };
+    let done = store
+        .set_endpoint_with(&id, url.as_str(), secret, flow)
+        .await
+        .map_err(store_error)?;
+    if global.json {
+        return print_json(&EndpointSaved::new(&id, &done));
+    }
+    let record = &done.record;
+    let verb = if done.created { "created" } else { "updated" };
+    outln!("endpoint {id} {verb}: {}", record.url);
+    outln!(
+        "limits: {}",
+        describe_limits(record.max_in_flight(), record.rate)
+    );
+    if done.resumed > 0 {
+        outln!("{} queued jobs are served again", done.resumed);
+    }
+    Ok(())
+}
+
+async fn enable(global: &Global, id: String) -> anyhow::Result<()> {
+    let id = endpoint_id(id)?;
+    let store = open_store(global).await?;
+    let resumed = store.enable_endpoint(&id).await.map_err(store_error)?;
+    if global.json {
+        return print_json(&EnableResult::new(&id, resumed));
+    }
+    outln!("endpoint {id} enabled; {resumed} queued jobs are served again");
+    Ok(())
+}
+
+async fn disable(global: &Global, id: String, reason: String) -> anyhow::Result<()> {
+    let id = endpoint_id(id)?;
+    let store = open_store(global).await?;
+    let changed = store
+        .disable_endpoint(&id, &reason)
+        .await
+        .map_err(store_error)?;
+    if global.json {
+        return print_json(&DisableResult::new(&id, changed));
+    }
+    if changed {
+        outln!("endpoint {id} disabled; its jobs wait (parked) until it is enabled");
+    } else {
+        outln!("endpoint {id} was already disabled");
+    }
+    Ok(())
+}
+
+async fn delete(global: &Global, id: String) -> anyhow::Result<()> {
+    let id = endpoint_id(id)?;
+    let store = open_store(global).await?;
+    let discarded = store.delete_endpoint(&id).await.map_err(store_error)?;
+    if global.json {
+        return print_json(&Deleted::new(&id, discarded));
+    }
+    outln!(
+        "endpoint {id} deleted; {discarded} queued jobs moved to the dead-letter store (jobs in flight follow as they settle)"
+    );
+    Ok(())
+}
+
+async fn test(global: &Global, id: String) -> anyhow::Result<()> {
+    let id = endpoint_id(id)?;
+    let store = open_store(global).await?;
+    let done = Producer::new(store)
+        .send_test_event(&id)
+        .await
+        .map_err(produce_error)?;
+    if global.json {
+        return print_json(&done);
+    }
+    outln!("{}", done.job_id);
+    if done.status == EnqueueStatus::Parked {
+        eprintln!(
+            "herald: endpoint {id} is disabled; the test event is parked until it is enabled"
+        );
+    }
+    Ok(())
+}
+
+async fn rotate_secret(global: &Global, id: String, grace: String) -> anyhow::Result<()> {
+    let id = endpoint_id(id)?;
+    let grace = humantime::parse_duration(&grace)
+        .map_err(|e| Refused(format!("--grace {grace:?} is not a duration: {e}")))?;
+    let store = open_store(global).await?;
+    let secret = store.rotate_secret(&id, grace).await.map_err(store_error)?;
+    if global.json {
+        return print_json(&Rotated::new(&id, secret, grace));
+    }
+    outln!("{secret}");
+    eprintln!(
+        "herald: new signing secret for {id} (shown once); the previous ones keep signing for {}",
+        humantime::format_duration(grace)
+    );
+    Ok(())
 }
 
 /// `32 in flight, 50/s` or `32 in flight, no rate limit`.
