@@ -173,6 +173,35 @@ fn a_login_needs_a_form_this_server_gave_out_and_wrong_tokens_wait() {
     assert_eq!(post(&api.admin, &issued).status, 303);
 }
 
+/// Outside the API, a path or a method no route takes answers the console's error page, not a
+/// JSON problem; the API's own stay JSON.
+#[test]
+fn unknown_pages_and_methods_answer_an_error_page() {
+    let redis = RedisServer::start();
+    let api = ApiServer::start(&redis.url(), "it-console-unknown", 2);
+    for (method, path, status) in [
+        ("GET", "/nowhere", 404),
+        ("GET", "/endpoints/dash-1/disable/more", 404),
+        ("GET", "/logout", 405),
+    ] {
+        let page = api.call(method, path, None, None, &[]);
+        assert_eq!(page.status, status, "{method} {path}");
+        assert_eq!(
+            page.content_type(),
+            "text/html; charset=utf-8",
+            "{method} {path}"
+        );
+        assert!(
+            page.text().contains("Back to the overview"),
+            "{}",
+            page.text()
+        );
+    }
+    let problem = api.call("GET", "/api/v1/nowhere", None, None, &[]);
+    assert_eq!(problem.status, 404);
+    assert_eq!(problem.content_type(), "application/problem+json");
+}
+
 #[test]
 fn secure_cookies_can_be_required_and_sessions_end_with_their_token() {
     let redis = RedisServer::start();

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::{from_fn, from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -107,17 +107,43 @@ pub fn router(cfg: ApiConfig, store: Store) -> Router {
         )
         .nest("/api/v1", api)
         .merge(console::routes())
-        .fallback(|| async { Problem::not_found("no such route") })
-        .method_not_allowed_fallback(|| async {
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "this route does not take this method",
-            )
-        })
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(from_fn(log_and_harden))
         .with_state(state)
+}
+
+/// Whether `path` belongs to the API (problems are JSON there) rather than to the console
+/// (whose errors are pages).
+fn is_api(path: &str) -> bool {
+    path == "/api" || path.starts_with("/api/") || path == "/openapi.json" || path == "/healthz"
+}
+
+/// What a path no route serves answers: a problem under the API, an error page elsewhere.
+async fn no_route(uri: Uri) -> Response {
+    if is_api(uri.path()) {
+        Problem::not_found("no such route").into_response()
+    } else {
+        console::views::error_page(StatusCode::NOT_FOUND, "There is no such page.")
+    }
+}
+
+/// What a route answers to a method it does not take (`GET /logout`, say).
+async fn wrong_method(uri: Uri) -> Response {
+    if is_api(uri.path()) {
+        Problem::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take this method",
+        )
+        .into_response()
+    } else {
+        console::views::error_page(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "This page is reached by a button, not by a link or the address bar.",
+        )
+    }
 }
 
 /// Serves the API and console on `listener` until `shutdown` is cancelled, then lets the
