@@ -506,10 +506,12 @@ fn the_console_filters_replays_and_purges_dead_letters() {
         "{after}"
     );
 
-    let after = console
-        .submit("/dead/purge", &[("endpoint", "gone-a")])
-        .text();
-    assert!(after.contains("tick"), "{after}");
+    // A bulk action first asks, naming how many jobs it takes, and does nothing yet.
+    let asked = console.post("/dead/purge", &[("endpoint", "gone-a")]);
+    assert_eq!(asked.status, 200);
+    let after = asked.text();
+    assert!(after.contains("Purge 2 dead jobs?"), "{after}");
+    assert!(after.contains("name=\"confirm\" value=\"2\""), "{after}");
     let after = console
         .submit("/dead/purge", &[("endpoint", "gone-a"), ("confirm", "yes")])
         .text();
@@ -521,7 +523,13 @@ fn the_console_filters_replays_and_purges_dead_letters() {
         after.contains(&format!("Job {} purged.", ids[3])),
         "{after}"
     );
-    let after = console.submit("/dead/replay", &[]).text();
+    let asked = console.post("/dead/replay", &[]).text();
+    assert!(asked.contains("Replay 1 dead job?"), "{asked}");
+    assert!(
+        asked.contains("Every job in the dead-letter store"),
+        "{asked}"
+    );
+    let after = console.submit("/dead/replay", &[("confirm", "1")]).text();
     assert!(
         after.contains("Replayed 1 jobs"),
         "everything left: {after}"

@@ -502,6 +502,16 @@ impl Store {
         }
     }
 
+    /// How many dead letters `filter` matches now (every one, with an empty filter): what a
+    /// bulk replay or purge of it would take, for a confirmation to name.
+    pub async fn dead_count_matching(&self, filter: &DeadFilter) -> Result<u64> {
+        if filter.is_empty() {
+            return Ok(self.stats().await?.total.dead);
+        }
+        self.for_each_matching(filter, |_, ids| async move { Ok(ids.len() as u64) })
+            .await
+    }
+
     /// Replays every dead letter `filter` matches (as [`Store::dead_replay`]: due at once,
     /// attempt count reset). Entries that are discarded again meanwhile are newer than the
     /// walk's position and are not replayed twice. Returns how many were replayed.

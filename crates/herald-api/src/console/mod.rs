@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use self::session::{cookie, set_cookie, Operator, Refusal, LOGIN_COOKIE, SESSION_COOKIE};
-use self::views::DeadFilters;
+use self::views::{BulkAction, DeadFilters};
 use crate::auth::{is_login_form_token, login_form_token, random_value, same_secret, session_key};
 use crate::model::{
     DeadListQuery, DeadSelection, DisableInput, EndpointListQuery, EnqueueOutcome, RotateInput,
@@ -646,6 +646,9 @@ async fn dead_replay_matching(
         ..form.filter.clone()
     }
     .here();
+    if form.confirm.is_empty() {
+        return confirm_bulk(&s, &op, BulkAction::Replay, &form.filter, &back).await;
+    }
     let text = match v1::dead::replay_matching(
         State(s.clone()),
         crate::problem::ApiJson(form.filter.selection()),
@@ -661,6 +664,38 @@ async fn dead_replay_matching(
     done(&s, &op, &text, &back).await
 }
 
+/// The confirmation of a bulk action, naming how many jobs it takes now; with none, a notice
+/// that nothing matches.
+async fn confirm_bulk(
+    s: &AppState,
+    op: &Operator,
+    action: BulkAction,
+    filter: &DeadQuery,
+    back: &str,
+) -> Response {
+    let counted = match v1::dead::Selection::try_from(filter.selection()) {
+        Ok(v1::dead::Selection::All) => s.store.dead_count_matching(&DeadFilter::default()).await,
+        Ok(v1::dead::Selection::Matching(f)) => s.store.dead_count_matching(&f).await,
+        Err(p) => return done(s, op, &format!("Not done: {}", p.detail), back).await,
+    };
+    match counted {
+        Ok(0) => done(s, op, "Not done: no dead job matches.", back).await,
+        Ok(n) => views::page(
+            StatusCode::OK,
+            views::confirm_bulk(op, action, n, &filter.filters(), back),
+        ),
+        Err(e) => {
+            done(
+                s,
+                op,
+                &format!("Not done: {}", Problem::from(e).detail),
+                back,
+            )
+            .await
+        }
+    }
+}
+
 async fn dead_purge_matching(
     State(s): State<AppState>,
     op: Operator,
@@ -674,14 +709,8 @@ async fn dead_purge_matching(
         ..form.filter.clone()
     }
     .here();
-    if form.confirm != "yes" {
-        return done(
-            &s,
-            &op,
-            "Not done: tick \u{201c}I mean it\u{201d} to purge.",
-            &back,
-        )
-        .await;
+    if form.confirm.is_empty() {
+        return confirm_bulk(&s, &op, BulkAction::Purge, &form.filter, &back).await;
     }
     let text = match v1::dead::purge_matching(
         State(s.clone()),

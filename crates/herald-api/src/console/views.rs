@@ -519,7 +519,6 @@ pub fn dead(
                 }
                 form.inline method="post" action="/dead/purge" {
                     (hidden)
-                    label.confirm { input type="checkbox" name="confirm" value="yes"; " I mean it" }
                     button.danger type="submit" disabled[!op.is_admin()] {
                         @if filtered { "Purge all matching" } @else { "Purge all" }
                     }
@@ -533,6 +532,78 @@ pub fn dead(
             }
         },
     )
+}
+
+/// A bulk action on the dead-letter store, to confirm: what it does, to how many jobs, and
+/// the button that does it (the filters carried along) beside the way back.
+pub fn confirm_bulk(
+    op: &Operator,
+    action: BulkAction,
+    count: u64,
+    f: &DeadFilters,
+    back: &str,
+) -> Markup {
+    let (verb, path, what) = match action {
+        BulkAction::Replay => (
+            "Replay",
+            "/dead/replay",
+            "They are delivered again at once, each with a fresh retry schedule.",
+        ),
+        BulkAction::Purge => (
+            "Purge",
+            "/dead/purge",
+            "They are deleted for good: their payloads cannot be recovered.",
+        ),
+    };
+    let jobs = if count == 1 { "job" } else { "jobs" };
+    let title = format!("{verb} {count} dead {jobs}?");
+    layout(
+        &title,
+        Section::Dead,
+        Some(op),
+        None,
+        html! {
+            h1 { (title) }
+            p {
+                @if f.endpoint.is_empty() && f.reason.is_empty() && f.since.is_empty() && f.until.is_empty() {
+                    "Every job in the dead-letter store. "
+                } @else {
+                    "The dead jobs matching the filter"
+                    @if !f.endpoint.is_empty() { " endpoint " code { (f.endpoint) } }
+                    @if !f.reason.is_empty() { ", reason containing " code { (f.reason) } }
+                    @if !f.since.is_empty() { ", since " (f.since) }
+                    @if !f.until.is_empty() { ", until " (f.until) }
+                    ". "
+                }
+                (what)
+                " Jobs that match by the time you confirm are taken too."
+            }
+            section.actions {
+                form.inline method="post" action=(path) {
+                    input type="hidden" name="csrf" value=(op.csrf);
+                    input type="hidden" name="endpoint" value=(f.endpoint);
+                    input type="hidden" name="reason" value=(f.reason);
+                    input type="hidden" name="since" value=(f.since);
+                    input type="hidden" name="until" value=(f.until);
+                    input type="hidden" name="confirm" value=(count);
+                    @if action == BulkAction::Purge {
+                        button.danger type="submit" { (verb) " " (count) " " (jobs) }
+                    } @else {
+                        button type="submit" { (verb) " " (count) " " (jobs) }
+                    }
+                }
+                " "
+                a href=(back) { "Cancel" }
+            }
+        },
+    )
+}
+
+/// Which bulk action [`confirm_bulk`] confirms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BulkAction {
+    Replay,
+    Purge,
 }
 
 /// The job lookup, with the job found (or why not).
