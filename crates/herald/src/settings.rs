@@ -7,8 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::Map;
 use figment::value::{Dict, Value};
-use figment::Figment;
+use figment::{Figment, Metadata, Profile, Provider};
 use herald_api::auth::Tokens;
 use herald_api::{ApiConfig, SecureCookies};
 use herald_core::guard::AllowList;
@@ -98,18 +99,31 @@ impl Targets {
 }
 
 /// The flags given, read as the environment's values are (`8` a number, `4s` text), to be
-/// layered over the file and the environment.
-fn flags(given: &[(&'static str, String)]) -> Serialized<Dict> {
-    let dict: Dict = given
-        .iter()
-        .map(|(key, text)| {
-            let value = text
-                .parse::<Value>()
-                .unwrap_or_else(|_| Value::from(text.clone()));
-            ((*key).to_owned(), value)
-        })
-        .collect();
-    Serialized::defaults(dict)
+/// layered over the file and the environment; errors name them "the command line's flags".
+struct GivenFlags(Dict);
+
+fn flags(given: &[(&'static str, String)]) -> GivenFlags {
+    GivenFlags(
+        given
+            .iter()
+            .map(|(key, text)| {
+                let value = text
+                    .parse::<Value>()
+                    .unwrap_or_else(|_| Value::from(text.clone()));
+                ((*key).to_owned(), value)
+            })
+            .collect(),
+    )
+}
+
+impl Provider for GivenFlags {
+    fn metadata(&self) -> Metadata {
+        Metadata::named("the command line's flags")
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.0.clone()))
+    }
 }
 
 fn duration(key: &str, text: &str) -> Result<Duration, Refused> {
