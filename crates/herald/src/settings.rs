@@ -333,6 +333,25 @@ mod tests {
     use super::*;
     use crate::declarations::Flags;
 
+    #[test]
+    fn flags_are_read_like_the_environment_and_named_when_wrong() {
+        figment::Jail::expect_with(|_| {
+            let mut a = args();
+            a.settings.set("concurrency", "9");
+            a.settings.set("metrics_addr", "[::1]:9464");
+            let cfg = worker_config(&a).unwrap();
+            assert_eq!(cfg.concurrency, 9);
+            assert_eq!(cfg.metrics_addr.unwrap().to_string(), "[::1]:9464");
+            a.settings.set("concurrency", "lots");
+            let err = worker_config(&a).unwrap_err().to_string();
+            assert!(
+                err.contains("concurrency") && err.contains("command line's flags"),
+                "{err}"
+            );
+            Ok(())
+        });
+    }
+
     /// Each default the tables show as a literal is the one the loader starts from.
     #[test]
     fn the_declared_defaults_are_the_loaders() {
