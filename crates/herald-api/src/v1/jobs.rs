@@ -81,7 +81,7 @@ pub async fn publish(
         ("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated enqueue a no-op answering the first job (1 to 255 visible ASCII characters)"),
         EnqueueQuery,
     ),
-    request_body(content = Object, description = "Any JSON document: the body POSTed to the endpoint"),
+    request_body(content = serde_json::Value, description = "Any JSON document (an object, an array, a string, a number, true, false or null): the body POSTed to the endpoint"),
     responses(
         (status = 202, description = "Enqueued", body = EnqueuedJob),
         (status = 200, description = "Already enqueued with this idempotency key", body = EnqueuedJob),
@@ -129,7 +129,7 @@ pub const MOST_PER_BATCH: usize = 1000;
     path = "/api/v1/endpoints/{id}/jobs/batch",
     tag = "jobs",
     params(("id" = String, Path, description = "The endpoint id"), EnqueueQuery),
-    request_body(content = Vec<Object>, description = "A JSON array of 1 to 1000 payloads, each the body POSTed to the endpoint"),
+    request_body(content = Vec<serde_json::Value>, description = "A JSON array of 1 to 1000 payloads, each any JSON document: the body POSTed to the endpoint"),
     responses((status = 202, description = "Enqueued, in the order given", body = EnqueuedBatch), WriteProblems),
     security(("bearer" = ["admin"]))
 )]
