@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use herald_core::{FailureClass, Outcome};
 use herald_store::{ClaimedJob, EndpointRecord, EndpointSecret, Settle, Settlement, Strike};
+use reqwest::header::HeaderMap;
 use serde::de::IgnoredAny;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -249,6 +250,8 @@ fn strike(outcome: &Outcome, policy: StrikeOn) -> Strike {
     }
 }
 
+/// One attempt, in phases: [`prepare`] the request, [`send`] it, [`record`] what came back,
+/// and [`settle`] on what to do with the job.
 async fn attempt(
     ctx: &Ctx,
     claimed_at_ms: i64,
@@ -256,30 +259,60 @@ async fn attempt(
     target: &Result<Target, String>,
     hard_stop: &CancellationToken,
 ) -> Decision {
+    let (endpoint, headers) = match prepare(ctx, claimed_at_ms, job, target) {
+        Ok(prepared) => prepared,
+        Err(refused) => return refused,
+    };
+    let started = Instant::now();
+    let Some(attempt) = send(ctx, endpoint, headers, job, hard_stop).await else {
+        debug!(job_id = %job.id, "shutdown grace over; lease handed back");
+        return Decision::plain(Settle::Release, None);
+    };
+    let latency = started.elapsed();
+    let error = attempt.outcome.error_line();
+    let log_entry = record(ctx, claimed_at_ms, job, &attempt, latency, error.as_deref());
+    settle(ctx, job, attempt.outcome, latency, error, log_entry)
+}
+
+/// Checks what the claim gave (the endpoint readable, the payload JSON) and signs the request
+/// with the claim's Redis time: the attempt starts now. A job that cannot be sent is
+/// discarded as malformed.
+fn prepare<'t>(
+    ctx: &Ctx,
+    claimed_at_ms: i64,
+    job: &ClaimedJob,
+    target: &'t Result<Target, String>,
+) -> Result<(&'t Target, HeaderMap), Decision> {
     let checked = target.as_ref().map_err(Clone::clone).and_then(|endpoint| {
         serde_json::from_slice::<IgnoredAny>(&job.payload)
             .map(|_| endpoint)
             .map_err(|e| format!("malformed: payload is not valid JSON: {e}"))
     });
-    let endpoint = match checked {
-        Ok(endpoint) => endpoint,
-        Err(reason) => {
-            warn!(job_id = %job.id, endpoint_id = %job.endpoint, %reason, "job discarded");
-            return Decision::plain(Settle::Discard { reason }, Some(DiscardReason::Malformed));
-        }
-    };
+    let endpoint = checked.map_err(|reason| {
+        warn!(job_id = %job.id, endpoint_id = %job.endpoint, %reason, "job discarded");
+        Decision::plain(Settle::Discard { reason }, Some(DiscardReason::Malformed))
+    })?;
     if job.attempts == 1 {
         let lag = (claimed_at_ms - job.enqueued_ms).max(0) as f64 / 1000.0;
         ctx.hot.first_attempt_lag.record(lag);
     }
-    // Signed with the claim's Redis time: the attempt starts now.
     let headers = http::webhook_headers(
         &format!("msg_{}", job.id),
         &endpoint.secrets,
         claimed_at_ms,
         &job.payload,
     );
-    let started = Instant::now();
+    Ok((endpoint, headers))
+}
+
+/// POSTs the job; `None` when the shutdown grace ran out first (the lease is handed back).
+async fn send(
+    ctx: &Ctx,
+    endpoint: &Target,
+    headers: HeaderMap,
+    job: &ClaimedJob,
+    hard_stop: &CancellationToken,
+) -> Option<http::Attempt> {
     let post = async {
         match &endpoint.url {
             Ok(url) => http::post(&ctx.client, url, headers, job.payload.clone()).await,
@@ -294,22 +327,24 @@ async fn attempt(
             },
         }
     };
-    let attempt = tokio::select! {
-        a = post => a,
-        _ = hard_stop.cancelled() => {
-            debug!(job_id = %job.id, "shutdown grace over; lease handed back");
-            return Decision::plain(Settle::Release, None);
-        }
-    };
-    let latency = started.elapsed();
+    tokio::select! {
+        a = post => Some(a),
+        _ = hard_stop.cancelled() => None,
+    }
+}
+
+/// Counts the attempt in the metrics and writes its attempt-log entry: every failure, and a
+/// success when the endpoint's success log admits one.
+fn record(
+    ctx: &Ctx,
+    claimed_at_ms: i64,
+    job: &ClaimedJob,
+    attempt: &http::Attempt,
+    latency: Duration,
+    error: Option<&str>,
+) -> Option<String> {
     ctx.hot.duration.record(latency.as_secs_f64());
     ctx.hot.deliveries(attempt.outcome.label()).increment(1);
-    let status = match attempt.outcome {
-        Outcome::Delivered { status } => Some(status),
-        Outcome::Failed { status, .. } => status,
-    };
-    let error = attempt.outcome.error_line();
-    let body = &attempt.body[..attempt.body.len().min(LOGGED_BODY)];
     let logged = match attempt.outcome {
         Outcome::Delivered { .. } => ctx
             .successes
@@ -318,7 +353,12 @@ async fn attempt(
             .admit(&job.endpoint, Instant::now()),
         Outcome::Failed { .. } => true,
     };
-    let log_entry = logged.then(|| {
+    let status = match attempt.outcome {
+        Outcome::Delivered { status } => Some(status),
+        Outcome::Failed { status, .. } => status,
+    };
+    let body = &attempt.body[..attempt.body.len().min(LOGGED_BODY)];
+    logged.then(|| {
         serde_json::json!({
             "at_ms": claimed_at_ms,
             "job_id": job.id,
@@ -330,11 +370,22 @@ async fn attempt(
             "response_body": String::from_utf8_lossy(body),
         })
         .to_string()
-    });
-    let strike = strike(&attempt.outcome, ctx.cfg.strike_on);
-    let congested = congested(&attempt.outcome);
+    })
+}
+
+/// What to do with the job after its attempt: ack a success, or retry or discard a failure
+/// ([`retry_or_discard`]); with the strike, the cut and the pause the outcome earns its
+/// endpoint.
+fn settle(
+    ctx: &Ctx,
+    job: &ClaimedJob,
+    outcome: Outcome,
+    latency: Duration,
+    error: Option<String>,
+    log_entry: Option<String>,
+) -> Decision {
     let longest = ctx.cfg.retry.longest();
-    let pause = match &attempt.outcome {
+    let pause = match &outcome {
         Outcome::Failed {
             retry_after: Some(after),
             ..
@@ -343,14 +394,14 @@ async fn attempt(
     };
     let decide = |action, discard_reason| Decision {
         action,
-        strike,
-        congested,
+        strike: strike(&outcome, ctx.cfg.strike_on),
+        congested: congested(&outcome),
         pause,
         log_entry,
         discard_reason,
         attempted: true,
     };
-    let (class, retry_after) = match attempt.outcome {
+    let (class, status, retry_after) = match &outcome {
         Outcome::Delivered { status } => {
             debug!(
                 job_id = %job.id,
@@ -363,15 +414,36 @@ async fn attempt(
             return decide(Settle::Ack, None);
         }
         Outcome::Failed {
-            class, retry_after, ..
-        } => (class, retry_after),
+            class,
+            status,
+            retry_after,
+            ..
+        } => (*class, *status, *retry_after),
     };
-    let error = error.unwrap_or_default();
+    let (action, discard_reason) = retry_or_discard(
+        ctx,
+        job,
+        (class, status, retry_after),
+        latency,
+        error.unwrap_or_default(),
+    );
+    decide(action, discard_reason)
+}
+
+/// A failed attempt's job: retried after the schedule's next delay (moved later by
+/// `Retry-After`), or discarded when the schedule is spent; logged either way.
+fn retry_or_discard(
+    ctx: &Ctx,
+    job: &ClaimedJob,
+    (class, status, retry_after): (FailureClass, Option<u16>, Option<Duration>),
+    latency: Duration,
+    error: String,
+) -> (Settle, Option<DiscardReason>) {
     let delay = ctx
         .cfg
         .retry
         .next_delay(job.attempts, &mut rand::rng())
-        .map(|delay| honour_retry_after(delay, retry_after, longest));
+        .map(|delay| honour_retry_after(delay, retry_after, ctx.cfg.retry.longest()));
     let message = match delay {
         Some(_) => "attempt failed; retry scheduled",
         None => "attempt failed; retries exhausted, job discarded",
@@ -390,14 +462,14 @@ async fn attempt(
     match delay {
         Some(delay) => {
             ctx.hot.retries.increment(1);
-            decide(Settle::Retry { delay, error }, None)
+            (Settle::Retry { delay, error }, None)
         }
         None => {
             let reason = format!(
                 "retries exhausted after {} attempts; last error: {error}",
                 job.attempts
             );
-            decide(
+            (
                 Settle::Discard { reason },
                 Some(DiscardReason::RetriesExhausted),
             )
