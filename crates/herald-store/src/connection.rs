@@ -23,7 +23,7 @@ use redis::{
 };
 use tokio::sync::OnceCell;
 
-use crate::error::Result;
+use crate::error::{refused_credentials, Result};
 use crate::StoreError;
 
 /// How long a Redis connection may take to be established (TCP, TLS and handshake).
@@ -395,9 +395,7 @@ async fn cluster_refused(seed: &ConnectionInfo, e: redis::RedisError) -> StoreEr
             "HERALD_REDIS_CLUSTER is on, but Redis is not a cluster node ({e}); turn cluster \
              mode off for a single Redis"
         )),
-        Ok(Err(seed)) if StoreError::Redis(seed.clone()).is_refused_credentials() => {
-            StoreError::Redis(seed)
-        }
+        Ok(Err(seed)) if refused_credentials(&seed) => StoreError::Redis(seed),
         _ => StoreError::Redis(e),
     }
 }

@@ -115,13 +115,19 @@ impl StoreError {
     /// URL): at the handshake (of a pooled connection too), or a command sent without them
     /// (`NOAUTH`).
     pub fn is_refused_credentials(&self) -> bool {
-        let e = match self {
-            Self::Redis(e) | Self::Pool(deadpool_redis::PoolError::Backend(e)) => e,
-            _ => return false,
-        };
-        e.kind() == redis::ErrorKind::AuthenticationFailed
-            || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+        match self {
+            Self::Redis(e) | Self::Pool(deadpool_redis::PoolError::Backend(e)) => {
+                refused_credentials(e)
+            }
+            _ => false,
+        }
     }
+}
+
+/// Whether a Redis error is Redis refusing the credentials: by its kind, or by its code.
+pub(crate) fn refused_credentials(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
 }
 
 /// The kind of a Redis error. Whatever is not known to be the request's or herald's own fault

@@ -473,6 +473,27 @@ pub struct DeadFilters {
     pub until: String,
 }
 
+impl DeadFilters {
+    /// Whether no filter is set: the whole store.
+    pub fn is_empty(&self) -> bool {
+        self.endpoint.is_empty()
+            && self.reason.is_empty()
+            && self.since.is_empty()
+            && self.until.is_empty()
+    }
+
+    /// The filters and the session's form token as a bulk form's hidden fields.
+    fn hidden(&self, op: &Operator) -> Markup {
+        html! {
+            input type="hidden" name="csrf" value=(op.csrf);
+            input type="hidden" name="endpoint" value=(self.endpoint);
+            input type="hidden" name="reason" value=(self.reason);
+            input type="hidden" name="since" value=(self.since);
+            input type="hidden" name="until" value=(self.until);
+        }
+    }
+}
+
 /// The dead-letter store, filtered, with replay and purge.
 #[allow(clippy::too_many_arguments)]
 pub fn dead(
@@ -484,15 +505,8 @@ pub fn dead(
     next: Option<&str>,
     back: &str,
 ) -> Markup {
-    let filtered =
-        !(f.endpoint.is_empty() && f.reason.is_empty() && f.since.is_empty() && f.until.is_empty());
-    let hidden = html! {
-        input type="hidden" name="csrf" value=(op.csrf);
-        input type="hidden" name="endpoint" value=(f.endpoint);
-        input type="hidden" name="reason" value=(f.reason);
-        input type="hidden" name="since" value=(f.since);
-        input type="hidden" name="until" value=(f.until);
-    };
+    let filtered = !f.is_empty();
+    let hidden = f.hidden(op);
     layout(
         "Dead letters",
         Section::Dead,
@@ -565,7 +579,7 @@ pub fn confirm_bulk(
         html! {
             h1 { (title) }
             p {
-                @if f.endpoint.is_empty() && f.reason.is_empty() && f.since.is_empty() && f.until.is_empty() {
+                @if f.is_empty() {
                     "Every job in the dead-letter store. "
                 } @else {
                     "The dead jobs matching the filter"
@@ -580,11 +594,7 @@ pub fn confirm_bulk(
             }
             section.actions {
                 form.inline method="post" action=(path) {
-                    input type="hidden" name="csrf" value=(op.csrf);
-                    input type="hidden" name="endpoint" value=(f.endpoint);
-                    input type="hidden" name="reason" value=(f.reason);
-                    input type="hidden" name="since" value=(f.since);
-                    input type="hidden" name="until" value=(f.until);
+                    (f.hidden(op))
                     input type="hidden" name="confirm" value=(count);
                     @if action == BulkAction::Purge {
                         button.danger type="submit" { (verb) " " (count) " " (jobs) }
