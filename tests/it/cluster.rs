@@ -308,7 +308,7 @@ fn the_cli_and_a_worker_deliver_every_job_once_with_jobs_on_every_master() {
     }
     let listed = herald.ok(&["endpoint", "list", "--json"]).json();
     assert_eq!(
-        listed.as_array().map(Vec::len),
+        listed["items"].as_array().map(Vec::len),
         Some(endpoints.len()),
         "{listed}"
     );

@@ -1,25 +1,28 @@
 //! herald's management API and operator console: the HTTP server of `herald serve`.
 //!
 //! One small process over the same store the CLI uses, with no logic of its own: every handler
-//! calls the store or the producer library the way the matching `herald` command does.
+//! and every console action calls the same operation of [`herald_ops::Ops`] as the matching
+//! `herald` command.
 //!
 //! - [`auth`]: API tokens (made by `herald token new`), their hashed form, constant-time checks.
 //! - [`problem`]: errors as `application/problem+json`, and extractors that answer bad input
 //!   with a 4xx problem.
-//! - [`model`]: the JSON bodies of API version 1.
+//! - [`model`]: the JSON bodies of API version 1, the operations' own ([`herald_ops::model`]).
 //! - [`v1`]: the routes under `/api/v1`, one module per resource.
 //! - [`openapi`]: the OpenAPI 3.1 document generated from the code, served at `/openapi.json`.
-//! - [`console`]: the operator console at `/`: server-rendered pages over the API's handlers.
+//! - [`console`]: the operator console at `/`: server-rendered pages over the same operations.
 //!
 //! [`run`] is the whole server: `herald serve` reads its settings and signals, then calls it;
 //! tests call it in-process on port 0.
 
 pub mod auth;
 pub mod console;
-pub mod model;
 pub mod openapi;
 pub mod problem;
 pub mod v1;
+
+/// The JSON bodies of API version 1: the operations' inputs and answers.
+pub use herald_ops::model;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,7 +35,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use herald_core::guard::{AllowList, Guard};
-use herald_producer::Producer;
+use herald_ops::Ops;
 use herald_store::Store;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -82,18 +85,18 @@ pub enum SecureCookies {
 /// What every handler shares.
 #[derive(Debug, Clone)]
 pub struct AppState {
+    /// The operator tasks: what the API's routes and the console's pages do.
+    pub ops: Ops,
+    /// The store itself, for the console's sessions.
     pub store: Store,
-    pub producer: Producer,
     pub cfg: Arc<ApiConfig>,
-    pub guard: Arc<Guard>,
 }
 
 /// The whole application: API, console, `/healthz`, `/openapi.json`.
 pub fn router(cfg: ApiConfig, store: Store) -> Router {
     let state = AppState {
-        producer: Producer::new(store.clone()),
+        ops: Ops::new(store.clone(), Guard::new(cfg.allow_targets.clone())),
         store,
-        guard: Arc::new(Guard::new(cfg.allow_targets.clone())),
         cfg: Arc::new(cfg),
     };
     let token = from_fn_with_state(state.clone(), require_token);

@@ -9,6 +9,7 @@ use axum::http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use herald_ops::OpError;
 use herald_store::{ErrorKind, StoreError};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -137,14 +138,29 @@ impl From<StoreError> for Problem {
     }
 }
 
-impl From<herald_producer::ProduceError> for Problem {
-    fn from(e: herald_producer::ProduceError) -> Self {
+impl From<OpError> for Problem {
+    fn from(e: OpError) -> Self {
         match e {
-            herald_producer::ProduceError::Store(e) => e.into(),
-            e @ herald_producer::ProduceError::InvalidJson(_) => {
-                Problem::bad_request(e.to_string())
+            OpError::Store(e) => e.into(),
+            e @ OpError::UnknownEndpoint(_) => {
+                Problem::new(StatusCode::NOT_FOUND, "unknown_endpoint", e.to_string())
             }
-            e => Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+            e => match e.kind() {
+                ErrorKind::BadInput => Problem::bad_request(e.to_string()),
+                ErrorKind::NotFound => Problem::not_found(e.to_string()),
+                ErrorKind::Conflict => {
+                    Problem::new(StatusCode::CONFLICT, "conflict", e.to_string())
+                }
+                ErrorKind::Unavailable => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                ),
+                ErrorKind::Internal => {
+                    tracing::error!(error = %e, "an API call failed");
+                    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+                }
+            },
         }
     }
 }

@@ -58,7 +58,8 @@ pub struct Global {
     /// Number of shards; fixed for the life of a deployment (checked against Redis).
     #[arg(long, env = "HERALD_SHARDS", default_value_t = 16, global = true, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub shards: u16,
-    /// Print machine-readable JSON instead of text.
+    /// Print machine-readable JSON instead of text: for a task the API also offers, the
+    /// document the API answers.
     #[arg(long, global = true)]
     pub json: bool,
 }

@@ -1,5 +1,5 @@
 //! How a command's failure ends: an error caused by the input ([`Refused`], exit code 2) or
-//! any other (exit code 1), and the store's and the producer's errors sorted by their kind.
+//! any other (exit code 1), and the operations' and the store's errors sorted by their kind.
 
 use std::fmt;
 
@@ -35,12 +35,16 @@ pub fn store_error(e: StoreError) -> anyhow::Error {
     }
 }
 
-/// Turns a producer error into the command's error: refusals keep exit code 2.
-pub fn produce_error(e: herald_producer::ProduceError) -> anyhow::Error {
+/// Turns an operation's error into the command's error, by its kind: refusals keep exit code 2.
+pub fn op_error(e: herald_ops::OpError) -> anyhow::Error {
     match e {
-        herald_producer::ProduceError::Store(e) => store_error(e),
-        e @ herald_producer::ProduceError::InvalidJson(_) => Refused(e.to_string()).into(),
-        e => e.into(),
+        herald_ops::OpError::Store(e) => store_error(e),
+        e => match e.kind() {
+            ErrorKind::BadInput | ErrorKind::NotFound | ErrorKind::Conflict => {
+                Refused(e.to_string()).into()
+            }
+            ErrorKind::Unavailable | ErrorKind::Internal => e.into(),
+        },
     }
 }
 

@@ -364,7 +364,10 @@ impl Ledger {
         }
 
         let out = herald.ok(&["dead", "list", "--limit", "100000000", "--json"]);
-        let entries = out.json().as_array().expect("a JSON array").clone();
+        let entries = out.json()["items"]
+            .as_array()
+            .expect("an \"items\" array")
+            .clone();
         let numbers = payload_numbers(herald, &entries);
         let mut dead: BTreeMap<u64, String> = BTreeMap::new();
         for (entry, n) in entries.iter().zip(numbers) {

@@ -244,9 +244,9 @@ impl Herald {
     /// `herald dead list --json`.
     pub fn dead_list(&self) -> Vec<Value> {
         let out = self.ok(&["dead", "list", "--json"]);
-        match out.json() {
+        match out.json()["items"].take() {
             Value::Array(jobs) => jobs,
-            other => panic!("`{}` printed {other}, not a JSON array", out.command),
+            other => panic!("`{}` printed no \"items\" array: {other}", out.command),
         }
     }
 
@@ -358,7 +358,8 @@ pub struct Stats {
 impl Stats {
     fn from_json(json: Value) -> Stats {
         let field = |name: &str| {
-            json.get(name)
+            json["jobs"]
+                .get(name)
                 .and_then(Value::as_u64)
                 .unwrap_or_else(|| panic!("herald stats has no integer {name:?}: {json}"))
         };

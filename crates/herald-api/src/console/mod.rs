@@ -1,5 +1,5 @@
-//! The operator console at `/`: server-rendered HTML over the API's own handlers, so it does
-//! what the API does and nothing else. Pages are read with a session of any scope; forms need
+//! The operator console at `/`: server-rendered HTML over the same operations as the API
+//! ([`herald_ops::Ops`]), so it does what the API does and nothing else. Pages are read with a session of any scope; forms need
 //! an admin session and carry the session's form token. Every form answers with a redirect
 //! (post, redirect, get), and its outcome is shown once on the next page.
 //!
@@ -17,8 +17,11 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
-use herald_store::{DeadFilter, EndpointQuery, StatusFilter};
+use axum::Router;
+use herald_ops::dead::Chosen;
+use herald_ops::{OpError, OpResult};
+use std::future::Future;
+
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
@@ -28,8 +31,8 @@ use crate::auth::{is_login_form_token, login_form_token, random_value, same_secr
 use crate::model::{
     DeadListQuery, DeadSelection, DisableInput, EndpointListQuery, EnqueueOutcome, RotateInput,
 };
-use crate::problem::{ApiPath, ApiQuery, OptionalJson, Problem};
-use crate::{v1, AppState};
+use crate::problem::{ApiPath, Problem};
+use crate::AppState;
 
 /// The stylesheet of every page.
 const STYLE: &str = include_str!("console.css");
@@ -50,11 +53,17 @@ pub fn routes() -> Router<AppState> {
         .route("/logout", post(logout))
         .route("/endpoints", get(endpoints))
         .route("/endpoints/{id}", get(endpoint))
-        .route("/endpoints/{id}/{action}", post(endpoint_action))
+        .route("/endpoints/{id}/enable", post(enable))
+        .route("/endpoints/{id}/disable", post(disable))
+        .route("/endpoints/{id}/test", post(send_test))
+        .route("/endpoints/{id}/rotate-secret", post(rotate_secret))
+        .route("/endpoints/{id}/{action}", post(no_action))
         .route("/dead", get(dead))
         .route("/dead/replay", post(dead_replay_matching))
         .route("/dead/purge", post(dead_purge_matching))
-        .route("/dead/{id}/{action}", post(dead_action))
+        .route("/dead/{id}/replay", post(dead_replay_one))
+        .route("/dead/{id}/purge", post(dead_purge_one))
+        .route("/dead/{id}/{action}", post(no_dead_action))
         .route("/jobs", get(job))
         .layer(from_fn(harden))
 }
@@ -272,35 +281,36 @@ async fn logout(
 /// Jobs by state, disabled endpoints, recent failures.
 async fn overview(State(s): State<AppState>, op: Operator) -> Response {
     let notice = notice(&s, &op).await;
-    let stats = match v1::jobs::stats(State(s.clone())).await {
-        Ok(Json(stats)) => stats,
-        Err(p) => return problem_page(p),
+    let disabled_query = EndpointListQuery {
+        status: Some("disabled".to_owned()),
+        limit: Some(20),
+        ..EndpointListQuery::default()
     };
-    let disabled_query = EndpointQuery {
-        search: None,
-        status: StatusFilter::Disabled,
+    let recent_query = DeadListQuery {
+        limit: Some(10),
+        ..DeadListQuery::default()
     };
-    let disabled = match s.store.endpoint_page(&disabled_query, None, 20).await {
-        Ok(page) => page,
-        Err(e) => return problem_page(e.into()),
+    let read = async {
+        Ok::<_, OpError>((
+            s.ops.stats().await?,
+            s.ops.list_endpoints(&disabled_query).await?,
+            s.ops.dead_letters(&recent_query).await?,
+        ))
     };
-    let recent = match s.store.dead_page(&DeadFilter::default(), None, 10).await {
-        Ok(page) => page,
-        Err(e) => return problem_page(e.into()),
-    };
-    let disabled_items: Vec<_> = disabled.items.into_iter().map(Into::into).collect();
-    let recent_items: Vec<_> = recent.items.into_iter().map(Into::into).collect();
-    views::page(
-        StatusCode::OK,
-        views::overview(
-            &op,
-            notice.as_deref(),
-            &stats,
-            &disabled_items,
-            disabled.next.is_some(),
-            &recent_items,
+    match read.await {
+        Ok((stats, disabled, recent)) => views::page(
+            StatusCode::OK,
+            views::overview(
+                &op,
+                notice.as_deref(),
+                &stats,
+                &disabled.items,
+                disabled.next_cursor.is_some(),
+                &recent.items,
+            ),
         ),
-    )
+        Err(e) => problem_page(e.into()),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -312,39 +322,48 @@ struct EndpointsQuery {
     cursor: Option<String>,
 }
 
+/// Follows a listing's pages while they come back empty with more to come (a search or filter
+/// that matches rarely), at most [`MOST_EMPTY_PAGES`] of them: the first page with items, the
+/// last page, or the error.
+async fn first_filled<T, F, Fut>(mut cursor: Option<String>, mut read: F) -> OpResult<T>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = OpResult<(T, bool, Option<String>)>>,
+{
+    let mut follows = 1;
+    loop {
+        let (listed, empty, next) = read(cursor.take()).await?;
+        if !empty || next.is_none() || follows >= MOST_EMPTY_PAGES {
+            return Ok(listed);
+        }
+        follows += 1;
+        cursor = next;
+    }
+}
+
 async fn endpoints(
     State(s): State<AppState>,
     op: Operator,
     ConsoleQuery(q): ConsoleQuery<EndpointsQuery>,
 ) -> Response {
     let notice = notice(&s, &op).await;
-    let mut cursor = q.cursor;
-    let mut follows = 0;
-    let listed = loop {
-        let listed = v1::endpoints::list(
-            State(s.clone()),
-            ApiQuery(EndpointListQuery {
-                search: Some(q.search.clone()),
-                status: Some(q.status.clone()),
-                limit: Some(PAGE),
-                cursor: cursor.take(),
-            }),
-        )
-        .await;
-        follows += 1;
-        match &listed {
-            Ok(Json(list))
-                if list.items.is_empty()
-                    && list.next_cursor.is_some()
-                    && follows < MOST_EMPTY_PAGES =>
-            {
-                cursor = list.next_cursor.clone();
-            }
-            _ => break listed,
+    let listed = first_filled(q.cursor.clone(), |cursor| {
+        let query = EndpointListQuery {
+            search: Some(q.search.clone()),
+            status: Some(q.status.clone()),
+            limit: Some(PAGE),
+            cursor,
+        };
+        let ops = s.ops.clone();
+        async move {
+            let list = ops.list_endpoints(&query).await?;
+            let (empty, next) = (list.items.is_empty(), list.next_cursor.clone());
+            Ok((list, empty, next))
         }
-    };
+    })
+    .await;
     match listed {
-        Ok(Json(list)) => views::page(
+        Ok(list) => views::page(
             StatusCode::OK,
             views::endpoints(
                 &op,
@@ -355,7 +374,7 @@ async fn endpoints(
                 list.next_cursor.as_deref(),
             ),
         ),
-        Err(p) => problem_page(p),
+        Err(e) => problem_page(e.into()),
     }
 }
 
@@ -365,10 +384,28 @@ async fn endpoint(
     ApiPath(id): ApiPath<String>,
 ) -> Response {
     let notice = notice(&s, &op).await;
-    match v1::endpoints::get(State(s), ApiPath(id)).await {
-        Ok(Json(e)) => views::page(StatusCode::OK, views::endpoint(&op, notice.as_deref(), &e)),
-        Err(p) => problem_page(p),
+    match s.ops.endpoint(&id).await {
+        Ok(e) => views::page(StatusCode::OK, views::endpoint(&op, notice.as_deref(), &e)),
+        Err(e) => problem_page(e.into()),
     }
+}
+
+/// Runs a form's operation once the session may submit it, and shows what it did (or why it
+/// was not done) once, on the page at `back`.
+async fn submit(
+    s: &AppState,
+    op: &Operator,
+    csrf: &str,
+    back: &str,
+    run: impl Future<Output = OpResult<String>>,
+) -> Response {
+    if let Err(refusal) = op.may_submit(csrf) {
+        return refusal.into_response();
+    }
+    let text = run
+        .await
+        .unwrap_or_else(|e| format!("Not done: {}", Problem::from(e).detail));
+    done(s, op, &text, back).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -379,71 +416,110 @@ struct ActionForm {
     grace: Option<String>,
 }
 
-/// Enable, disable, send a test event, rotate the secret; back to the endpoint's page.
-async fn endpoint_action(
+/// [`submit`] for a form of the endpoint page of `id`, back to that page. The id is checked
+/// first, so that a refused one is a 4xx page rather than a redirect.
+async fn submit_on_endpoint(
+    s: &AppState,
+    op: &Operator,
+    id: &str,
+    csrf: &str,
+    run: impl Future<Output = OpResult<String>>,
+) -> Response {
+    match herald_ops::endpoint_id(id) {
+        Ok(e) => submit(s, op, csrf, &format!("/endpoints/{e}"), run).await,
+        Err(e) => problem_page(e.into()),
+    }
+}
+
+/// Enables an endpoint; back to its page.
+async fn enable(
+    State(s): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<String>,
+    ConsoleForm(form): ConsoleForm<ActionForm>,
+) -> Response {
+    submit_on_endpoint(&s, &op, &id, &form.csrf, async {
+        let r = s.ops.enable_endpoint(&id).await?;
+        Ok(format!(
+            "Endpoint {id} enabled; {} queued jobs are served again.",
+            r.resumed_jobs
+        ))
+    })
+    .await
+}
+
+/// Disables an endpoint, with the reason given; back to its page.
+async fn disable(
+    State(s): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<String>,
+    ConsoleForm(form): ConsoleForm<ActionForm>,
+) -> Response {
+    let input = DisableInput {
+        reason: form.reason,
+    };
+    submit_on_endpoint(&s, &op, &id, &form.csrf, async {
+        let r = s.ops.disable_endpoint(&id, input).await?;
+        Ok(if r.changed {
+            format!("Endpoint {id} disabled; its jobs wait (parked) until it is enabled.")
+        } else {
+            format!("Endpoint {id} was already disabled.")
+        })
+    })
+    .await
+}
+
+/// Sends an endpoint the test event; back to its page.
+async fn send_test(
+    State(s): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<String>,
+    ConsoleForm(form): ConsoleForm<ActionForm>,
+) -> Response {
+    submit_on_endpoint(&s, &op, &id, &form.csrf, async {
+        let job = s.ops.send_test_event(&id).await?;
+        Ok(match job.status {
+            EnqueueOutcome::Parked => format!(
+                "Test event sent as job {}; it is parked until the endpoint is enabled.",
+                job.job_id
+            ),
+            _ => format!("Test event sent as job {}.", job.job_id),
+        })
+    })
+    .await
+}
+
+/// Rotates an endpoint's secret, showing the new one once; back to its page.
+async fn rotate_secret(
+    State(s): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<String>,
+    ConsoleForm(form): ConsoleForm<ActionForm>,
+) -> Response {
+    let input = RotateInput { grace: form.grace };
+    submit_on_endpoint(&s, &op, &id, &form.csrf, async {
+        let r = s.ops.rotate_secret(&id, input).await?;
+        let grace = std::time::Duration::from_secs(r.old_secrets_expire_in_s);
+        Ok(format!(
+            "New signing secret of {id}, shown once: {}. The previous secrets keep signing for {}.",
+            r.secret,
+            humantime::format_duration(grace)
+        ))
+    })
+    .await
+}
+
+/// A form posted to an action the console does not have: said on the page it came from.
+async fn no_action(
     State(s): State<AppState>,
     op: Operator,
     ApiPath((id, action)): ApiPath<(String, String)>,
     ConsoleForm(form): ConsoleForm<ActionForm>,
 ) -> Response {
-    if let Err(refusal) = op.may_submit(&form.csrf) {
-        return refusal.into_response();
-    }
-    let endpoint = match v1::endpoint_id(&id) {
-        Ok(e) => e,
-        Err(p) => return problem_page(p),
-    };
-    let path = ApiPath(id.clone());
-    let outcome: Result<String, Problem> = match action.as_str() {
-        "enable" => v1::endpoints::enable(State(s.clone()), path)
-            .await
-            .map(|Json(r)| {
-                format!(
-                    "Endpoint {id} enabled; {} queued jobs are served again.",
-                    r.resumed_jobs
-                )
-            }),
-        "disable" => v1::endpoints::disable(
-            State(s.clone()),
-            path,
-            OptionalJson(DisableInput {
-                reason: form.reason,
-            }),
-        )
-        .await
-        .map(|Json(r)| {
-            if r.changed {
-                format!("Endpoint {id} disabled; its jobs wait (parked) until it is enabled.")
-            } else {
-                format!("Endpoint {id} was already disabled.")
-            }
-        }),
-        "test" => v1::endpoints::send_test(State(s.clone()), path)
-            .await
-            .map(|(_, Json(job))| match job.status {
-                EnqueueOutcome::Parked => format!(
-                    "Test event sent as job {}; it is parked until the endpoint is enabled.",
-                    job.job_id
-                ),
-                _ => format!("Test event sent as job {}.", job.job_id),
-            }),
-        "rotate-secret" => v1::endpoints::rotate_secret(
-            State(s.clone()),
-            path,
-            OptionalJson(RotateInput { grace: form.grace }),
-        )
-        .await
-        .map(|Json(r)| {
-            format!(
-                "New signing secret of {id}, shown once: {}. The previous secrets keep signing for {}.",
-                r.secret,
-                humantime::format_duration(std::time::Duration::from_secs(r.old_secrets_expire_in_s))
-            )
-        }),
-        other => Err(Problem::not_found(format!("no console action {other:?}"))),
-    };
-    let text = outcome.unwrap_or_else(|p| format!("Not done: {}", p.detail));
-    done(&s, &op, &text, &format!("/endpoints/{endpoint}")).await
+    submit_on_endpoint(&s, &op, &id, &form.csrf, async {
+        Err(OpError::NotFound(format!("no console action {action:?}")))
+    })
+    .await
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -515,6 +591,19 @@ impl DeadQuery {
             all: !any,
         }
     }
+
+    /// The listing's query, from `cursor` on.
+    fn listing(&self, cursor: Option<String>) -> DeadListQuery {
+        let sel = self.selection();
+        DeadListQuery {
+            endpoint: sel.endpoint,
+            reason: sel.reason,
+            since: sel.since,
+            until: sel.until,
+            limit: Some(PAGE),
+            cursor,
+        }
+    }
 }
 
 async fn dead(
@@ -523,36 +612,18 @@ async fn dead(
     ConsoleQuery(q): ConsoleQuery<DeadQuery>,
 ) -> Response {
     let notice = notice(&s, &op).await;
-    let sel = q.selection();
-    let mut cursor = q.cursor.clone();
-    let mut follows = 0;
-    let listed = loop {
-        let listed = v1::dead::list(
-            State(s.clone()),
-            ApiQuery(DeadListQuery {
-                endpoint: sel.endpoint.clone(),
-                reason: sel.reason.clone(),
-                since: sel.since.clone(),
-                until: sel.until.clone(),
-                limit: Some(PAGE),
-                cursor: cursor.take(),
-            }),
-        )
-        .await;
-        follows += 1;
-        match &listed {
-            Ok(Json(list))
-                if list.items.is_empty()
-                    && list.next_cursor.is_some()
-                    && follows < MOST_EMPTY_PAGES =>
-            {
-                cursor = list.next_cursor.clone();
-            }
-            _ => break listed,
+    let listed = first_filled(q.cursor.clone(), |cursor| {
+        let query = q.listing(cursor);
+        let ops = s.ops.clone();
+        async move {
+            let list = ops.dead_letters(&query).await?;
+            let (empty, next) = (list.items.is_empty(), list.next_cursor.clone());
+            Ok((list, empty, next))
         }
-    };
+    })
+    .await;
     match listed {
-        Ok(Json(list)) => views::page(
+        Ok(list) => views::page(
             StatusCode::OK,
             views::dead(
                 &op,
@@ -564,18 +635,21 @@ async fn dead(
                 &q.here(),
             ),
         ),
-        Err(p) => views::page(
-            p.status(),
-            views::dead(
-                &op,
-                notice.as_deref(),
-                Some(p.detail.as_str()),
-                &q.filters(),
-                &[],
-                None,
-                "/dead",
-            ),
-        ),
+        Err(e) => {
+            let p = Problem::from(e);
+            views::page(
+                p.status(),
+                views::dead(
+                    &op,
+                    notice.as_deref(),
+                    Some(p.detail.as_str()),
+                    &q.filters(),
+                    &[],
+                    None,
+                    "/dead",
+                ),
+            )
+        }
     }
 }
 
@@ -599,28 +673,47 @@ fn back_to_dead(back: &str) -> String {
     }
 }
 
-/// Replays or purges one dead letter; back to the page it was on.
-async fn dead_action(
+/// Replays one dead letter; back to the page it was on.
+async fn dead_replay_one(
     State(s): State<AppState>,
     op: Operator,
-    ApiPath((id, action)): ApiPath<(String, String)>,
+    ApiPath(id): ApiPath<String>,
     ConsoleForm(form): ConsoleForm<DeadActionForm>,
 ) -> Response {
-    if let Err(refusal) = op.may_submit(&form.csrf) {
-        return refusal.into_response();
-    }
-    let path = ApiPath(id.clone());
-    let outcome: Result<String, Problem> = match action.as_str() {
-        "replay" => v1::dead::replay_one(State(s.clone()), path)
-            .await
-            .map(|_| format!("Job {id} replayed: due at once, with a fresh retry schedule.")),
-        "purge" => v1::dead::purge_one(State(s.clone()), path)
-            .await
-            .map(|_| format!("Job {id} purged.")),
-        other => Err(Problem::not_found(format!("no console action {other:?}"))),
-    };
-    let text = outcome.unwrap_or_else(|p| format!("Not done: {}", p.detail));
-    done(&s, &op, &text, &back_to_dead(&form.back)).await
+    submit(&s, &op, &form.csrf, &back_to_dead(&form.back), async {
+        s.ops.replay_dead_one(&id).await?;
+        Ok(format!(
+            "Job {id} replayed: due at once, with a fresh retry schedule."
+        ))
+    })
+    .await
+}
+
+/// Purges one dead letter; back to the page it was on.
+async fn dead_purge_one(
+    State(s): State<AppState>,
+    op: Operator,
+    ApiPath(id): ApiPath<String>,
+    ConsoleForm(form): ConsoleForm<DeadActionForm>,
+) -> Response {
+    submit(&s, &op, &form.csrf, &back_to_dead(&form.back), async {
+        s.ops.purge_dead_one(&id).await?;
+        Ok(format!("Job {id} purged."))
+    })
+    .await
+}
+
+/// A form posted to a dead-letter action the console does not have.
+async fn no_dead_action(
+    State(s): State<AppState>,
+    op: Operator,
+    ApiPath((_, action)): ApiPath<(String, String)>,
+    ConsoleForm(form): ConsoleForm<DeadActionForm>,
+) -> Response {
+    submit(&s, &op, &form.csrf, &back_to_dead(&form.back), async {
+        Err(OpError::NotFound(format!("no console action {action:?}")))
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -633,35 +726,53 @@ struct BulkForm {
     confirm: String,
 }
 
-async fn dead_replay_matching(
-    State(s): State<AppState>,
-    op: Operator,
-    ConsoleForm(form): ConsoleForm<BulkForm>,
-) -> Response {
-    if let Err(refusal) = op.may_submit(&form.csrf) {
-        return refusal.into_response();
-    }
+/// Replays or purges the dead letters a filter matches, once confirmed; first it asks, naming
+/// how many that is. Back to the filtered page.
+async fn dead_bulk(s: AppState, op: Operator, form: BulkForm, action: BulkAction) -> Response {
     let back = DeadQuery {
         cursor: None,
         ..form.filter.clone()
     }
     .here();
+    let chosen = Chosen::try_from(form.filter.selection());
     if form.confirm.is_empty() {
-        return confirm_bulk(&s, &op, BulkAction::Replay, &form.filter, &back).await;
+        if let Err(refusal) = op.may_submit(&form.csrf) {
+            return refusal.into_response();
+        }
+        return match chosen {
+            Ok(chosen) => confirm_bulk(&s, &op, action, &chosen, &form.filter, &back).await,
+            Err(e) => submit(&s, &op, &form.csrf, &back, async { Err(e) }).await,
+        };
     }
-    let text = match v1::dead::replay_matching(
-        State(s.clone()),
-        crate::problem::ApiJson(form.filter.selection()),
-    )
+    submit(&s, &op, &form.csrf, &back, async {
+        let chosen = chosen?;
+        Ok(match action {
+            BulkAction::Replay => format!(
+                "Replayed {} jobs: due at once, with a fresh retry schedule.",
+                s.ops.replay_dead(&chosen).await?.replayed
+            ),
+            BulkAction::Purge => {
+                format!("Purged {} jobs.", s.ops.purge_dead(&chosen).await?.purged)
+            }
+        })
+    })
     .await
-    {
-        Ok(Json(r)) => format!(
-            "Replayed {} jobs: due at once, with a fresh retry schedule.",
-            r.replayed
-        ),
-        Err(p) => format!("Not done: {}", p.detail),
-    };
-    done(&s, &op, &text, &back).await
+}
+
+async fn dead_replay_matching(
+    State(s): State<AppState>,
+    op: Operator,
+    ConsoleForm(form): ConsoleForm<BulkForm>,
+) -> Response {
+    dead_bulk(s, op, form, BulkAction::Replay).await
+}
+
+async fn dead_purge_matching(
+    State(s): State<AppState>,
+    op: Operator,
+    ConsoleForm(form): ConsoleForm<BulkForm>,
+) -> Response {
+    dead_bulk(s, op, form, BulkAction::Purge).await
 }
 
 /// The confirmation of a bulk action, naming how many jobs it takes now; with none, a notice
@@ -670,58 +781,21 @@ async fn confirm_bulk(
     s: &AppState,
     op: &Operator,
     action: BulkAction,
+    chosen: &Chosen,
     filter: &DeadQuery,
     back: &str,
 ) -> Response {
-    let counted = match v1::dead::Selection::try_from(filter.selection()) {
-        Ok(v1::dead::Selection::All) => s.store.dead_count_matching(&DeadFilter::default()).await,
-        Ok(v1::dead::Selection::Matching(f)) => s.store.dead_count_matching(&f).await,
-        Err(p) => return done(s, op, &format!("Not done: {}", p.detail), back).await,
-    };
-    match counted {
+    match s.ops.dead_count(chosen).await {
         Ok(0) => done(s, op, "Not done: no dead job matches.", back).await,
         Ok(n) => views::page(
             StatusCode::OK,
             views::confirm_bulk(op, action, n, &filter.filters(), back),
         ),
         Err(e) => {
-            done(
-                s,
-                op,
-                &format!("Not done: {}", Problem::from(e).detail),
-                back,
-            )
-            .await
+            let text = format!("Not done: {}", Problem::from(e).detail);
+            done(s, op, &text, back).await
         }
     }
-}
-
-async fn dead_purge_matching(
-    State(s): State<AppState>,
-    op: Operator,
-    ConsoleForm(form): ConsoleForm<BulkForm>,
-) -> Response {
-    if let Err(refusal) = op.may_submit(&form.csrf) {
-        return refusal.into_response();
-    }
-    let back = DeadQuery {
-        cursor: None,
-        ..form.filter.clone()
-    }
-    .here();
-    if form.confirm.is_empty() {
-        return confirm_bulk(&s, &op, BulkAction::Purge, &form.filter, &back).await;
-    }
-    let text = match v1::dead::purge_matching(
-        State(s.clone()),
-        crate::problem::ApiJson(form.filter.selection()),
-    )
-    .await
-    {
-        Ok(Json(r)) => format!("Purged {} jobs.", r.purged),
-        Err(p) => format!("Not done: {}", p.detail),
-    };
-    done(&s, &op, &text, &back).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -743,15 +817,18 @@ async fn job(
             views::job(&op, notice.as_deref(), "", None, None),
         );
     }
-    match v1::jobs::get(State(s), ApiPath(id.to_owned())).await {
-        Ok(Json(j)) => views::page(
+    match s.ops.job(id).await {
+        Ok(j) => views::page(
             StatusCode::OK,
             views::job(&op, notice.as_deref(), id, Some(&j), None),
         ),
-        Err(p) => views::page(
-            p.status(),
-            views::job(&op, notice.as_deref(), id, None, Some(&p.detail)),
-        ),
+        Err(e) => {
+            let p = Problem::from(e);
+            views::page(
+                p.status(),
+                views::job(&op, notice.as_deref(), id, None, Some(&p.detail)),
+            )
+        }
     }
 }
 

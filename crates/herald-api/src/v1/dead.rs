@@ -3,44 +3,12 @@
 
 use axum::extract::State;
 use axum::Json;
-use herald_core::job_id_key;
-use herald_store::{DeadCursor, DeadFilter};
+use herald_ops::dead::Chosen;
 
-use super::limit;
 use crate::model::{DeadLetterList, DeadListQuery, DeadSelection, Purged, Replayed};
 use crate::problem::{ApiJson, ApiPath, ApiQuery, Problem};
 use crate::problem::{ReadProblems, WriteProblems};
 use crate::AppState;
-
-/// What a bulk call takes: a filter, or everything with `all`.
-#[derive(Debug)]
-pub enum Selection {
-    All,
-    Matching(DeadFilter),
-}
-
-impl TryFrom<DeadSelection> for Selection {
-    type Error = Problem;
-
-    fn try_from(s: DeadSelection) -> Result<Self, Problem> {
-        let filter = DeadFilter::from_text(
-            s.endpoint.as_deref(),
-            s.reason.as_deref(),
-            s.since.as_deref(),
-            s.until.as_deref(),
-        )?;
-        match (s.all, filter.is_empty()) {
-            (true, true) => Ok(Selection::All),
-            (false, false) => Ok(Selection::Matching(filter)),
-            (true, false) => Err(Problem::bad_request(
-                "give either \"all\": true or conditions (endpoint, reason, since, until), not both",
-            )),
-            (false, true) => Err(Problem::bad_request(
-                "give conditions (endpoint, reason, since, until), or \"all\": true for every dead letter",
-            )),
-        }
-    }
-}
 
 /// Lists the dead-letter store, newest first, filtered, a page at a time.
 #[utoipa::path(
@@ -56,29 +24,7 @@ pub async fn list(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<DeadListQuery>,
 ) -> Result<Json<DeadLetterList>, Problem> {
-    let filter = DeadFilter::from_text(
-        q.endpoint.as_deref(),
-        q.reason.as_deref(),
-        q.since.as_deref(),
-        q.until.as_deref(),
-    )?;
-    let after = q
-        .cursor
-        .as_deref()
-        .map(str::parse::<DeadCursor>)
-        .transpose()?;
-    let page = s
-        .store
-        .dead_page(&filter, after.as_ref(), limit(q.limit))
-        .await?;
-    Ok(Json(DeadLetterList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next.map(|c| c.to_string()),
-    }))
-}
-
-fn not_dead(id: &str) -> Problem {
-    Problem::not_found(format!("job {id} is not in the dead-letter store"))
+    Ok(Json(s.ops.dead_letters(&q).await?))
 }
 
 /// Puts one dead letter back in its endpoint's queue, due at once, with a fresh retry
@@ -96,11 +42,7 @@ pub async fn replay_one(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Replayed>, Problem> {
-    let id = job_id_key(&id);
-    match s.store.dead_replay(&[id.to_owned()]).await? {
-        0 => Err(not_dead(id)),
-        replayed => Ok(Json(Replayed { replayed })),
-    }
+    Ok(Json(s.ops.replay_dead_one(&id).await?))
 }
 
 /// Deletes one dead letter for good.
@@ -117,11 +59,7 @@ pub async fn purge_one(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Purged>, Problem> {
-    let id = job_id_key(&id);
-    match s.store.dead_purge(&[id.to_owned()]).await? {
-        0 => Err(not_dead(id)),
-        purged => Ok(Json(Purged { purged })),
-    }
+    Ok(Json(s.ops.purge_dead_one(&id).await?))
 }
 
 /// Replays every dead letter the selection takes, for example everything of one endpoint
@@ -139,11 +77,8 @@ pub async fn replay_matching(
     State(s): State<AppState>,
     ApiJson(selection): ApiJson<DeadSelection>,
 ) -> Result<Json<Replayed>, Problem> {
-    let replayed = match Selection::try_from(selection)? {
-        Selection::All => s.store.dead_replay_all().await?,
-        Selection::Matching(filter) => s.store.dead_replay_matching(&filter).await?,
-    };
-    Ok(Json(Replayed { replayed }))
+    let chosen = Chosen::try_from(selection)?;
+    Ok(Json(s.ops.replay_dead(&chosen).await?))
 }
 
 /// Deletes every dead letter the selection takes, for good.
@@ -160,9 +95,6 @@ pub async fn purge_matching(
     State(s): State<AppState>,
     ApiJson(selection): ApiJson<DeadSelection>,
 ) -> Result<Json<Purged>, Problem> {
-    let purged = match Selection::try_from(selection)? {
-        Selection::All => s.store.dead_purge_all().await?,
-        Selection::Matching(filter) => s.store.dead_purge_matching(&filter).await?,
-    };
-    Ok(Json(Purged { purged }))
+    let chosen = Chosen::try_from(selection)?;
+    Ok(Json(s.ops.purge_dead(&chosen).await?))
 }

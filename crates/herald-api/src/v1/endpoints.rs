@@ -1,13 +1,11 @@
 //! `/api/v1/endpoints`: list (paged, with health), get, create or replace, delete, enable,
-//! disable, rotate the secret, send a test event, the attempt log.
+//! disable, rotate the secret, send a test event, the attempt log: each an adapter over one
+//! of [`herald_ops::Ops`]'s endpoint operations.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
-use herald_core::{check_max_in_flight, parse_rate_setting, Secret};
-use herald_store::{EndpointQuery, FlowChange, ScanCursor, StatusFilter};
 
-use super::{duration, endpoint_id, limit, no_endpoint};
 use crate::model::{
     AttemptLog, Deleted, DisableInput, DisableResult, EnableResult, Endpoint, EndpointInput,
     EndpointList, EndpointListQuery, EndpointSaved, EnqueuedJob, RotateInput, Rotated,
@@ -15,12 +13,6 @@ use crate::model::{
 use crate::problem::{ApiJson, ApiPath, ApiQuery, OptionalJson, Problem};
 use crate::problem::{ReadProblems, WriteProblems};
 use crate::AppState;
-
-/// The reason of a disable that gives none, as the CLI's.
-const DEFAULT_DISABLE_REASON: &str = "disabled by an operator";
-
-/// The grace period of a rotation that names none, as the CLI's.
-const DEFAULT_GRACE: &str = "24h";
 
 /// Lists endpoints with their health, a page at a time.
 ///
@@ -39,20 +31,7 @@ pub async fn list(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<EndpointListQuery>,
 ) -> Result<Json<EndpointList>, Problem> {
-    let query = EndpointQuery {
-        search: q.search,
-        status: q.status.as_deref().unwrap_or("").parse::<StatusFilter>()?,
-    };
-    let after = q
-        .cursor
-        .as_deref()
-        .map(str::parse::<ScanCursor>)
-        .transpose()?;
-    let page = s.store.endpoint_page(&query, after, limit(q.limit)).await?;
-    Ok(Json(EndpointList {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next_cursor: page.next.map(|c| c.to_string()),
-    }))
+    Ok(Json(s.ops.list_endpoints(&q).await?))
 }
 
 /// One endpoint: state, strikes, limits, subscriptions, latest attempts.
@@ -69,16 +48,7 @@ pub async fn get(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Endpoint>, Problem> {
-    let id = endpoint_id(&id)?;
-    let mut conn = s.store.conn().await?;
-    let now = s.store.now_ms(&mut conn).await?;
-    drop(conn);
-    let state = s
-        .store
-        .endpoint_state(&id, now)
-        .await?
-        .ok_or_else(|| no_endpoint(&id))?;
-    Ok(Json(state.into()))
+    Ok(Json(s.ops.endpoint(&id).await?))
 }
 
 /// Creates an endpoint, or replaces its URL (re-activating it if it was disabled).
@@ -103,44 +73,13 @@ pub async fn set(
     ApiPath(id): ApiPath<String>,
     ApiJson(input): ApiJson<EndpointInput>,
 ) -> Result<(StatusCode, Json<EndpointSaved>), Problem> {
-    let id = endpoint_id(&id)?;
-    let rate = input
-        .rate
-        .as_deref()
-        .map(|r| {
-            parse_rate_setting(r).map_err(|e| Problem::bad_request(format!("invalid rate: {e}")))
-        })
-        .transpose()?;
-    let max_in_flight = input
-        .max_in_flight
-        .map(|n| check_max_in_flight(n).map_err(|e| Problem::bad_request(e.to_string())))
-        .transpose()?;
-    let url = s
-        .guard
-        .check_webhook_url(&input.url)
-        .map_err(|e| Problem::bad_request(e.to_string()))?;
-    let secret = input
-        .secret
-        .map(|text| {
-            Secret::parse(&text)
-                .map(|parsed| parsed.expose())
-                .map_err(|e| Problem::bad_request(format!("invalid secret: {e}")))
-        })
-        .transpose()?;
-    let flow = FlowChange {
-        max_in_flight,
-        rate,
-    };
-    let done = s
-        .store
-        .set_endpoint_with(&id, url.as_str(), secret, flow)
-        .await?;
-    let status = if done.created {
+    let saved = s.ops.set_endpoint(&id, input).await?;
+    let status = if saved.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(EndpointSaved::new(&id, &done))))
+    Ok((status, Json(saved)))
 }
 
 /// Deletes an endpoint and its subscriptions; its queued jobs go to the dead-letter store.
@@ -157,9 +96,7 @@ pub async fn delete(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Deleted>, Problem> {
-    let id = endpoint_id(&id)?;
-    let discarded = s.store.delete_endpoint(&id).await?;
-    Ok(Json(Deleted::new(&id, discarded)))
+    Ok(Json(s.ops.delete_endpoint(&id).await?))
 }
 
 /// Enables an endpoint: its parked jobs are delivered again (those already due at once).
@@ -176,9 +113,7 @@ pub async fn enable(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<EnableResult>, Problem> {
-    let id = endpoint_id(&id)?;
-    let resumed = s.store.enable_endpoint(&id).await?;
-    Ok(Json(EnableResult::new(&id, resumed)))
+    Ok(Json(s.ops.enable_endpoint(&id).await?))
 }
 
 /// Disables an endpoint: its jobs wait (parked) until it is enabled.
@@ -197,15 +132,7 @@ pub async fn disable(
     ApiPath(id): ApiPath<String>,
     OptionalJson(input): OptionalJson<DisableInput>,
 ) -> Result<Json<DisableResult>, Problem> {
-    let id = endpoint_id(&id)?;
-    let reason = input
-        .reason
-        .as_deref()
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .unwrap_or(DEFAULT_DISABLE_REASON);
-    let changed = s.store.disable_endpoint(&id, reason).await?;
-    Ok(Json(DisableResult::new(&id, changed)))
+    Ok(Json(s.ops.disable_endpoint(&id, input).await?))
 }
 
 /// Starts signing with a new secret, shown once; the previous ones keep signing for the grace
@@ -225,10 +152,7 @@ pub async fn rotate_secret(
     ApiPath(id): ApiPath<String>,
     OptionalJson(input): OptionalJson<RotateInput>,
 ) -> Result<Json<Rotated>, Problem> {
-    let id = endpoint_id(&id)?;
-    let grace = duration("grace", input.grace.as_deref().unwrap_or(DEFAULT_GRACE))?;
-    let secret = s.store.rotate_secret(&id, grace).await?;
-    Ok(Json(Rotated::new(&id, secret, grace)))
+    Ok(Json(s.ops.rotate_secret(&id, input).await?))
 }
 
 /// Sends the endpoint a test event: the documentation's example event, signed, through the
@@ -246,9 +170,10 @@ pub async fn send_test(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<(StatusCode, Json<EnqueuedJob>), Problem> {
-    let id = endpoint_id(&id)?;
-    let done = s.producer.send_test_event(&id).await?;
-    Ok((StatusCode::ACCEPTED, Json(done.into())))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(s.ops.send_test_event(&id).await?),
+    ))
 }
 
 /// The endpoint's latest attempts, newest first.
@@ -265,8 +190,5 @@ pub async fn attempts(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AttemptLog>, Problem> {
-    let Json(endpoint) = get(State(s), ApiPath(id)).await?;
-    Ok(Json(AttemptLog {
-        items: endpoint.attempts,
-    }))
+    Ok(Json(s.ops.attempts(&id).await?))
 }

@@ -4,12 +4,11 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use herald_core::{job_id_key, StatusEvent};
-use herald_store::NewJob;
+use herald_core::StatusEvent;
 
-use super::{duration, endpoint_id};
 use crate::model::{
-    EnqueueQuery, EnqueuedBatch, EnqueuedJob, Job, PublishReport, StatsReport, StatusEventBody,
+    EnqueueOutcome, EnqueueQuery, EnqueuedBatch, EnqueuedJob, Job, PublishReport, StatsReport,
+    StatusEventBody,
 };
 use crate::problem::{ApiPath, ApiQuery, JsonBytes, Problem};
 use crate::problem::{ReadProblems, WriteProblems};
@@ -18,27 +17,13 @@ use crate::AppState;
 /// The header that makes a repeated publish or enqueue a no-op.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// Longest idempotency key accepted.
-const MAX_IDEMPOTENCY_KEY: usize = 255;
-
 /// The `Idempotency-Key` header, if given: 1 to 255 visible ASCII characters.
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let bad = || {
-        Problem::bad_request(format!(
-            "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
-        ))
-    };
-    let text = value.to_str().map_err(|_| bad())?;
-    if text.is_empty()
-        || text.len() > MAX_IDEMPOTENCY_KEY
-        || !text.bytes().all(|b| b.is_ascii_graphic())
-    {
-        return Err(bad());
-    }
-    Ok(Some(text.to_owned()))
+    headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|value| herald_ops::jobs::idempotency_key(value.as_bytes()))
+        .transpose()
+        .map_err(Problem::from)
 }
 
 /// Publishes a status-change event: one job for every endpoint subscribed to its service whose
@@ -63,8 +48,8 @@ pub async fn publish(
 ) -> Result<(StatusCode, Json<PublishReport>), Problem> {
     let key = idempotency_key(&headers)?;
     let event = StatusEvent::from_json(&body).map_err(|e| Problem::bad_request(e.to_string()))?;
-    let report = s.producer.publish_once(&event, key.as_deref()).await?;
-    Ok((StatusCode::ACCEPTED, Json(report.into())))
+    let report = s.ops.publish(&event, key.as_deref()).await?;
+    Ok((StatusCode::ACCEPTED, Json(report)))
 }
 
 /// Enqueues a raw JSON payload for one endpoint.
@@ -96,25 +81,13 @@ pub async fn enqueue(
     headers: HeaderMap,
     JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<EnqueuedJob>), Problem> {
-    let endpoint = endpoint_id(&id)?;
-    let delay = q
-        .delay
-        .as_deref()
-        .map(|d| duration("delay", d))
-        .transpose()?
-        .unwrap_or_default();
-    let job = NewJob {
-        delay,
-        idempotency_key: idempotency_key(&headers)?,
-        ..NewJob::new(endpoint, body.trim_ascii().to_vec())
+    let key = idempotency_key(&headers)?;
+    let done = s.ops.enqueue(&id, &q, key, &body).await?;
+    let status = match done.status {
+        EnqueueOutcome::Duplicate => StatusCode::OK,
+        _ => StatusCode::ACCEPTED,
     };
-    let done = s.producer.enqueue_job(job).await?;
-    let status = if done.created() {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(done.into())))
+    Ok((status, Json(done)))
 }
 
 /// Most jobs in one batch: as `herald enqueue --ndjson` sends them.
@@ -139,41 +112,8 @@ pub async fn enqueue_batch(
     ApiQuery(q): ApiQuery<EnqueueQuery>,
     JsonBytes(body): JsonBytes,
 ) -> Result<(StatusCode, Json<EnqueuedBatch>), Problem> {
-    let endpoint = endpoint_id(&id)?;
-    let delay = q
-        .delay
-        .as_deref()
-        .map(|d| duration("delay", d))
-        .transpose()?
-        .unwrap_or_default();
-    let payloads: Vec<Box<serde_json::value::RawValue>> =
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::bad_request(format!("the body must be a JSON array of payloads: {e}"))
-        })?;
-    if payloads.is_empty() || payloads.len() > MOST_PER_BATCH {
-        return Err(Problem::bad_request(format!(
-            "a batch holds 1 to {MOST_PER_BATCH} payloads, not {}",
-            payloads.len()
-        )));
-    }
-    let jobs: Vec<NewJob> = payloads
-        .iter()
-        .map(|p| NewJob {
-            delay,
-            ..NewJob::new(endpoint.clone(), p.get().as_bytes().to_vec())
-        })
-        .collect();
-    let mut done = Vec::with_capacity(jobs.len());
-    for result in s.producer.enqueue_batch(&jobs).await? {
-        done.push(EnqueuedJob::from(result?));
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(EnqueuedBatch {
-            enqueued: done.len() as u64,
-            jobs: done,
-        }),
-    ))
+    let done = s.ops.enqueue_batch(&id, &q, &body).await?;
+    Ok((StatusCode::ACCEPTED, Json(done)))
 }
 
 /// One job: state, attempts, next attempt, last error, payload. Delivered jobs leave the
@@ -191,13 +131,7 @@ pub async fn get(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Job>, Problem> {
-    let id = job_id_key(&id);
-    let job = s.store.job(id).await?.ok_or_else(|| {
-        Problem::not_found(format!(
-            "job {id} not found (delivered jobs leave the store)"
-        ))
-    })?;
-    Ok(Json(job.into()))
+    Ok(Json(s.ops.job(&id).await?))
 }
 
 /// Jobs by state (due, scheduled, in flight, parked, dead) and disabled endpoints.
@@ -210,5 +144,5 @@ pub async fn get(
     security(("bearer" = ["read"]))
 )]
 pub async fn stats(State(s): State<AppState>) -> Result<Json<StatsReport>, Problem> {
-    Ok(Json(s.store.stats().await?.into()))
+    Ok(Json(s.ops.stats().await?))
 }

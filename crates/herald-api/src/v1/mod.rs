@@ -1,5 +1,5 @@
 //! Version 1 of the JSON API, under `/api/v1`: one module per resource, each handler a thin
-//! call into the store or the producer library, the same calls the CLI makes.
+//! adapter over one operation of [`herald_ops::Ops`], the same the CLI and the console call.
 //!
 //! - [`endpoints`]: endpoints, their health, state changes, secret, test event, attempt log.
 //! - [`subscriptions`]: subscriptions of an endpoint, subscribers of a service.
@@ -11,15 +11,9 @@ pub mod endpoints;
 pub mod jobs;
 pub mod subscriptions;
 
+use crate::AppState;
 use axum::routing::{get, post, put};
 use axum::Router;
-use herald_core::EndpointId;
-
-use crate::problem::Problem;
-use crate::AppState;
-
-/// Items of a page when the request names no limit.
-pub const DEFAULT_LIMIT: usize = 50;
 
 /// The routes of version 1 (authentication is layered on by the caller).
 pub fn routes() -> Router<AppState> {
@@ -61,29 +55,4 @@ pub fn routes() -> Router<AppState> {
         .route("/dead-letters/purge", post(dead::purge_matching))
         .route("/dead-letters/{id}", axum::routing::delete(dead::purge_one))
         .route("/dead-letters/{id}/replay", post(dead::replay_one))
-}
-
-/// An endpoint id from the path, or a 400 that says what is wrong with it.
-pub fn endpoint_id(text: &str) -> Result<EndpointId, Problem> {
-    EndpointId::new(text).map_err(|e| Problem::bad_request(e.to_string()))
-}
-
-/// The 404 of an endpoint that does not exist, in the CLI's words.
-pub fn no_endpoint(id: &EndpointId) -> Problem {
-    Problem::new(
-        axum::http::StatusCode::NOT_FOUND,
-        "unknown_endpoint",
-        format!("endpoint {id} not found"),
-    )
-}
-
-/// A page size from the query: the default when absent.
-pub fn limit(given: Option<usize>) -> usize {
-    given.unwrap_or(DEFAULT_LIMIT)
-}
-
-/// A duration as operators write it (`30s`, `24h`), or a 400 naming the parameter.
-pub fn duration(name: &str, text: &str) -> Result<std::time::Duration, Problem> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| Problem::bad_request(format!("{name} {text:?} is not a duration: {e}")))
 }

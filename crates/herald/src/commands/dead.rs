@@ -1,72 +1,54 @@
 //! `herald dead`: list, replay and purge the dead-letter store, by id, by filter, or all.
 
-use herald_core::job_id_key;
-use herald_store::{DeadFilter, DeadLetter, Store};
+use herald_ops::dead::Chosen;
+use herald_ops::model::{DeadLetterEntry, DeadListQuery, DeadSelection};
 
 use crate::cli::{DeadCommand, DeadFilterArgs, Global, Selection};
-use crate::commands::{open_store, print_json, time};
-use crate::failure::{store_error, Refused};
+use crate::commands::{open_ops, print_json, time};
+use crate::failure::{op_error, Refused};
 
-/// Entries asked of the store per page while listing.
-const PAGE: usize = 500;
-
-fn filter(args: &DeadFilterArgs) -> Result<DeadFilter, Refused> {
-    DeadFilter::from_text(
-        args.endpoint.as_deref(),
-        args.reason.as_deref(),
-        args.since.as_deref(),
-        args.until.as_deref(),
-    )
-    .map_err(|e| Refused(e.to_string()))
+/// The listing's query of the filter flags.
+fn listing(args: DeadFilterArgs) -> DeadListQuery {
+    DeadListQuery {
+        endpoint: args.endpoint,
+        reason: args.reason,
+        since: args.since,
+        until: args.until,
+        ..DeadListQuery::default()
+    }
 }
 
-/// What a replay or purge takes.
-enum Chosen {
-    All,
-    Ids(Vec<String>),
-    Matching(DeadFilter),
-}
-
-fn chosen(selection: &Selection) -> Result<Chosen, Refused> {
-    let matching = filter(&selection.filter)?;
-    if selection.all {
-        Ok(Chosen::All)
-    } else if !selection.job_ids.is_empty() {
-        Ok(Chosen::Ids(
-            selection
-                .job_ids
-                .iter()
-                .map(|id| job_id_key(id).to_owned())
-                .collect(),
-        ))
-    } else if !matching.is_empty() {
-        Ok(Chosen::Matching(matching))
-    } else {
-        Err(Refused(
+/// Job ids, `--all`, or conditions: exactly one of them.
+fn chosen(selection: Selection) -> anyhow::Result<Chosen> {
+    let f = selection.filter;
+    let conditions = DeadSelection {
+        endpoint: f.endpoint,
+        reason: f.reason,
+        since: f.since,
+        until: f.until,
+        all: selection.all,
+    };
+    let has_conditions = [
+        &conditions.endpoint,
+        &conditions.reason,
+        &conditions.since,
+        &conditions.until,
+    ]
+    .iter()
+    .any(|c| c.is_some());
+    if !selection.job_ids.is_empty() {
+        return Ok(Chosen::Ids(selection.job_ids));
+    }
+    if !selection.all && !has_conditions {
+        return Err(Refused(
             "name job ids, --all, or conditions (--endpoint, --reason, --since, --until)".into(),
-        ))
+        )
+        .into());
     }
+    Chosen::try_from(conditions).map_err(op_error)
 }
 
-/// Up to `limit` entries matching `filter`, newest first, page by page.
-async fn list(store: &Store, filter: &DeadFilter, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
-    let mut all = Vec::new();
-    let mut cursor = None;
-    while all.len() < limit {
-        let page = store
-            .dead_page(filter, cursor.as_ref(), PAGE.min(limit - all.len()))
-            .await
-            .map_err(store_error)?;
-        all.extend(page.items);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    Ok(all)
-}
-
-fn print_entry(job: &DeadLetter) {
+fn print_entry(job: &DeadLetterEntry) {
     outln!("id:            {}", job.id);
     if let Some(e) = &job.endpoint {
         outln!("endpoint:      {e}");
@@ -85,17 +67,19 @@ fn print_entry(job: &DeadLetter) {
 
 pub async fn run(global: &Global, cmd: DeadCommand) -> anyhow::Result<()> {
     match cmd {
-        DeadCommand::List { limit, filter: f } => {
-            let f = filter(&f)?;
-            let store = open_store(global).await?;
-            let jobs = list(&store, &f, limit).await?;
+        DeadCommand::List { limit, filter } => {
+            let ops = open_ops(global).await?;
+            let listed = ops
+                .dead_letters_up_to(&listing(filter), limit)
+                .await
+                .map_err(op_error)?;
             if global.json {
-                return print_json(&jobs);
+                return print_json(&listed);
             }
-            if jobs.is_empty() {
+            if listed.items.is_empty() {
                 outln!("no dead jobs");
             }
-            for (i, job) in jobs.iter().enumerate() {
+            for (i, job) in listed.items.iter().enumerate() {
                 if i > 0 {
                     outln!();
                 }
@@ -104,36 +88,24 @@ pub async fn run(global: &Global, cmd: DeadCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DeadCommand::Replay(sel) => {
-            let chosen = chosen(&sel)?;
-            let store = open_store(global).await?;
-            let n = match chosen {
-                Chosen::All => store.dead_replay_all().await,
-                Chosen::Ids(ids) => store.dead_replay(&ids).await,
-                Chosen::Matching(f) => store.dead_replay_matching(&f).await,
-            }
-            .map_err(store_error)?;
+            let chosen = chosen(sel)?;
+            let ops = open_ops(global).await?;
+            let done = ops.replay_dead(&chosen).await.map_err(op_error)?;
             if global.json {
-                print_json(&serde_json::json!({ "replayed": n }))
-            } else {
-                outln!("replayed {n} jobs");
-                Ok(())
+                return print_json(&done);
             }
+            outln!("replayed {} jobs", done.replayed);
+            Ok(())
         }
         DeadCommand::Purge(sel) => {
-            let chosen = chosen(&sel)?;
-            let store = open_store(global).await?;
-            let n = match chosen {
-                Chosen::All => store.dead_purge_all().await,
-                Chosen::Ids(ids) => store.dead_purge(&ids).await,
-                Chosen::Matching(f) => store.dead_purge_matching(&f).await,
-            }
-            .map_err(store_error)?;
+            let chosen = chosen(sel)?;
+            let ops = open_ops(global).await?;
+            let done = ops.purge_dead(&chosen).await.map_err(op_error)?;
             if global.json {
-                print_json(&serde_json::json!({ "purged": n }))
-            } else {
-                outln!("purged {n} jobs");
-                Ok(())
+                return print_json(&done);
             }
+            outln!("purged {} jobs", done.purged);
+            Ok(())
         }
     }
 }

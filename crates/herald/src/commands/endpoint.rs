@@ -1,30 +1,25 @@
 //! `herald endpoint`: a dashboard's webhook: URL, secrets, enabled state, and what happened to
 //! its latest attempts.
 
-use herald_api::model::{Deleted, DisableResult, EnableResult, EndpointSaved, Rotated};
 use herald_core::guard::{AllowList, Guard};
-use herald_core::{parse_rate_setting, EndpointId, Rate, Secret};
-use herald_producer::Producer;
-use herald_store::{EnqueueStatus, FlowChange};
+use herald_ops::model::{
+    DisableInput, EndpointInput, EndpointListQuery, EnqueueOutcome, RotateInput,
+};
 
 use crate::cli::{EndpointCommand, Global, SetArgs};
-use crate::commands::{open_store, print_json, time};
-use crate::failure::{produce_error, store_error, Refused};
-
-fn endpoint_id(id: String) -> Result<EndpointId, Refused> {
-    EndpointId::new(id).map_err(|e| Refused(e.to_string()))
-}
+use crate::commands::{open_ops, open_ops_with, print_json, time};
+use crate::failure::{op_error, Refused};
 
 pub async fn run(global: &Global, cmd: EndpointCommand) -> anyhow::Result<()> {
     match cmd {
         EndpointCommand::Set(args) => set(global, args).await,
-        EndpointCommand::Get { id } => get(global, endpoint_id(id)?).await,
+        EndpointCommand::Get { id } => get(global, &id).await,
         EndpointCommand::List => list(global).await,
-        EndpointCommand::Enable { id } => enable(global, id).await,
-        EndpointCommand::Disable { id, reason } => disable(global, id, reason).await,
-        EndpointCommand::Delete { id } => delete(global, id).await,
-        EndpointCommand::Test { id } => test(global, id).await,
-        EndpointCommand::RotateSecret { id, grace } => rotate_secret(global, id, grace).await,
+        EndpointCommand::Enable { id } => enable(global, &id).await,
+        EndpointCommand::Disable { id, reason } => disable(global, &id, reason).await,
+        EndpointCommand::Delete { id } => delete(global, &id).await,
+        EndpointCommand::Test { id } => test(global, &id).await,
+        EndpointCommand::RotateSecret { id, grace } => rotate_secret(global, &id, grace).await,
     }
 }
 
@@ -38,69 +33,55 @@ async fn set(global: &Global, args: SetArgs) -> anyhow::Result<()> {
         max_in_flight,
         rate,
     } = args;
-    let id = endpoint_id(id)?;
-    let rate = rate
-        .map(|r| parse_rate_setting(&r).map_err(|e| Refused(format!("invalid --rate: {e}"))))
-        .transpose()?;
+    herald_ops::endpoint_id(&id).map_err(op_error)?;
     let allow = AllowList::parse(&allow_targets)
         .map_err(|e| Refused(format!("setting allow_targets (HERALD_ALLOW_TARGETS): {e}")))?;
-    let url = Guard::new(allow)
-        .check_webhook_url(&url)
-        .map_err(|e| Refused(e.to_string()))?;
-    let secret = secret
-        .map(|s| {
-            Secret::parse(&s)
-                .map(|parsed| parsed.expose())
-                .map_err(|e| Refused(format!("invalid --secret: {e}")))
-        })
-        .transpose()?;
-    let store = open_store(global).await?;
-    let flow = FlowChange {
-        max_in_flight,
+    let input = EndpointInput {
+        url,
+        secret,
+        max_in_flight: max_in_flight.map(u64::from),
         rate,
     };
-    let done = store
-        .set_endpoint_with(&id, url.as_str(), secret, flow)
-        .await
-        .map_err(store_error)?;
+    let ops = open_ops_with(global, Guard::new(allow)).await?;
+    let saved = ops.set_endpoint(&id, input).await.map_err(op_error)?;
     if global.json {
-        return print_json(&EndpointSaved::new(&id, &done));
+        return print_json(&saved);
     }
-    let record = &done.record;
-    let verb = if done.created { "created" } else { "updated" };
-    outln!("endpoint {id} {verb}: {}", record.url);
+    let verb = if saved.created { "created" } else { "updated" };
+    outln!("endpoint {id} {verb}: {}", saved.url);
     outln!(
         "limits: {}",
-        describe_limits(record.max_in_flight(), record.rate)
+        describe_limits(saved.max_in_flight, saved.rate.as_deref())
     );
-    if done.resumed > 0 {
-        outln!("{} queued jobs are served again", done.resumed);
+    if saved.resumed_jobs > 0 {
+        outln!("{} queued jobs are served again", saved.resumed_jobs);
     }
     Ok(())
 }
 
-async fn enable(global: &Global, id: String) -> anyhow::Result<()> {
-    let id = endpoint_id(id)?;
-    let store = open_store(global).await?;
-    let resumed = store.enable_endpoint(&id).await.map_err(store_error)?;
+async fn enable(global: &Global, id: &str) -> anyhow::Result<()> {
+    let ops = open_ops(global).await?;
+    let done = ops.enable_endpoint(id).await.map_err(op_error)?;
     if global.json {
-        return print_json(&EnableResult::new(&id, resumed));
+        return print_json(&done);
     }
-    outln!("endpoint {id} enabled; {resumed} queued jobs are served again");
+    outln!(
+        "endpoint {id} enabled; {} queued jobs are served again",
+        done.resumed_jobs
+    );
     Ok(())
 }
 
-async fn disable(global: &Global, id: String, reason: String) -> anyhow::Result<()> {
-    let id = endpoint_id(id)?;
-    let store = open_store(global).await?;
-    let changed = store
-        .disable_endpoint(&id, &reason)
-        .await
-        .map_err(store_error)?;
+async fn disable(global: &Global, id: &str, reason: String) -> anyhow::Result<()> {
+    let ops = open_ops(global).await?;
+    let input = DisableInput {
+        reason: Some(reason),
+    };
+    let done = ops.disable_endpoint(id, input).await.map_err(op_error)?;
     if global.json {
-        return print_json(&DisableResult::new(&id, changed));
+        return print_json(&done);
     }
-    if changed {
+    if done.changed {
         outln!("endpoint {id} disabled; its jobs wait (parked) until it is enabled");
     } else {
         outln!("endpoint {id} was already disabled");
@@ -108,31 +89,27 @@ async fn disable(global: &Global, id: String, reason: String) -> anyhow::Result<
     Ok(())
 }
 
-async fn delete(global: &Global, id: String) -> anyhow::Result<()> {
-    let id = endpoint_id(id)?;
-    let store = open_store(global).await?;
-    let discarded = store.delete_endpoint(&id).await.map_err(store_error)?;
+async fn delete(global: &Global, id: &str) -> anyhow::Result<()> {
+    let ops = open_ops(global).await?;
+    let done = ops.delete_endpoint(id).await.map_err(op_error)?;
     if global.json {
-        return print_json(&Deleted::new(&id, discarded));
+        return print_json(&done);
     }
     outln!(
-        "endpoint {id} deleted; {discarded} queued jobs moved to the dead-letter store (jobs in flight follow as they settle)"
+        "endpoint {id} deleted; {} queued jobs moved to the dead-letter store (jobs in flight follow as they settle)",
+        done.queued_jobs_discarded
     );
     Ok(())
 }
 
-async fn test(global: &Global, id: String) -> anyhow::Result<()> {
-    let id = endpoint_id(id)?;
-    let store = open_store(global).await?;
-    let done = Producer::new(store)
-        .send_test_event(&id)
-        .await
-        .map_err(produce_error)?;
+async fn test(global: &Global, id: &str) -> anyhow::Result<()> {
+    let ops = open_ops(global).await?;
+    let done = ops.send_test_event(id).await.map_err(op_error)?;
     if global.json {
         return print_json(&done);
     }
     outln!("{}", done.job_id);
-    if done.status == EnqueueStatus::Parked {
+    if matches!(done.status, EnqueueOutcome::Parked) {
         eprintln!(
             "herald: endpoint {id} is disabled; the test event is parked until it is enabled"
         );
@@ -140,40 +117,32 @@ async fn test(global: &Global, id: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn rotate_secret(global: &Global, id: String, grace: String) -> anyhow::Result<()> {
-    let id = endpoint_id(id)?;
-    let grace = humantime::parse_duration(&grace)
-        .map_err(|e| Refused(format!("--grace {grace:?} is not a duration: {e}")))?;
-    let store = open_store(global).await?;
-    let secret = store.rotate_secret(&id, grace).await.map_err(store_error)?;
+async fn rotate_secret(global: &Global, id: &str, grace: String) -> anyhow::Result<()> {
+    let ops = open_ops(global).await?;
+    let input = RotateInput { grace: Some(grace) };
+    let done = ops.rotate_secret(id, input).await.map_err(op_error)?;
     if global.json {
-        return print_json(&Rotated::new(&id, secret, grace));
+        return print_json(&done);
     }
-    outln!("{secret}");
+    outln!("{}", done.secret);
     eprintln!(
         "herald: new signing secret for {id} (shown once); the previous ones keep signing for {}",
-        humantime::format_duration(grace)
+        humantime::format_duration(std::time::Duration::from_secs(done.old_secrets_expire_in_s))
     );
     Ok(())
 }
 
 /// `32 in flight, 50/s` or `32 in flight, no rate limit`.
-fn describe_limits(max_in_flight: u32, rate: Option<Rate>) -> String {
+fn describe_limits(max_in_flight: u32, rate: Option<&str>) -> String {
     match rate {
         Some(rate) => format!("{max_in_flight} in flight, {rate}"),
         None => format!("{max_in_flight} in flight, no rate limit"),
     }
 }
 
-async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {
-    let store = open_store(global).await?;
-    let mut conn = store.conn().await.map_err(store_error)?;
-    let now = store.now_ms(&mut conn).await.map_err(store_error)?;
-    let state = store
-        .endpoint_state(&id, now)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(|| Refused(format!("endpoint {id} not found")))?;
+async fn get(global: &Global, id: &str) -> anyhow::Result<()> {
+    let ops = open_ops(global).await?;
+    let state = ops.endpoint(id).await.map_err(op_error)?;
     if global.json {
         return print_json(&state);
     }
@@ -190,7 +159,7 @@ async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {
     let l = &state.limits;
     outln!(
         "limits:         {}",
-        describe_limits(l.max_in_flight, l.rate)
+        describe_limits(l.max_in_flight, l.rate.as_deref())
     );
     let adaptive = if l.current_limit < l.max_in_flight {
         " (lowered: the receiver struggled lately)"
@@ -218,13 +187,13 @@ async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {
         outln!("subscriptions:  none");
     } else {
         outln!("subscriptions:");
-        for (slug, sub) in &state.subscriptions {
+        for sub in &state.subscriptions {
             let components = if sub.components.is_empty() {
                 String::new()
             } else {
                 format!(" components={}", sub.components.join(","))
             };
-            outln!("  {slug} level={}{components}", sub.level);
+            outln!("  {} level={}{components}", sub.service, sub.level);
         }
     }
     outln!("latest attempts (newest first):");
@@ -232,37 +201,34 @@ async fn get(global: &Global, id: EndpointId) -> anyhow::Result<()> {
         outln!("  none");
     }
     for a in &state.attempts {
-        let field = |k: &str| a.get(k).map(|v| v.to_string()).unwrap_or_default();
+        let or_empty = |v: Option<String>| v.unwrap_or_default();
         outln!(
             "  {} job={} attempt={} outcome={} status={} latency_ms={}{}",
-            a.get("at_ms")
-                .and_then(|v| v.as_i64())
-                .map(time)
-                .unwrap_or_default(),
-            a.get("job_id").and_then(|v| v.as_str()).unwrap_or(""),
-            field("attempt"),
-            a.get("outcome").and_then(|v| v.as_str()).unwrap_or(""),
-            field("status"),
-            field("latency_ms"),
-            a.get("error")
-                .and_then(|v| v.as_str())
-                .map(|e| format!(" error={e:?}"))
-                .unwrap_or_default(),
+            time(a.at_ms),
+            a.job_id,
+            a.attempt,
+            a.outcome,
+            or_empty(a.status.map(|s| s.to_string())),
+            a.latency_ms,
+            or_empty(a.error.as_ref().map(|e| format!(" error={e:?}"))),
         );
     }
     Ok(())
 }
 
 async fn list(global: &Global) -> anyhow::Result<()> {
-    let store = open_store(global).await?;
-    let all = store.list_endpoints().await.map_err(store_error)?;
+    let ops = open_ops(global).await?;
+    let all = ops
+        .list_all_endpoints(&EndpointListQuery::default())
+        .await
+        .map_err(op_error)?;
     if global.json {
         return print_json(&all);
     }
-    if all.is_empty() {
+    if all.items.is_empty() {
         outln!("no endpoints");
     }
-    for e in all {
+    for e in all.items {
         let state = match e.disabled {
             None => "enabled".to_owned(),
             Some(d) => format!("disabled ({})", d.reason),

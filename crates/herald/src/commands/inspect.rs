@@ -1,18 +1,18 @@
 //! `herald stats` and `herald job get`: read-only views of the queue.
 
-use herald_store::JobInfo;
+use herald_ops::model::Job;
 
 use crate::cli::Global;
-use crate::commands::{open_store, print_json, time};
-use crate::failure::{store_error, Refused};
+use crate::commands::{open_ops, print_json, time};
+use crate::failure::op_error;
 
 pub async fn stats(global: &Global) -> anyhow::Result<()> {
-    let store = open_store(global).await?;
-    let stats = store.stats().await.map_err(store_error)?;
+    let ops = open_ops(global).await?;
+    let stats = ops.stats().await.map_err(op_error)?;
     if global.json {
         return print_json(&stats);
     }
-    let t = &stats.total;
+    let t = &stats.jobs;
     outln!("due        {}", t.due);
     outln!("scheduled  {}", t.scheduled);
     outln!("in flight  {}", t.in_flight);
@@ -39,7 +39,7 @@ pub async fn stats(global: &Global) -> anyhow::Result<()> {
 }
 
 /// Prints a job as text, one field a line.
-fn print_job(job: &JobInfo) {
+fn print_job(job: &Job) {
     outln!("id:            {}", job.id);
     outln!(
         "state:         {}",
@@ -78,13 +78,8 @@ fn print_job(job: &JobInfo) {
 }
 
 pub async fn job(global: &Global, id: &str) -> anyhow::Result<()> {
-    let id = herald_core::job_id_key(id);
-    let store = open_store(global).await?;
-    let job = store.job(id).await.map_err(store_error)?.ok_or_else(|| {
-        Refused(format!(
-            "job {id} not found (delivered jobs leave the store)"
-        ))
-    })?;
+    let ops = open_ops(global).await?;
+    let job = ops.job(id).await.map_err(op_error)?;
     if global.json {
         print_json(&job)
     } else {

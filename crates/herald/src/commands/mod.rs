@@ -16,6 +16,8 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use herald_core::guard::Guard;
+use herald_ops::Ops;
 use herald_store::{Namespace, Store, StoreConfig, StoreError};
 
 use tokio_util::sync::CancellationToken;
@@ -141,6 +143,16 @@ pub fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
         buf = std::fs::read(file).map_err(|e| Refused(format!("cannot read {file}: {e}")))?;
     }
     Ok(buf)
+}
+
+/// The operations over the configured store, vetting webhook URLs with `guard`.
+pub async fn open_ops_with(global: &Global, guard: Guard) -> anyhow::Result<Ops> {
+    Ok(Ops::new(open_store(global).await?, guard))
+}
+
+/// The operations over the configured store (for those that set no webhook URL).
+pub async fn open_ops(global: &Global) -> anyhow::Result<Ops> {
+    open_ops_with(global, Guard::default()).await
 }
 
 /// Prints a value as pretty JSON on stdout.

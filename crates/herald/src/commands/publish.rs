@@ -1,20 +1,19 @@
 //! `herald publish`: one status-change event, fanned out to the subscribed endpoints.
 
 use herald_core::StatusEvent;
-use herald_producer::Producer;
 
 use crate::cli::Global;
-use crate::commands::{open_store, print_json, read_input};
-use crate::failure::{produce_error, Refused};
+use crate::commands::{open_ops, print_json, read_input};
+use crate::failure::{op_error, Refused};
 
 pub async fn run(global: &Global, file: &str, idempotency_key: Option<&str>) -> anyhow::Result<()> {
     let input = read_input(file)?;
     let event = StatusEvent::from_json(&input).map_err(|e| Refused(format!("{file}: {e}")))?;
-    let store = open_store(global).await?;
-    let report = Producer::new(store)
-        .publish_once(&event, idempotency_key)
+    let ops = open_ops(global).await?;
+    let report = ops
+        .publish(&event, idempotency_key)
         .await
-        .map_err(produce_error)?;
+        .map_err(op_error)?;
     if global.json {
         return print_json(&report);
     }

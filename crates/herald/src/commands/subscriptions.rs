@@ -1,42 +1,39 @@
 //! `herald subscribe`, `unsubscribe`, `subscriptions`: which dashboards hear of which services.
 
-use herald_core::{check_slug, EndpointId, Subscription};
+use herald_ops::model::SubscriptionInput;
 
 use crate::cli::{Global, SubscribeArgs, SubscriptionsCommand};
-use crate::commands::{open_store, print_json};
-use crate::failure::{store_error, Refused};
-
-fn slug(s: &str) -> Result<&str, Refused> {
-    check_slug(s).map_err(|e| Refused(e.to_string()))
-}
+use crate::commands::{open_ops, print_json};
+use crate::failure::op_error;
 
 pub async fn subscribe(global: &Global, args: &SubscribeArgs) -> anyhow::Result<()> {
-    let id = EndpointId::new(args.id.clone()).map_err(|e| Refused(e.to_string()))?;
-    let service = slug(&args.service)?;
-    let sub = Subscription::new(args.level, &args.components);
-    let store = open_store(global).await?;
-    store
-        .subscribe(&id, service, &sub)
+    herald_ops::endpoint_id(&args.id).map_err(op_error)?;
+    let input = SubscriptionInput {
+        level: Some(args.level.into()),
+        components: args.components.clone(),
+    };
+    let ops = open_ops(global).await?;
+    let sub = ops
+        .subscribe(&args.id, &args.service, input)
         .await
-        .map_err(store_error)?;
+        .map_err(op_error)?;
     if global.json {
-        return print_json(
-            &serde_json::json!({ "id": id, "service": service, "subscription": sub }),
-        );
+        return print_json(&sub);
     }
-    outln!("{id} subscribed to {service} at level {}", sub.level);
+    outln!(
+        "{} subscribed to {} at level {}",
+        args.id,
+        sub.service,
+        sub.level
+    );
     Ok(())
 }
 
 pub async fn unsubscribe(global: &Global, id: &str, service: &str) -> anyhow::Result<()> {
-    let id = EndpointId::new(id).map_err(|e| Refused(e.to_string()))?;
-    let service = slug(service)?;
-    let store = open_store(global).await?;
-    let removed = store.unsubscribe(&id, service).await.map_err(store_error)?;
-    if !removed {
-        return Err(Refused(format!("{id} is not subscribed to {service}")).into());
-    }
+    let ops = open_ops(global).await?;
+    ops.unsubscribe(id, service).await.map_err(op_error)?;
     if global.json {
+        // The API answers 204 without a body; the CLI says what it removed.
         return print_json(&serde_json::json!({ "id": id, "service": service, "removed": true }));
     }
     outln!("{id} unsubscribed from {service}");
@@ -44,37 +41,41 @@ pub async fn unsubscribe(global: &Global, id: &str, service: &str) -> anyhow::Re
 }
 
 pub async fn list(global: &Global, cmd: SubscriptionsCommand) -> anyhow::Result<()> {
-    let store = open_store(global).await?;
-    let rows = match cmd {
+    let ops = open_ops(global).await?;
+    let rows: Vec<(String, String, Vec<String>)> = match cmd {
         SubscriptionsCommand::Endpoint { id } => {
-            let id = EndpointId::new(id).map_err(|e| Refused(e.to_string()))?;
-            let mut conn = store.conn().await.map_err(store_error)?;
-            let now = store.now_ms(&mut conn).await.map_err(store_error)?;
-            store
-                .endpoint_state(&id, now)
-                .await
-                .map_err(store_error)?
-                .ok_or_else(|| Refused(format!("endpoint {id} not found")))?
-                .subscriptions
+            let listed = ops.all_subscriptions(&id).await.map_err(op_error)?;
+            if global.json {
+                return print_json(&listed);
+            }
+            listed
+                .items
+                .into_iter()
+                .map(|s| (s.service, s.level.to_string(), s.components))
+                .collect()
         }
-        SubscriptionsCommand::Service { service } => store
-            .subscribers(slug(&service)?)
-            .await
-            .map_err(store_error)?,
+        SubscriptionsCommand::Service { service } => {
+            let listed = ops.all_subscribers(&service).await.map_err(op_error)?;
+            if global.json {
+                return print_json(&listed);
+            }
+            listed
+                .items
+                .into_iter()
+                .map(|s| (s.endpoint, s.level.to_string(), s.components))
+                .collect()
+        }
     };
-    if global.json {
-        return print_json(&rows);
-    }
     if rows.is_empty() {
         outln!("no subscriptions");
     }
-    for (name, sub) in rows {
-        let components = if sub.components.is_empty() {
+    for (name, level, components) in rows {
+        let components = if components.is_empty() {
             String::new()
         } else {
-            format!("\tcomponents={}", sub.components.join(","))
+            format!("\tcomponents={}", components.join(","))
         };
-        outln!("{name}\tlevel={}{components}", sub.level);
+        outln!("{name}\tlevel={level}{components}");
     }
     Ok(())
 }

@@ -160,6 +160,12 @@ impl From<Level> for LevelName {
     }
 }
 
+impl std::fmt::Display for LevelName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Level::from(*self).fmt(f)
+    }
+}
+
 impl From<LevelName> for Level {
     fn from(l: LevelName) -> Self {
         match l {
@@ -565,6 +571,9 @@ pub struct Job {
     /// The payload, when it is JSON.
     #[schema(value_type = Option<Object>)]
     pub payload: Option<serde_json::Value>,
+    /// The payload's bytes (invalid UTF-8 replaced), when it is not JSON: what a worker
+    /// discards as `malformed`.
+    pub raw_payload: Option<String>,
     /// The stored record, when it could not be parsed.
     pub raw_record: Option<String>,
 }
@@ -583,6 +592,7 @@ impl From<JobInfo> for Job {
             dead_at_ms: j.dead_at_ms,
             last_error: j.last_error,
             payload: j.payload,
+            raw_payload: j.raw_payload,
             raw_record: j.raw_record,
         }
     }
