@@ -359,8 +359,6 @@ pub fn endpoints(
 
 /// One endpoint's page.
 pub fn endpoint(op: &Operator, notice: Option<&str>, e: &Endpoint) -> Markup {
-    let l = &e.limits;
-    let action = |verb: &str| format!("/endpoints/{}/{verb}", e.id);
     layout(
         &e.id,
         Section::Endpoints,
@@ -373,95 +371,125 @@ pub fn endpoint(op: &Operator, notice: Option<&str>, e: &Endpoint) -> Markup {
                     p.error { "Disabled since " (time(d.at_ms)) ": " (d.reason)
                         @if let Some(s) = d.strikes { " (" (s) " strikes)" } }
                 }
-                section.actions {
-                    (read_only_note(op))
-                    @if e.enabled {
-                        form.inline method="post" action=(action("disable")) {
-                            input type="hidden" name="csrf" value=(op.csrf);
-                            input type="text" name="reason" placeholder="reason (optional)" aria-label="Reason";
-                            button type="submit" disabled[!op.is_admin()] { "Disable" }
-                        }
-                    } @else {
-                        form.inline method="post" action=(action("enable")) {
-                            input type="hidden" name="csrf" value=(op.csrf);
-                            button type="submit" disabled[!op.is_admin()] { "Enable" }
-                        }
-                    }
-                    form.inline method="post" action=(action("test")) {
-                        input type="hidden" name="csrf" value=(op.csrf);
-                        button type="submit" disabled[!op.is_admin()] { "Send test event" }
-                    }
-                    form.inline method="post" action=(action("rotate-secret")) {
-                        input type="hidden" name="csrf" value=(op.csrf);
-                        input type="text" name="grace" value="24h" size="6" aria-label="Grace period of the old secrets";
-                        button type="submit" disabled[!op.is_admin()] { "Rotate secret" }
-                    }
-                }
-                h2 { "State" }
-                table.facts {
-                    tr { th { "Strikes" } td { (e.strikes) } }
-                    tr { th { "Queued jobs" } td { (e.queued) } }
-                    tr { th { "Parked jobs" } td { (e.parked) } }
-                    tr { th { "In flight" } td { (l.in_flight) } }
-                    tr { th { "In-flight limit" } td { (l.max_in_flight)
-                        @if l.current_limit < l.max_in_flight { " (" (l.current_limit) " now: the receiver struggled lately)" } } }
-                    tr { th { "Rate limit" } td { @if let Some(r) = &l.rate { (r) } @else { "none" } } }
-                    @if let Some(p) = l.paused_until_ms {
-                        tr { th { "Paused until" } td { (time(p)) " (Retry-After)" } }
-                    }
-                    @if l.slow {
-                        tr { th { "Speed" } td { span.badge.bad { "slow" } " served from the workers' slow lanes until a delivery comes back quicker" } }
-                    }
-                    tr { th { "Signing" } td { (e.active_secrets) " active secret(s)" } }
-                    tr { th { "Created" } td { (time(e.created_at_ms)) } }
-                    tr { th { "Updated" } td { (time(e.updated_at_ms)) } }
-                    @if let Some(c) = e.changed_at_ms {
-                        tr { th { "Changed" } td { (time(c)) " (attempts claimed before it no longer strike)" } }
-                    }
-                }
-                h2 { "Subscriptions" }
-                @if e.subscriptions.is_empty() {
-                    p.none { "None." }
-                } @else {
-                    table {
-                        thead { tr { th { "Service" } th { "Level" } th { "Components" } } }
-                        tbody {
-                            @for s in &e.subscriptions {
-                                tr {
-                                    td { (s.service) }
-                                    td { (serde_json::to_value(s.level).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()) }
-                                    td { @if s.components.is_empty() { span.none { "all" } } @else { (s.components.join(", ")) } }
-                                }
-                            }
-                        }
-                    }
-                }
-                h2 { "Attempt log" }
-                p.hint { "The latest attempts, newest first: every failure, and successes sampled." }
-                table {
-                    thead { tr {
-                        th { "When" } th { "Job" } th.num { "Attempt" } th { "Outcome" }
-                        th.num { "Latency" } th { "Error" }
-                    } }
-                    tbody {
-                        @for a in &e.attempts {
-                            tr {
-                                td.when { (time(a.at_ms)) }
-                                td { a.mono href=(format!("/jobs?id={}", a.job_id)) { (a.job_id) } }
-                                td.num { (a.attempt) }
-                                td { (attempt_outcome(a)) }
-                                td.num { (a.latency_ms) " ms" }
-                                td.reason { @if let Some(err) = &a.error { (err) } }
-                            }
-                        }
-                        @if e.attempts.is_empty() {
-                            tr { td.none colspan="6" { "No attempt yet." } }
-                        }
-                    }
-                }
+                (endpoint_actions(op, e))
+                (endpoint_state(e))
+                (endpoint_subscriptions(e))
+                (attempt_log(e))
                 p { a href=(format!("/dead?endpoint={}", e.id)) { "This endpoint's dead letters" } }
         },
     )
+}
+
+/// The endpoint page's forms: enable or disable, test event, secret rotation.
+fn endpoint_actions(op: &Operator, e: &Endpoint) -> Markup {
+    let action = |verb: &str| format!("/endpoints/{}/{verb}", e.id);
+    html! {
+        section.actions {
+            (read_only_note(op))
+            @if e.enabled {
+                form.inline method="post" action=(action("disable")) {
+                    input type="hidden" name="csrf" value=(op.csrf);
+                    input type="text" name="reason" placeholder="reason (optional)" aria-label="Reason";
+                    button type="submit" disabled[!op.is_admin()] { "Disable" }
+                }
+            } @else {
+                form.inline method="post" action=(action("enable")) {
+                    input type="hidden" name="csrf" value=(op.csrf);
+                    button type="submit" disabled[!op.is_admin()] { "Enable" }
+                }
+            }
+            form.inline method="post" action=(action("test")) {
+                input type="hidden" name="csrf" value=(op.csrf);
+                button type="submit" disabled[!op.is_admin()] { "Send test event" }
+            }
+            form.inline method="post" action=(action("rotate-secret")) {
+                input type="hidden" name="csrf" value=(op.csrf);
+                input type="text" name="grace" value="24h" size="6" aria-label="Grace period of the old secrets";
+                button type="submit" disabled[!op.is_admin()] { "Rotate secret" }
+            }
+        }
+    }
+}
+
+/// The endpoint page's facts: strikes, backlog, flow control, secrets, times.
+fn endpoint_state(e: &Endpoint) -> Markup {
+    let l = &e.limits;
+    html! {
+        h2 { "State" }
+        table.facts {
+            tr { th { "Strikes" } td { (e.strikes) } }
+            tr { th { "Queued jobs" } td { (e.queued) } }
+            tr { th { "Parked jobs" } td { (e.parked) } }
+            tr { th { "In flight" } td { (l.in_flight) } }
+            tr { th { "In-flight limit" } td { (l.max_in_flight)
+                @if l.current_limit < l.max_in_flight { " (" (l.current_limit) " now: the receiver struggled lately)" } } }
+            tr { th { "Rate limit" } td { @if let Some(r) = &l.rate { (r) } @else { "none" } } }
+            @if let Some(p) = l.paused_until_ms {
+                tr { th { "Paused until" } td { (time(p)) " (Retry-After)" } }
+            }
+            @if l.slow {
+                tr { th { "Speed" } td { span.badge.bad { "slow" } " served from the workers' slow lanes until a delivery comes back quicker" } }
+            }
+            tr { th { "Signing" } td { (e.active_secrets) " active secret(s)" } }
+            tr { th { "Created" } td { (time(e.created_at_ms)) } }
+            tr { th { "Updated" } td { (time(e.updated_at_ms)) } }
+            @if let Some(c) = e.changed_at_ms {
+                tr { th { "Changed" } td { (time(c)) " (attempts claimed before it no longer strike)" } }
+            }
+        }
+    }
+}
+
+/// The endpoint page's subscriptions.
+fn endpoint_subscriptions(e: &Endpoint) -> Markup {
+    html! {
+        h2 { "Subscriptions" }
+        @if e.subscriptions.is_empty() {
+            p.none { "None." }
+        } @else {
+            table {
+                thead { tr { th { "Service" } th { "Level" } th { "Components" } } }
+                tbody {
+                    @for s in &e.subscriptions {
+                        tr {
+                            td { (s.service) }
+                            td { (s.level.to_string()) }
+                            td { @if s.components.is_empty() { span.none { "all" } } @else { (s.components.join(", ")) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The endpoint page's attempt log, newest first.
+fn attempt_log(e: &Endpoint) -> Markup {
+    html! {
+        h2 { "Attempt log" }
+        p.hint { "The latest attempts, newest first: every failure, and successes sampled." }
+        table {
+            thead { tr {
+                th { "When" } th { "Job" } th.num { "Attempt" } th { "Outcome" }
+                th.num { "Latency" } th { "Error" }
+            } }
+            tbody {
+                @for a in &e.attempts {
+                    tr {
+                        td.when { (time(a.at_ms)) }
+                        td { a.mono href=(format!("/jobs?id={}", a.job_id)) { (a.job_id) } }
+                        td.num { (a.attempt) }
+                        td { (attempt_outcome(a)) }
+                        td.num { (a.latency_ms) " ms" }
+                        td.reason { @if let Some(err) = &a.error { (err) } }
+                    }
+                }
+                @if e.attempts.is_empty() {
+                    tr { td.none colspan="6" { "No attempt yet." } }
+                }
+            }
+        }
+    }
 }
 
 /// The dead-letter filters as the page shows them.

@@ -106,23 +106,7 @@ pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
         shards: global.shards,
         json: global.json,
     };
-    let given = std::env::var_os("HERALD_REDIS_URL").is_some()
-        || std::env::args().any(|a| a == "--redis-url" || a.starts_with("--redis-url="));
-    let _redis = if given {
-        say(&format!(
-            "using the given Redis, namespace {:?}",
-            global.namespace
-        ));
-        None
-    } else {
-        let (redis, url) = start_redis().await?;
-        say(&format!(
-            "started redis-server at {url} (no persistence; stopped and removed on exit); \
-             in another terminal: export HERALD_REDIS_URL={url}"
-        ));
-        global.redis_url = url;
-        Some(redis)
-    };
+    let _redis = redis_for(&mut global).await?;
     let store = open_store(&global).await?;
     let stop = CancellationToken::new();
     {
@@ -139,70 +123,8 @@ pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
     let receiver_url = format!("http://{}/webhook", listener.local_addr()?);
     let receiver_task = tokio::spawn(receiver(listener, stop.clone()));
     say(&format!("receiver listening at {receiver_url}"));
-
-    let metrics = match TcpListener::bind(&args.metrics_addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            say(&format!(
-                "{} is busy ({e}); serving metrics on a free port",
-                args.metrics_addr
-            ));
-            TcpListener::bind("127.0.0.1:0").await?
-        }
-    };
-    let metrics_addr = metrics.local_addr()?;
-    let mut cfg = herald_worker::WorkerConfig {
-        retry: DEV_SCHEDULE.parse().expect("the dev schedule parses"),
-        ..herald_worker::WorkerConfig::default()
-    };
-    cfg.poll_interval = Duration::from_secs(2);
-    // The demo's receivers are on loopback, which the SSRF guard refuses by default.
-    cfg.allow_targets =
-        herald_core::guard::AllowList::parse("127.0.0.0/8,::1/128").expect("loopback ranges parse");
-    let worker_stop = CancellationToken::new();
-    let worker = tokio::spawn(herald_worker::run(
-        cfg,
-        store.clone(),
-        Some(metrics),
-        worker_stop.clone(),
-    ));
-    say(&format!(
-        "worker running (retry schedule {DEV_SCHEDULE}); metrics at http://{metrics_addr}/metrics"
-    ));
-
-    let api = match TcpListener::bind(&args.api_addr).await {
-        Ok(l) => l,
-        Err(e) => {
-            say(&format!(
-                "{} is busy ({e}); serving the console on a free port",
-                args.api_addr
-            ));
-            TcpListener::bind("127.0.0.1:0").await?
-        }
-    };
-    let api_addr = api.local_addr()?;
-    let token = herald_api::auth::new_token(herald_api::auth::Scope::Admin);
-    let mut api_cfg = herald_api::ApiConfig::new(
-        herald_api::auth::Tokens::parse(&token.hashed).expect("a token just made parses"),
-    );
-    // The demo's receivers are on loopback; let endpoints set from the console point there too.
-    api_cfg.allow_targets =
-        herald_core::guard::AllowList::parse("127.0.0.0/8,::1/128").expect("loopback ranges parse");
-    let api_stop = CancellationToken::new();
-    let api_task = tokio::spawn(herald_api::run(
-        api_cfg,
-        store.clone(),
-        api,
-        api_stop.clone(),
-    ));
-    say(&format!(
-        "console at http://{api_addr}/ ; log in with this admin token, made for this session: {}",
-        token.token
-    ));
-    say(&format!(
-        "API at http://{api_addr}/api/v1 with the same token (Authorization: Bearer …); \
-         its OpenAPI document at http://{api_addr}/openapi.json"
-    ));
+    let worker = start_worker(&store, bind_or_any(&args.metrics_addr, "metrics").await?)?;
+    let console = start_console(&store, bind_or_any(&args.api_addr, "the console").await?)?;
 
     let result = demo(&store, &receiver_url, &stop).await;
     if let Err(e) = &result {
@@ -212,15 +134,107 @@ pub async fn run(global: &Global, args: &DevArgs) -> anyhow::Result<()> {
         stop.cancelled().await;
     }
     say("stopping");
-    api_stop.cancel();
-    let _ = api_task.await;
-    worker_stop.cancel();
-    if let Ok(Err(e)) = worker.await {
+    console.stop.cancel();
+    let _ = console.task.await;
+    worker.stop.cancel();
+    if let Ok(Err(e)) = worker.task.await {
         say(&format!("the worker could not run: {e}"));
     }
     stop.cancel();
     let _ = receiver_task.await;
     result
+}
+
+/// The Redis of the demo: the one given (`HERALD_REDIS_URL` or `--redis-url`), or a
+/// `redis-server` started for it, whose URL `global` then names.
+async fn redis_for(global: &mut Global) -> anyhow::Result<Option<LocalRedis>> {
+    let given = std::env::var_os("HERALD_REDIS_URL").is_some()
+        || std::env::args().any(|a| a == "--redis-url" || a.starts_with("--redis-url="));
+    if given {
+        say(&format!(
+            "using the given Redis, namespace {:?}",
+            global.namespace
+        ));
+        return Ok(None);
+    }
+    let (redis, url) = start_redis().await?;
+    say(&format!(
+        "started redis-server at {url} (no persistence; stopped and removed on exit); \
+         in another terminal: export HERALD_REDIS_URL={url}"
+    ));
+    global.redis_url = url;
+    Ok(Some(redis))
+}
+
+/// A listener on `addr`, or on a free loopback port when `addr` is busy (said as `what`).
+async fn bind_or_any(addr: &str, what: &str) -> anyhow::Result<TcpListener> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => Ok(l),
+        Err(e) => {
+            say(&format!(
+                "{addr} is busy ({e}); serving {what} on a free port"
+            ));
+            Ok(TcpListener::bind("127.0.0.1:0").await?)
+        }
+    }
+}
+
+/// A task of the demo and how to stop it.
+struct Running<T> {
+    task: tokio::task::JoinHandle<T>,
+    stop: CancellationToken,
+}
+
+/// The loopback ranges the demo's receivers listen on, which the SSRF guard refuses by default.
+fn loopback() -> herald_core::guard::AllowList {
+    herald_core::guard::AllowList::parse("127.0.0.0/8,::1/128").expect("loopback ranges parse")
+}
+
+/// A worker with the demo's short retry schedule, serving its metrics on `metrics`.
+fn start_worker(
+    store: &Store,
+    metrics: TcpListener,
+) -> anyhow::Result<Running<Result<(), herald_worker::http::ClientError>>> {
+    let metrics_addr = metrics.local_addr()?;
+    let mut cfg = herald_worker::WorkerConfig {
+        retry: DEV_SCHEDULE.parse().expect("the dev schedule parses"),
+        ..herald_worker::WorkerConfig::default()
+    };
+    cfg.poll_interval = Duration::from_secs(2);
+    cfg.allow_targets = loopback();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(herald_worker::run(
+        cfg,
+        store.clone(),
+        Some(metrics),
+        stop.clone(),
+    ));
+    say(&format!(
+        "worker running (retry schedule {DEV_SCHEDULE}); metrics at http://{metrics_addr}/metrics"
+    ));
+    Ok(Running { task, stop })
+}
+
+/// The API and the console on `api`, with an admin token made for this session.
+fn start_console(store: &Store, api: TcpListener) -> anyhow::Result<Running<std::io::Result<()>>> {
+    let api_addr = api.local_addr()?;
+    let token = herald_api::auth::new_token(herald_api::auth::Scope::Admin);
+    let mut api_cfg = herald_api::ApiConfig::new(
+        herald_api::auth::Tokens::parse(&token.hashed).expect("a token just made parses"),
+    );
+    // Let endpoints set from the console point at the demo's receivers too.
+    api_cfg.allow_targets = loopback();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(herald_api::run(api_cfg, store.clone(), api, stop.clone()));
+    say(&format!(
+        "console at http://{api_addr}/ ; log in with this admin token, made for this session: {}",
+        token.token
+    ));
+    say(&format!(
+        "API at http://{api_addr}/api/v1 with the same token (Authorization: Bearer …); \
+         its OpenAPI document at http://{api_addr}/openapi.json"
+    ));
+    Ok(Running { task, stop })
 }
 
 /// The demo: one working dashboard, one broken one.
