@@ -158,34 +158,17 @@ pub fn worker_config(args: &WorkerArgs) -> Result<WorkerConfig, Refused> {
         .extract()
         .map_err(|e| Refused(format!("invalid worker settings: {e}")))?;
 
-    if raw.concurrency == 0 || raw.concurrency > 100_000 {
-        return Err(Refused(
-            "setting concurrency (HERALD_CONCURRENCY) must be between 1 and 100000".into(),
-        ));
-    }
     let slow_concurrency = raw
         .slow_concurrency
         .unwrap_or_else(|| WorkerConfig::slow_lane_for(raw.concurrency));
-    if slow_concurrency == 0 || slow_concurrency > 100_000 {
-        return Err(Refused(
-            "setting slow_concurrency (HERALD_SLOW_CONCURRENCY) must be between 1 and 100000"
-                .into(),
-        ));
-    }
-    if raw.claim_batch == 0 || raw.claim_batch > 10_000 {
-        return Err(Refused(
-            "setting claim_batch (HERALD_CLAIM_BATCH) must be between 1 and 10000".into(),
-        ));
-    }
-    if !(0.0..=0.5).contains(&raw.retry_jitter) {
-        return Err(Refused(
-            "setting retry_jitter (HERALD_RETRY_JITTER) must be between 0 and 0.5".into(),
-        ));
-    }
-    if raw.disable_after == 0 {
-        return Err(Refused(
-            "setting disable_after (HERALD_DISABLE_AFTER) must be at least 1".into(),
-        ));
+    for (key, value) in [
+        ("concurrency", raw.concurrency as f64),
+        ("slow_concurrency", slow_concurrency as f64),
+        ("claim_batch", raw.claim_batch as f64),
+        ("retry_jitter", raw.retry_jitter),
+        ("disable_after", f64::from(raw.disable_after)),
+    ] {
+        declarations::check(WORKER, key, value).map_err(Refused)?;
     }
     let strike_on = raw
         .strike_on
