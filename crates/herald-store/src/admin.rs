@@ -244,32 +244,8 @@ impl Store {
             .map(|(e, _)| e.as_str())
             .collect();
         s.held_back_endpoints = enabled.iter().filter(|(_, at)| *at >= BLOCKED).count() as u64;
-        for chunk in enabled.chunks(500) {
-            let mut pipe = redis::pipe();
-            for (e, _) in chunk {
-                let queue = k.queue(e);
-                pipe.zcount(&queue, "-inf", now)
-                    .zcard(&queue)
-                    .zrange_withscores(&queue, 0, 0);
-            }
-            let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
-            let bad = || protocol("stats", "short queue reply");
-            let mut replies = replies.into_iter();
-            while let Some(due) = replies.next() {
-                let due = u64::from_redis_value(due)?;
-                let all = u64::from_redis_value(replies.next().ok_or_else(bad)?)?;
-                let head: Vec<(String, f64)> =
-                    FromRedisValue::from_redis_value(replies.next().ok_or_else(bad)?)?;
-                s.due += due;
-                s.scheduled += all.saturating_sub(due);
-                if let Some((_, at)) = head.first() {
-                    let at = *at as i64;
-                    if at <= now {
-                        s.oldest_due_ms = Some(s.oldest_due_ms.map_or(at, |o| o.min(at)));
-                    }
-                }
-            }
-        }
+        let enabled: Vec<&str> = enabled.iter().map(|(e, _)| e.as_str()).collect();
+        count_queues(conn, k, &enabled, now, &mut s).await?;
         let disabled: Vec<&String> = disabled.iter().collect();
         for chunk in disabled.chunks(500) {
             let mut pipe = redis::pipe();
@@ -574,4 +550,41 @@ impl Store {
         }
         Ok(purged)
     }
+}
+
+/// Adds the due and scheduled jobs of these endpoints' queues to `s`, and the oldest due.
+async fn count_queues(
+    conn: &mut Conn,
+    k: &crate::ShardKeys,
+    endpoints: &[&str],
+    now: i64,
+    s: &mut ShardStats,
+) -> Result<()> {
+    for chunk in endpoints.chunks(500) {
+        let mut pipe = redis::pipe();
+        for e in chunk {
+            let queue = k.queue(e);
+            pipe.zcount(&queue, "-inf", now)
+                .zcard(&queue)
+                .zrange_withscores(&queue, 0, 0);
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(conn).await?;
+        let bad = || protocol("stats", "short queue reply");
+        let mut replies = replies.into_iter();
+        while let Some(due) = replies.next() {
+            let due = u64::from_redis_value(due)?;
+            let all = u64::from_redis_value(replies.next().ok_or_else(bad)?)?;
+            let head: Vec<(String, f64)> =
+                FromRedisValue::from_redis_value(replies.next().ok_or_else(bad)?)?;
+            s.due += due;
+            s.scheduled += all.saturating_sub(due);
+            if let Some((_, at)) = head.first() {
+                let at = *at as i64;
+                if at <= now {
+                    s.oldest_due_ms = Some(s.oldest_due_ms.map_or(at, |o| o.min(at)));
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use herald_core::EndpointId;
 
-use crate::connection::Conn;
+use crate::connection::{Conn, Pooled};
 use crate::error::{protocol, Result};
 use crate::keys::KeyName;
 use crate::lease::BLOCKED;
@@ -240,6 +240,62 @@ async fn scan_members<C: ConnectionLike + Send>(
     }
 }
 
+/// Every member of a sorted set with its score, read with `ZSCAN`.
+async fn scan_scores<C: ConnectionLike + Send>(
+    conn: &mut C,
+    key: &str,
+) -> Result<HashMap<String, f64>> {
+    let mut scores = HashMap::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
+            .arg(key)
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(SCAN_COUNT)
+            .query_async(conn)
+            .await?;
+        scores.extend(batch);
+        if next == 0 {
+            return Ok(scores);
+        }
+        cursor = next;
+    }
+}
+
+/// The existing endpoints disabled by strikes after their last change: the second look tells
+/// whether by an attempt claimed before it.
+async fn struck_after_change<C: ConnectionLike + Send>(
+    conn: &mut C,
+    k: &ShardKeys,
+    disabled: &HashMap<String, String>,
+    endpoints: &HashSet<String>,
+) -> Result<Vec<String>> {
+    let struck: Vec<&String> = disabled
+        .iter()
+        .filter(|(e, json)| endpoints.contains(*e) && json.contains("\"strikes\""))
+        .map(|(e, _)| e)
+        .collect();
+    if struck.is_empty() {
+        return Ok(Vec::new());
+    }
+    let changed: Vec<Option<i64>> = redis::cmd("HMGET")
+        .arg(&k.changed)
+        .arg(&struck)
+        .query_async(conn)
+        .await?;
+    let mut found = Vec::new();
+    for (e, changed) in struck.into_iter().zip(changed) {
+        let at = serde_json::from_str::<Disabled>(&disabled[e]).map(|d| d.at_ms);
+        if let (Some(changed), Ok(at)) = (changed, at) {
+            if at > changed {
+                found.push(e.clone());
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// Every field and value of a hash (`HSCAN`).
 async fn scan_hash<C: ConnectionLike + Send>(
     conn: &mut C,
@@ -298,25 +354,41 @@ impl Store {
     /// at again atomically before it is reported), though a busy deployment makes it slower.
     pub async fn check_invariants(&self, repair: bool) -> Result<CheckReport> {
         let mut conn = self.conn().await?;
-        let ns = self.namespace();
         let mut report = CheckReport {
             shards: self.shards(),
             ..CheckReport::default()
         };
+        let (mut names, services) = self.key_names(&mut conn).await?;
+        let mut subscriptions: Vec<(u16, String)> = Vec::new();
+        for shard in 0..self.shards() {
+            let names = names.remove(&shard).unwrap_or_default();
+            let found = self
+                .check_shard(&mut conn, shard, names, repair, &mut report)
+                .await?;
+            subscriptions.extend(found.into_iter().map(|e| (shard, e)));
+        }
+        let found = self
+            .check_subscriptions(&mut conn, &subscriptions, &services, repair)
+            .await?;
+        report.violations.extend(found);
+        Ok(report)
+    }
 
-        // One pass over the namespace's keys finds the per-endpoint keys of every shard and
-        // the services' subscriber indexes.
+    /// One pass over the namespace's keys: the per-endpoint keys of every shard, and the
+    /// services that have a subscriber index.
+    async fn key_names(
+        &self,
+        conn: &mut Pooled,
+    ) -> Result<(BTreeMap<u16, ShardKeyNames>, Vec<String>)> {
+        let ns = self.namespace();
         let mut names: BTreeMap<u16, ShardKeyNames> = BTreeMap::new();
         let mut services: Vec<String> = Vec::new();
         for key in scan_keys(&mut conn.shared(), &ns.scan_pattern()).await? {
             match ns.parse_key(&key) {
                 Some(KeyName::ServiceSubscribers { slug }) => services.push(slug.to_owned()),
                 Some(KeyName::Queue { shard, endpoint }) => {
-                    names
-                        .entry(shard)
-                        .or_default()
-                        .queues
-                        .insert(endpoint.to_owned());
+                    let entry = names.entry(shard).or_default();
+                    entry.queues.insert(endpoint.to_owned());
                 }
                 Some(KeyName::Attempts { shard, endpoint }) => {
                     let entry = names.entry(shard).or_default();
@@ -329,59 +401,55 @@ impl Store {
                 None => {}
             }
         }
+        Ok((names, services))
+    }
 
-        let mut subscriptions: Vec<(u16, String)> = Vec::new();
-        for shard in 0..self.shards() {
-            let names = names.remove(&shard).unwrap_or_default();
-            let k = self.keys(shard).clone();
-            let endpoints: Vec<String> = redis::cmd("HKEYS")
-                .arg(&k.endpoints)
-                .query_async(&mut conn)
-                .await?;
-            report.endpoints += endpoints.len() as u64;
-            let walk = self.walk_shard(&mut conn, &k, &names).await?;
-            report.jobs += walk.records.len() as u64;
-            for (id, queues) in suspect_jobs(&walk) {
-                let findings = self.check_job(&mut conn, &k, &id, &queues, repair).await?;
-                report
-                    .violations
-                    .extend(findings.into_iter().map(|(kind, detail)| Violation {
-                        kind,
-                        shard: Some(shard),
-                        subject: id.clone(),
-                        detail,
-                        repaired: repair && kind.repairable(),
-                    }));
-            }
-            let endpoints: HashSet<String> = endpoints.into_iter().collect();
-            for e in self
-                .suspect_endpoints(&mut conn, &k, &walk, &names, &endpoints)
-                .await?
-            {
-                let findings = self.check_endpoint(&mut conn, &k, &e, repair).await?;
-                report
-                    .violations
-                    .extend(findings.into_iter().map(|(kind, detail)| Violation {
-                        kind,
-                        shard: Some(shard),
-                        subject: e.clone(),
-                        detail,
-                        repaired: repair && kind.repairable(),
-                    }));
-            }
-            subscriptions.extend(
-                names
-                    .subscriptions
-                    .into_iter()
-                    .filter(|e| endpoints.contains(e))
-                    .map(|e| (shard, e)),
-            );
-        }
-        let found = self
-            .check_subscriptions(&mut conn, &subscriptions, &services, repair)
+    /// Checks one shard's jobs and endpoints into `report`; answers its existing endpoints
+    /// that have subscriptions, for the check of the services' indexes.
+    async fn check_shard(
+        &self,
+        conn: &mut Pooled,
+        shard: u16,
+        names: ShardKeyNames,
+        repair: bool,
+        report: &mut CheckReport,
+    ) -> Result<Vec<String>> {
+        let k = self.keys(shard).clone();
+        let endpoints: Vec<String> = redis::cmd("HKEYS")
+            .arg(&k.endpoints)
+            .query_async(conn)
             .await?;
-        report.violations.extend(found);
-        Ok(report)
+        report.endpoints += endpoints.len() as u64;
+        let walk = self.walk_shard(conn, &k, &names).await?;
+        report.jobs += walk.records.len() as u64;
+        let violation = |subject: &str, (kind, detail): (ViolationKind, String)| Violation {
+            kind,
+            shard: Some(shard),
+            subject: subject.to_owned(),
+            detail,
+            repaired: repair && kind.repairable(),
+        };
+        for (id, queues) in suspect_jobs(&walk) {
+            let findings = self.check_job(conn, &k, &id, &queues, repair).await?;
+            report
+                .violations
+                .extend(findings.into_iter().map(|f| violation(&id, f)));
+        }
+        let endpoints: HashSet<String> = endpoints.into_iter().collect();
+        for e in self
+            .suspect_endpoints(conn, &k, &walk, &names, &endpoints)
+            .await?
+        {
+            let findings = self.check_endpoint(conn, &k, &e, repair).await?;
+            report
+                .violations
+                .extend(findings.into_iter().map(|f| violation(&e, f)));
+        }
+        Ok(names
+            .subscriptions
+            .into_iter()
+            .filter(|e| endpoints.contains(e))
+            .collect())
     }
 
     /// Reads where every job of a shard is, its records' endpoints, leases and error lines.
@@ -473,22 +541,7 @@ impl Store {
         let flow: Vec<String> = scan_members(conn, "HSCAN", &k.flow).await?;
         let busy: HashMap<String, i64> =
             redis::cmd("HGETALL").arg(&k.busy).query_async(conn).await?;
-        let mut ready: HashMap<String, f64> = HashMap::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
-                .arg(&k.ready)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(SCAN_COUNT)
-                .query_async(conn)
-                .await?;
-            ready.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let ready = scan_scores(conn, &k.ready).await?;
         let mut counted: HashMap<&str, i64> = HashMap::new();
         for id in &walk.in_flight {
             if let Some(Some(e)) = walk.records.get(id) {
@@ -517,28 +570,7 @@ impl Store {
                 suspects.insert(e.to_owned());
             }
         }
-        // Disabled by strikes after the endpoint's last change: the second look tells whether
-        // by an attempt claimed before it.
-        let struck: Vec<&String> = disabled
-            .iter()
-            .filter(|(e, json)| endpoints.contains(*e) && json.contains("\"strikes\""))
-            .map(|(e, _)| e)
-            .collect();
-        if !struck.is_empty() {
-            let changed: Vec<Option<i64>> = redis::cmd("HMGET")
-                .arg(&k.changed)
-                .arg(&struck)
-                .query_async(conn)
-                .await?;
-            for (e, changed) in struck.into_iter().zip(changed) {
-                let at = serde_json::from_str::<Disabled>(&disabled[e]).map(|d| d.at_ms);
-                if let (Some(changed), Ok(at)) = (changed, at) {
-                    if at > changed {
-                        suspects.insert(e.clone());
-                    }
-                }
-            }
-        }
+        suspects.extend(struck_after_change(conn, k, &disabled, endpoints).await?);
         let leftovers = disabled
             .keys()
             .chain(&strikes)
@@ -624,6 +656,59 @@ impl Store {
         services: &[String],
         repair: bool,
     ) -> Result<Vec<Violation>> {
+        let suspects = self
+            .subscription_suspects(conn, subscriptions, services)
+            .await?;
+        let mut found = Vec::new();
+        for (e, slug) in suspects {
+            let (exists, sub, entry) = self.subscription_now(conn, &e, &slug).await?;
+            let (kind, detail) = match (&sub, &entry) {
+                (Some(s), Some(i)) if s == i => continue,
+                (None, None) => continue,
+                (Some(_), _) => (
+                    ViolationKind::SubscriptionUnindexed,
+                    format!("subscribes to {slug}, but the service's index does not say so"),
+                ),
+                (None, Some(_)) => (
+                    ViolationKind::SubscriberOrphan,
+                    if exists {
+                        format!("listed by the index of {slug}, but does not subscribe to it")
+                    } else {
+                        format!("listed by the index of {slug}, but does not exist")
+                    },
+                ),
+            };
+            if repair {
+                let index = self.namespace().service_subscribers(&slug);
+                let mut fix = match &sub {
+                    Some(_) => redis::cmd("HSET"),
+                    None => redis::cmd("HDEL"),
+                };
+                fix.arg(&index).arg(&e);
+                if let Some(s) = &sub {
+                    fix.arg(s);
+                }
+                let _: () = fix.query_async(conn).await?;
+            }
+            found.push(Violation {
+                kind,
+                shard: None,
+                subject: format!("{e} {slug}"),
+                detail,
+                repaired: repair,
+            });
+        }
+        Ok(found)
+    }
+
+    /// The first look: the (endpoint, service) pairs on which the endpoints' own subscriptions
+    /// and the services' indexes disagree, as scanned (the writes under way included).
+    async fn subscription_suspects<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        subscriptions: &[(u16, String)],
+        services: &[String],
+    ) -> Result<BTreeSet<(String, String)>> {
         let ns = self.namespace();
         // (endpoint, slug) -> subscription JSON, from both sides.
         let mut own: BTreeMap<(String, String), String> = BTreeMap::new();
@@ -649,73 +734,39 @@ impl Store {
                 suspects.insert(pair.clone());
             }
         }
+        Ok(suspects)
+    }
 
-        let mut found = Vec::new();
-        for (e, slug) in suspects {
-            let index = ns.service_subscribers(&slug);
-            let (exists, sub, entry) = match EndpointId::new(&e) {
-                Ok(id) => {
-                    let keys = self.keys_of(&id);
-                    let (exists, sub): (bool, Option<String>) = redis::pipe()
-                        .hexists(&keys.endpoints, &e)
-                        .hget(keys.subscriptions(&e), &slug)
-                        .query_async(conn)
-                        .await?;
-                    // Another command: on a cluster the index lives in another slot.
-                    let entry: Option<String> = redis::cmd("HGET")
-                        .arg(&index)
-                        .arg(&e)
-                        .query_async(conn)
-                        .await?;
-                    // A subscription of an endpoint that does not exist is a leftover (its
-                    // shard's check reports it); the index must not list it.
-                    (exists, sub.filter(|_| exists), entry)
-                }
-                Err(_) => {
-                    let entry: Option<String> = redis::cmd("HGET")
-                        .arg(&index)
-                        .arg(&e)
-                        .query_async(conn)
-                        .await?;
-                    (false, None, entry)
-                }
-            };
-            let (kind, detail) = match (&sub, &entry) {
-                (Some(s), Some(i)) if s == i => continue,
-                (None, None) => continue,
-                (Some(_), _) => (
-                    ViolationKind::SubscriptionUnindexed,
-                    format!("subscribes to {slug}, but the service's index does not say so"),
-                ),
-                (None, Some(_)) => (
-                    ViolationKind::SubscriberOrphan,
-                    if exists {
-                        format!("listed by the index of {slug}, but does not subscribe to it")
-                    } else {
-                        format!("listed by the index of {slug}, but does not exist")
-                    },
-                ),
-            };
-            if repair {
-                let mut fix = match &sub {
-                    Some(_) => redis::cmd("HSET"),
-                    None => redis::cmd("HDEL"),
-                };
-                fix.arg(&index).arg(&e);
-                if let Some(s) = &sub {
-                    fix.arg(s);
-                }
-                let _: () = fix.query_async(conn).await?;
+    /// The second look at one suspect pair: whether the endpoint exists, its subscription to
+    /// the service, and the service index's entry for it.
+    async fn subscription_now<C: ConnectionLike + Send>(
+        &self,
+        conn: &mut C,
+        e: &str,
+        slug: &str,
+    ) -> Result<(bool, Option<String>, Option<String>)> {
+        let index = self.namespace().service_subscribers(slug);
+        let (exists, sub) = match EndpointId::new(e) {
+            Ok(id) => {
+                let keys = self.keys_of(&id);
+                let (exists, sub): (bool, Option<String>) = redis::pipe()
+                    .hexists(&keys.endpoints, e)
+                    .hget(keys.subscriptions(e), slug)
+                    .query_async(conn)
+                    .await?;
+                // A subscription of an endpoint that does not exist is a leftover (its shard's
+                // check reports it); the index must not list it.
+                (exists, sub.filter(|_| exists))
             }
-            found.push(Violation {
-                kind,
-                shard: None,
-                subject: format!("{e} {slug}"),
-                detail,
-                repaired: repair,
-            });
-        }
-        Ok(found)
+            Err(_) => (false, None),
+        };
+        // Another command: on a cluster the index lives in another slot.
+        let entry: Option<String> = redis::cmd("HGET")
+            .arg(&index)
+            .arg(e)
+            .query_async(conn)
+            .await?;
+        Ok((exists, sub, entry))
     }
 }
 
