@@ -291,13 +291,14 @@ pub struct EndpointInput {
     /// The webhook URL: http or https, with a host, no credentials, no fragment, at most 2048
     /// bytes. A literal address in a range the SSRF guard refuses is refused unless the
     /// server's `HERALD_ALLOW_TARGETS` lists it.
-    #[schema(example = "https://hooks.example.com/status")]
+    #[schema(example = "https://hooks.example.com/status", max_length = 2048)]
     pub url: String,
     /// Signing secret (`whsec_` + base64 of 24 to 64 bytes); replaces the current ones.
     /// Without it, the endpoint keeps its secrets (a new endpoint gets none: unsigned).
     pub secret: Option<String>,
     /// Most deliveries in flight at once across the fleet (1 to 10000); unchanged if absent
     /// (32 for a new endpoint).
+    #[schema(minimum = 1, maximum = 10000)]
     pub max_in_flight: Option<u64>,
     /// Rate limit (`50/s`, `600/m`, `100/h`), or `none` to remove it; unchanged if absent.
     #[schema(example = "600/m")]
@@ -337,6 +338,7 @@ impl EndpointSaved {
 pub struct DisableInput {
     /// Why, for whoever looks later (default "disabled by an operator"); at most 1,000
     /// characters.
+    #[schema(max_length = 1000)]
     pub reason: Option<String>,
 }
 
@@ -482,6 +484,7 @@ pub struct SubscriptionInput {
     /// Only changes touching one of these components notify (`name` or `group/name`): at most
     /// 100 names of at most 200 characters each.
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub components: Vec<String>,
 }
 
@@ -745,6 +748,7 @@ impl From<Stats> for StatsReport {
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
     /// Most items (1 to 1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -757,8 +761,10 @@ pub struct EndpointListQuery {
     /// Endpoints whose id contains this text, ignoring case.
     pub search: Option<String>,
     /// `any` (default), `enabled` or `disabled`.
+    #[param(pattern = "^(any|enabled|disabled)?$")]
     pub status: Option<String>,
     /// About how many items (1 to 1000, default 50): small shards come whole.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -777,6 +783,7 @@ pub struct DeadListQuery {
     /// Discarded at or before this time (RFC 3339, or ms since the Unix epoch).
     pub until: Option<String>,
     /// Most items (1 to 1000, default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,

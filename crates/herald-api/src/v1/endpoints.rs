@@ -40,7 +40,7 @@ pub async fn list(
     get,
     path = "/api/v1/endpoints/{id}",
     tag = "endpoints",
-    params(("id" = String, Path, description = "The endpoint id")),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     responses((status = 200, description = "The endpoint", body = Endpoint), ReadProblems),
     security(("bearer" = ["read"]))
 )]
@@ -59,7 +59,7 @@ pub async fn get(
     put,
     path = "/api/v1/endpoints/{id}",
     tag = "endpoints",
-    params(("id" = String, Path, description = "The endpoint id: 1 to 128 of letters, digits, `.`, `_`, `-`, `:`")),
+    params(("id" = String, Path, description = "The endpoint id: 1 to 128 of letters, digits, `.`, `_`, `-`, `:`", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     request_body = EndpointInput,
     responses(
         (status = 200, description = "Replaced", body = EndpointSaved),
@@ -88,7 +88,7 @@ pub async fn set(
     delete,
     path = "/api/v1/endpoints/{id}",
     tag = "endpoints",
-    params(("id" = String, Path, description = "The endpoint id")),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     responses((status = 200, description = "Deleted", body = Deleted), WriteProblems),
     security(("bearer" = ["admin"]))
 )]
@@ -105,7 +105,7 @@ pub async fn delete(
     post,
     path = "/api/v1/endpoints/{id}/enable",
     tag = "endpoints",
-    params(("id" = String, Path, description = "The endpoint id")),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     responses((status = 200, description = "Enabled", body = EnableResult), WriteProblems),
     security(("bearer" = ["admin"]))
 )]
@@ -122,7 +122,7 @@ pub async fn enable(
     post,
     path = "/api/v1/endpoints/{id}/disable",
     tag = "endpoints",
-    params(("id" = String, Path, description = "The endpoint id")),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     request_body(content = Option<DisableInput>, description = "Optional: why"),
     responses((status = 200, description = "Disabled", body = DisableResult), WriteProblems),
     security(("bearer" = ["admin"]))
@@ -142,7 +142,7 @@ pub async fn disable(
     post,
     path = "/api/v1/endpoints/{id}/rotate-secret",
     tag = "endpoints",
-    params(("id" = String, Path, description = "The endpoint id")),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     request_body(content = Option<RotateInput>, description = "Optional: the grace period"),
     responses((status = 200, description = "The new secret", body = Rotated), WriteProblems),
     security(("bearer" = ["admin"]))
@@ -162,7 +162,7 @@ pub async fn rotate_secret(
     post,
     path = "/api/v1/endpoints/{id}/test",
     tag = "endpoints",
-    params(("id" = String, Path, description = "The endpoint id")),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     responses((status = 202, description = "The test event's job", body = EnqueuedJob), WriteProblems),
     security(("bearer" = ["admin"]))
 )]
@@ -182,7 +182,7 @@ pub async fn send_test(
     get,
     path = "/api/v1/endpoints/{id}/attempts",
     tag = "endpoints",
-    params(("id" = String, Path, description = "The endpoint id")),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$")),
     responses((status = 200, description = "The attempt log", body = AttemptLog), ReadProblems),
     security(("bearer" = ["read"]))
 )]

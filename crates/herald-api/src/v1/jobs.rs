@@ -62,7 +62,7 @@ pub async fn publish(
     path = "/api/v1/endpoints/{id}/jobs",
     tag = "jobs",
     params(
-        ("id" = String, Path, description = "The endpoint id"),
+        ("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$"),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes a repeated enqueue a no-op answering the first job (1 to 255 visible ASCII characters)"),
         EnqueueQuery,
     ),
@@ -101,7 +101,7 @@ pub const MOST_PER_BATCH: usize = 1000;
     operation_id = "enqueueJobs",
     path = "/api/v1/endpoints/{id}/jobs/batch",
     tag = "jobs",
-    params(("id" = String, Path, description = "The endpoint id"), EnqueueQuery),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$"), EnqueueQuery),
     request_body(content = Vec<serde_json::Value>, description = "A JSON array of 1 to 1000 payloads, each any JSON document: the body POSTed to the endpoint"),
     responses((status = 202, description = "Enqueued, in the order given", body = EnqueuedBatch), WriteProblems),
     security(("bearer" = ["admin"]))

@@ -18,7 +18,7 @@ use crate::AppState;
     get,
     path = "/api/v1/endpoints/{id}/subscriptions",
     tag = "subscriptions",
-    params(("id" = String, Path, description = "The endpoint id"), PageQuery),
+    params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$"), PageQuery),
     responses((status = 200, description = "A page of subscriptions", body = SubscriptionList), ReadProblems),
     security(("bearer" = ["read"]))
 )]
@@ -37,8 +37,8 @@ pub async fn of_endpoint(
     path = "/api/v1/endpoints/{id}/subscriptions/{service}",
     tag = "subscriptions",
     params(
-        ("id" = String, Path, description = "The endpoint id"),
-        ("service" = String, Path, description = "The service slug, e.g. `heroku`"),
+        ("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$"),
+        ("service" = String, Path, description = "The service slug, e.g. `heroku`", pattern = r"^[a-z0-9._-]{1,100}$"),
     ),
     request_body = SubscriptionInput,
     responses((status = 200, description = "The subscription", body = ServiceSubscription), WriteProblems),
@@ -59,8 +59,8 @@ pub async fn set(
     path = "/api/v1/endpoints/{id}/subscriptions/{service}",
     tag = "subscriptions",
     params(
-        ("id" = String, Path, description = "The endpoint id"),
-        ("service" = String, Path, description = "The service slug"),
+        ("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$"),
+        ("service" = String, Path, description = "The service slug", pattern = r"^[a-z0-9._-]{1,100}$"),
     ),
     responses((status = 204, description = "Removed"), WriteProblems),
     security(("bearer" = ["admin"]))
@@ -79,7 +79,7 @@ pub async fn remove(
     get,
     path = "/api/v1/services/{service}/subscribers",
     tag = "subscriptions",
-    params(("service" = String, Path, description = "The service slug"), PageQuery),
+    params(("service" = String, Path, description = "The service slug", pattern = r"^[a-z0-9._-]{1,100}$"), PageQuery),
     responses((status = 200, description = "A page of subscribers", body = SubscriberList), ReadProblems),
     security(("bearer" = ["read"]))
 )]
