@@ -419,6 +419,12 @@ fn the_console_shows_an_endpoint_and_its_buttons_do_what_the_api_does() {
     let missing = console.get("/endpoints/nobody");
     assert_eq!(missing.status, 404);
     assert!(missing.text().contains("endpoint nobody not found"));
+    // An error page keeps the navigation of the session.
+    assert!(
+        missing.text().contains("href=\"/dead\""),
+        "{}",
+        missing.text()
+    );
     let gone = console.get("/jobs?id=01JH3W0AB8C9D0E1F2G3H4J5K6");
     assert_eq!(gone.status, 404);
     assert!(gone.text().contains("delivered jobs leave the store"));

@@ -146,6 +146,11 @@ fn problem_page(p: Problem) -> Response {
     views::error_page(p.status(), &p.detail)
 }
 
+/// A problem as a page that keeps the operator's navigation.
+fn problem_page_of(op: &Operator, p: Problem) -> Response {
+    views::error_page_of(p.status(), &p.detail, Some(op))
+}
+
 /// The notice left for this session by its last form, shown once.
 async fn notice(s: &AppState, op: &Operator) -> Option<String> {
     s.store.take_session_notice(&op.key).await.ok().flatten()
@@ -154,7 +159,7 @@ async fn notice(s: &AppState, op: &Operator) -> Option<String> {
 /// Leaves `text` for the next page and sends the browser there.
 async fn done(s: &AppState, op: &Operator, text: &str, to: &str) -> Response {
     if let Err(e) = s.store.set_session_notice(&op.key, text).await {
-        return problem_page(e.into());
+        return problem_page_of(op, e.into());
     }
     Redirect::to(to).into_response()
 }
@@ -268,7 +273,7 @@ async fn logout(
             .into_response();
     }
     if let Err(e) = s.store.delete_session(&op.key).await {
-        return problem_page(e.into());
+        return problem_page_of(&op, e.into());
     }
     let mut response = Redirect::to("/login").into_response();
     let (name, value) = set_cookie(SESSION_COOKIE, "", "/", 0, &headers, s.cfg.secure_cookies);
@@ -309,7 +314,7 @@ async fn overview(State(s): State<AppState>, op: Operator) -> Response {
                 &recent.items,
             ),
         ),
-        Err(e) => problem_page(e.into()),
+        Err(e) => problem_page_of(&op, e.into()),
     }
 }
 
@@ -374,7 +379,7 @@ async fn endpoints(
                 list.next_cursor.as_deref(),
             ),
         ),
-        Err(e) => problem_page(e.into()),
+        Err(e) => problem_page_of(&op, e.into()),
     }
 }
 
@@ -386,7 +391,7 @@ async fn endpoint(
     let notice = notice(&s, &op).await;
     match s.ops.endpoint(&id).await {
         Ok(e) => views::page(StatusCode::OK, views::endpoint(&op, notice.as_deref(), &e)),
-        Err(e) => problem_page(e.into()),
+        Err(e) => problem_page_of(&op, e.into()),
     }
 }
 
@@ -427,7 +432,7 @@ async fn submit_on_endpoint(
 ) -> Response {
     match herald_ops::endpoint_id(id) {
         Ok(e) => submit(s, op, csrf, &format!("/endpoints/{e}"), run).await,
-        Err(e) => problem_page(e.into()),
+        Err(e) => problem_page_of(&op, e.into()),
     }
 }
 

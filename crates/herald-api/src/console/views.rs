@@ -95,13 +95,18 @@ pub fn layout(
 
 /// A page that says what went wrong.
 pub fn error_page(status: StatusCode, detail: &str) -> Response {
+    error_page_of(status, detail, None)
+}
+
+/// An error page that keeps the navigation of the operator's session.
+pub fn error_page_of(status: StatusCode, detail: &str, op: Option<&Operator>) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
     page(
         status,
         layout(
             title,
             Section::None,
-            None,
+            op,
             None,
             html! {
                 h1 { (title) }
