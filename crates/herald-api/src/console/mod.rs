@@ -432,7 +432,7 @@ async fn submit_on_endpoint(
 ) -> Response {
     match herald_ops::endpoint_id(id) {
         Ok(e) => submit(s, op, csrf, &format!("/endpoints/{e}"), run).await,
-        Err(e) => problem_page_of(&op, e.into()),
+        Err(e) => problem_page_of(op, e.into()),
     }
 }
 
