@@ -475,6 +475,32 @@ pub struct EnqueuedBatch {
     pub jobs: Vec<EnqueuedJob>,
 }
 
+/// The body of a batch enqueue: 1 to 1000 payloads, each any JSON document (the body POSTed to
+/// the endpoint). Its schema is for the OpenAPI document; [`Ops::enqueue_batch`] reads the
+/// array as raw JSON, each payload's bytes kept as sent.
+///
+/// [`Ops::enqueue_batch`]: crate::Ops::enqueue_batch
+#[derive(Debug, Clone)]
+pub struct PayloadBatch(pub Vec<serde_json::Value>);
+
+impl utoipa::PartialSchema for PayloadBatch {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, SchemaType};
+        ArrayBuilder::new()
+            .items(ArrayItems::RefOrSchema(Box::new(
+                ObjectBuilder::new()
+                    .schema_type(SchemaType::AnyValue)
+                    .into(),
+            )))
+            .min_items(Some(1))
+            .max_items(Some(1000))
+            .description(Some("1 to 1000 payloads, each any JSON document"))
+            .into()
+    }
+}
+
+impl ToSchema for PayloadBatch {}
+
 /// Subscribes an endpoint to a service.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -7,8 +7,8 @@ use axum::Json;
 use herald_core::StatusEvent;
 
 use crate::model::{
-    EnqueueOutcome, EnqueueQuery, EnqueuedBatch, EnqueuedJob, Job, PublishReport, StatsReport,
-    StatusEventBody,
+    EnqueueOutcome, EnqueueQuery, EnqueuedBatch, EnqueuedJob, Job, PayloadBatch, PublishReport,
+    StatsReport, StatusEventBody,
 };
 use crate::problem::{ApiPath, ApiQuery, JsonBytes, Problem};
 use crate::problem::{ReadProblems, WriteProblems};
@@ -102,7 +102,7 @@ pub const MOST_PER_BATCH: usize = 1000;
     path = "/api/v1/endpoints/{id}/jobs/batch",
     tag = "jobs",
     params(("id" = String, Path, description = "The endpoint id", pattern = r"^[A-Za-z0-9._:-]{1,128}$"), EnqueueQuery),
-    request_body(content = Vec<serde_json::Value>, description = "A JSON array of 1 to 1000 payloads, each any JSON document: the body POSTed to the endpoint"),
+    request_body(content = PayloadBatch, description = "A JSON array of 1 to 1000 payloads, each any JSON document: the body POSTed to the endpoint"),
     responses((status = 202, description = "Enqueued, in the order given", body = EnqueuedBatch), WriteProblems),
     security(("bearer" = ["admin"]))
 )]
