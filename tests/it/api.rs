@@ -899,6 +899,10 @@ fn raw_jobs_are_enqueued_once_per_key_and_looked_up() {
     let dup = send(Some("order-7")).expect(200);
     assert_eq!(dup["status"], "duplicate");
     assert_eq!(dup["job_id"], job["job_id"]);
+    assert_eq!(
+        dup["due_at_ms"], job["due_at_ms"],
+        "a repeat answers the first job's due time"
+    );
     let other = send(None).expect(202);
     assert_ne!(other["job_id"], job["job_id"]);
 

@@ -4,7 +4,9 @@
 use herald_core::{job_id_key, StatusEvent};
 use herald_store::NewJob;
 
-use crate::model::{EnqueueQuery, EnqueuedBatch, EnqueuedJob, Job, PublishReport, StatsReport};
+use crate::model::{
+    EnqueueOutcome, EnqueueQuery, EnqueuedBatch, EnqueuedJob, Job, PublishReport, StatsReport,
+};
 use crate::{duration, endpoint_id, OpError, OpResult, Ops};
 
 /// Longest idempotency key, in bytes.
@@ -52,7 +54,7 @@ impl Ops {
     }
 
     /// Enqueues one job of any JSON `payload` for an endpoint. An idempotency key used before
-    /// answers the first job (status `duplicate`) and writes nothing.
+    /// answers the first job (status `duplicate`, its id and due time) and writes nothing.
     pub async fn enqueue(
         &self,
         id: &str,
@@ -66,7 +68,14 @@ impl Ops {
             idempotency_key,
             ..NewJob::new(endpoint, payload.trim_ascii().to_vec())
         };
-        Ok(self.producer.enqueue_job(job).await?.into())
+        let mut done = EnqueuedJob::from(self.producer.enqueue_job(job).await?);
+        if matches!(done.status, EnqueueOutcome::Duplicate) {
+            // A repeat answers what the first enqueue did: the first job's due time, while it
+            // waits (a job delivered since has left the store: 0).
+            let first = self.store.job(&done.job_id).await?;
+            done.due_at_ms = first.and_then(|j| j.next_attempt_at_ms).unwrap_or(0);
+        }
+        Ok(done)
     }
 
     /// Enqueues a JSON array of 1 to [`MOST_PER_BATCH`] payloads for an endpoint, in order.

@@ -448,7 +448,8 @@ pub struct EnqueuedJob {
     #[schema(example = "01JH3W0AB8C9D0E1F2G3H4J5K6")]
     pub job_id: String,
     pub status: EnqueueOutcome,
-    /// When the first attempt is due (0 unless queued).
+    /// When the first attempt is due (0 unless queued); for a duplicate, the first job's while
+    /// it waits (0 once it was delivered).
     pub due_at_ms: i64,
     pub shard: u16,
 }
