@@ -42,6 +42,8 @@ impl Ops {
     /// Every endpoint matching `q`, all pages read: the list with no `next_cursor`.
     pub async fn list_all_endpoints(&self, q: &EndpointListQuery) -> OpResult<EndpointList> {
         let mut q = q.clone();
+        // The largest pages: fewer round trips for the same items.
+        q.limit.get_or_insert(herald_store::MAX_PAGE);
         let mut items = Vec::new();
         loop {
             let page = self.list_endpoints(&q).await?;

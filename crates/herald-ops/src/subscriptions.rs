@@ -30,7 +30,7 @@ where
     let mut items: Vec<T> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut query = PageQuery {
-        limit: Some(1000),
+        limit: Some(herald_store::MAX_PAGE),
         cursor: None,
     };
     loop {

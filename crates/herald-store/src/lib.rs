@@ -39,7 +39,7 @@ pub mod sessions;
 pub mod store;
 
 pub use admin::{BusyEndpoint, DeadJob, JobInfo, JobState, ShardStats, Stats, BUSIEST_SHOWN};
-pub use browse::{EndpointHealth, EndpointQuery, Page, ScanCursor, StatusFilter};
+pub use browse::{EndpointHealth, EndpointQuery, Page, ScanCursor, StatusFilter, MAX_PAGE};
 pub use check::{CheckReport, Violation, ViolationKind};
 pub use connection::{Conn, Pooled};
 pub use dead_letters::{DeadCursor, DeadFilter, DeadLetter, DeadPage};
