@@ -90,6 +90,8 @@ pub struct AppState {
     /// The store itself, for the console's sessions.
     pub store: Store,
     pub cfg: Arc<ApiConfig>,
+    /// Recent failed console logins, by client address.
+    pub login_failures: Arc<console::throttle::LoginFailures>,
 }
 
 /// The whole application: API, console, `/healthz`, `/openapi.json`.
@@ -98,6 +100,7 @@ pub fn router(cfg: ApiConfig, store: Store) -> Router {
         ops: Ops::new(store.clone(), Guard::new(cfg.allow_targets.clone())),
         store,
         cfg: Arc::new(cfg),
+        login_failures: Arc::default(),
     };
     let token = from_fn_with_state(state.clone(), require_token);
     let api = v1::routes().route_layer(token.clone());
@@ -157,7 +160,9 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(cfg, store))
+    // The peer's address reaches the handlers: the console slows failed logins per address.
+    let app = router(cfg, store).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
 }

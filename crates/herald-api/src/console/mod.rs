@@ -4,23 +4,26 @@
 //! (post, redirect, get), and its outcome is shown once on the next page.
 //!
 //! - [`session`]: logging in, the session cookie, the operator, CSRF checks.
+//! - [`throttle`]: failed logins slowed down per client address.
 //! - [`views`]: the pages.
 
 pub mod session;
+pub mod throttle;
 pub mod views;
 
 use axum::extract::rejection::{FormRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{from_fn, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 use herald_ops::dead::Chosen;
 use herald_ops::{OpError, OpResult};
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -166,9 +169,6 @@ async fn done(s: &AppState, op: &Operator, text: &str, to: &str) -> Response {
 
 // ----- logging in and out -----
 
-/// How long a login with a token this server does not know waits for its answer.
-const LOGIN_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// The login page, with a fresh form token in a cookie and in the form.
 fn login_page(
     headers: &HeaderMap,
@@ -206,6 +206,7 @@ struct LoginForm {
 /// cookie (`Secure` behind TLS), and a form token kept with the session.
 async fn login(
     State(s): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     ConsoleForm(form): ConsoleForm<LoginForm>,
 ) -> Response {
@@ -221,9 +222,14 @@ async fn login(
             Some("The login form expired or did not come from this console; try again."),
         );
     }
+    // The TCP peer; without one (a server not started by `run`), every client counts as one.
+    let address = peer.map_or(IpAddr::from([0, 0, 0, 0]), |Extension(ConnectInfo(a))| {
+        a.ip()
+    });
     let Some(verified) = s.cfg.tokens.verify(form.token.trim()) else {
-        // Each wrong token costs its sender this long, so that guessing is slow.
-        tokio::time::sleep(LOGIN_FAILURE_DELAY).await;
+        // Each wrong token costs its sender's address longer, so that guessing is slow.
+        let wait = s.login_failures.failed(address, std::time::Instant::now());
+        tokio::time::sleep(wait).await;
         return login_page(
             &headers,
             &s,
@@ -231,6 +237,7 @@ async fn login(
             Some("That token is not one this server knows."),
         );
     };
+    s.login_failures.succeeded(address);
     let id = random_value();
     let session = herald_store::Session {
         token: verified.hashed,
