@@ -45,8 +45,7 @@ local endpoints, disabled, deleted, ready, busy, flow, strikes, inflight, jobs, 
   KEYS[10], KEYS[11], KEYS[12], KEYS[13]
 local e, fix = ARGV[1], ARGV[2] == '1'
 local BLOCKED = 1e15
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 
 local out = {}
 local function found(code, detail) out[#out + 1] = code; out[#out + 1] = detail end

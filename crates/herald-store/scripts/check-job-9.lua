@@ -42,8 +42,7 @@ local jobs, inflight, leases, dead, errors, ready, disabled, deleted, endpoints 
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local id, fix = ARGV[1], ARGV[2] == '1'
 local BLOCKED = 1e15
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 
 local out = {}
 local function found(code, detail) out[#out + 1] = code; out[#out + 1] = detail end

@@ -13,8 +13,7 @@
   Oldest entries go first. Returns the number of entries removed.
 ]]
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local keep = tonumber(ARGV[1])
 local budget = tonumber(ARGV[3])
 local removed = 0

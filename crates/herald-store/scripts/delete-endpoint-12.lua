@@ -31,8 +31,7 @@ local endpoints, disabled, strikes, deleted, q, dead, errors, attempts, subs, re
   KEYS[10], KEYS[11], KEYS[12]
 local endpoint = ARGV[1]
 local existed = redis.call('HDEL', endpoints, endpoint)
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 if existed == 1 then
   redis.call('HDEL', disabled, endpoint)
   redis.call('HDEL', strikes, endpoint)

@@ -16,7 +16,6 @@ end
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then
   return 0
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({reason = ARGV[2], at_ms = now}))
 return 1

@@ -16,8 +16,7 @@
 ]]
 
 local dead, jobs, errors, ready, disabled = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local out = {}
 local i = 0
 for g = 1, #ARGV, 2 do

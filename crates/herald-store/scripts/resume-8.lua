@@ -37,8 +37,7 @@ local endpoints, disabled, strikes, deleted, ready, flow, q, changed =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local endpoint = ARGV[1]
 local created = 0
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 if ARGV[2] ~= '' then
   local max, interval, burst = string.match(ARGV[3], '^(%d+) ([%d.e+-]+) (%d+)$')
   if not max or tonumber(max) < 1 or tonumber(burst) < 1 then

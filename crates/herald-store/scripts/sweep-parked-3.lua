@@ -12,8 +12,7 @@
   The caller passes only queues of disabled endpoints. Returns the number of jobs discarded.
 ]]
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[1])),
   'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do

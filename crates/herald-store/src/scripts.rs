@@ -1,7 +1,8 @@
 //! The Lua scripts, embedded from `scripts/` (one file each, named `<name>-<number of fixed
 //! keys>.lua`, with a header documenting KEYS, ARGV and the reply), and the codes they answer.
-//! The worker-side scripts that share flow control (claim, ack, fail, release, expire, slow) are sent
-//! with `scripts/prelude/flow.lua` prepended; the producers' scripts stand alone.
+//! The worker-side scripts that share flow control (claim, ack, fail, release, expire, slow) are
+//! sent with `scripts/prelude/clock.lua` and `scripts/prelude/flow.lua` prepended, the other
+//! scripts that read the Redis clock with `clock.lua`; the producers' scripts stand alone.
 
 use redis::Script;
 
@@ -65,11 +66,23 @@ pub struct Scripts {
     pub subscribe: Script,
 }
 
-/// A worker-side script: `scripts/prelude/flow.lua`, then the script itself.
+/// A worker-side script: `scripts/prelude/clock.lua`, `scripts/prelude/flow.lua`, then the
+/// script itself.
 macro_rules! with_flow {
     ($file:literal) => {
         Script::new(concat!(
+            include_str!("../scripts/prelude/clock.lua"),
             include_str!("../scripts/prelude/flow.lua"),
+            include_str!(concat!("../scripts/", $file))
+        ))
+    };
+}
+
+/// A script that reads the Redis clock: `scripts/prelude/clock.lua`, then the script itself.
+macro_rules! with_clock {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("../scripts/prelude/clock.lua"),
             include_str!(concat!("../scripts/", $file))
         ))
     };
@@ -86,18 +99,18 @@ impl Default for Scripts {
             release: with_flow!("release-9.lua"),
             expire: with_flow!("expire-9.lua"),
             slow: with_flow!("slow-1.lua"),
-            resume: Script::new(include_str!("../scripts/resume-8.lua")),
-            disable: Script::new(include_str!("../scripts/disable-2.lua")),
-            delete_endpoint: Script::new(include_str!("../scripts/delete-endpoint-12.lua")),
-            sweep_parked: Script::new(include_str!("../scripts/sweep-parked-3.lua")),
-            replay: Script::new(include_str!("../scripts/replay-5.lua")),
+            resume: with_clock!("resume-8.lua"),
+            disable: with_clock!("disable-2.lua"),
+            delete_endpoint: with_clock!("delete-endpoint-12.lua"),
+            sweep_parked: with_clock!("sweep-parked-3.lua"),
+            replay: with_clock!("replay-5.lua"),
             purge: Script::new(include_str!("../scripts/purge-3.lua")),
-            dead_trim: Script::new(include_str!("../scripts/dead-trim-3.lua")),
+            dead_trim: with_clock!("dead-trim-3.lua"),
             stats: Script::new(include_str!("../scripts/stats-4.lua")),
             scan_records: Script::new(include_str!("../scripts/scan-records-1.lua")),
-            check_job: Script::new(include_str!("../scripts/check-job-9.lua")),
-            check_endpoint: Script::new(include_str!("../scripts/check-endpoint-13.lua")),
-            update_endpoint: Script::new(include_str!("../scripts/update-endpoint-2.lua")),
+            check_job: with_clock!("check-job-9.lua"),
+            check_endpoint: with_clock!("check-endpoint-13.lua"),
+            update_endpoint: with_clock!("update-endpoint-2.lua"),
             subscribe: Script::new(include_str!("../scripts/subscribe-2.lua")),
         }
     }

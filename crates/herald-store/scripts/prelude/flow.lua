@@ -1,6 +1,6 @@
 --[[
   prelude/flow.lua: shared by the worker-side scripts (claim, ack, fail, release, expire), which
-  are sent to Redis with this file prepended. Producers' scripts (enqueue-6.lua,
+  are sent to Redis with prelude/clock.lua (now_ms) and this file prepended. Producers' scripts (enqueue-6.lua,
   enqueue-batch-4.lua) stand alone.
 
   An endpoint's flow control lives in three keys of its shard:
@@ -22,11 +22,6 @@
 ]]
 
 local BLOCKED = 1e15
-
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
 
 local function flow_plain(max)
   return {max = max, interval = 0, burst = 1, cwnd = max, cut = 0, tat = 0, paused = 0,
