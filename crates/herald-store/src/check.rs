@@ -240,27 +240,12 @@ async fn scan_members<C: ConnectionLike + Send>(
     }
 }
 
-/// Every member of a sorted set with its score, read with `ZSCAN`.
+/// Every member of a sorted set with its score (`ZSCAN`).
 async fn scan_scores<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,
 ) -> Result<HashMap<String, f64>> {
-    let mut scores = HashMap::new();
-    let mut cursor = 0u64;
-    loop {
-        let (next, batch): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
-            .arg(key)
-            .arg(cursor)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await?;
-        scores.extend(batch);
-        if next == 0 {
-            return Ok(scores);
-        }
-        cursor = next;
-    }
+    Ok(scan_pairs(conn, "ZSCAN", key).await?.into_iter().collect())
 }
 
 /// The existing endpoints disabled by strikes after their last change: the second look tells
@@ -301,19 +286,28 @@ async fn scan_hash<C: ConnectionLike + Send>(
     conn: &mut C,
     key: &str,
 ) -> Result<Vec<(String, String)>> {
+    scan_pairs(conn, "HSCAN", key).await
+}
+
+/// Every pair a `HSCAN` or `ZSCAN` of `key` gives, cursor after cursor.
+async fn scan_pairs<C: ConnectionLike + Send, V: FromRedisValue>(
+    conn: &mut C,
+    scan: &str,
+    key: &str,
+) -> Result<Vec<(String, V)>> {
     let mut cursor = 0u64;
-    let mut entries = Vec::new();
+    let mut pairs = Vec::new();
     loop {
-        let (next, batch): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+        let (next, batch): (u64, Vec<(String, V)>) = redis::cmd(scan)
             .arg(key)
             .arg(cursor)
             .arg("COUNT")
             .arg(SCAN_COUNT)
             .query_async(conn)
             .await?;
-        entries.extend(batch);
+        pairs.extend(batch);
         if next == 0 {
-            return Ok(entries);
+            return Ok(pairs);
         }
         cursor = next;
     }
